@@ -1,0 +1,203 @@
+"""What every recipe callback shares: findings, ``on_fail``, skip rules, DDP helpers, data access.
+
+A recipe callback subclasses :class:`RecipeCallback`, sets ``recipe_step`` (the words of the
+recipe), and calls :meth:`RecipeCallback.record` with a :class:`~lightning_recipe.report.Finding`.
+``record`` keeps the finding, warns (rank zero, once per message) for ``warn``/``fail``, notifies a
+:class:`~lightning_recipe.report.RecipeReport` if one is attached, and raises
+:class:`~lightning_recipe.report.RecipeCheckError` for a ``fail`` under ``on_fail="raise"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+
+from lightning_recipe import logging as recipe_logging
+from lightning_recipe.core.batches import KeySpec, split_batch, validate_key_spec
+from lightning_recipe.report import Finding, RecipeCheckError, RecipeReport, RecipeWarning, Status
+
+__all__ = ["OnFail", "RecipeCallback", "check_choice", "check_positive_int"]
+
+OnFail = Literal["warn", "raise"]
+
+
+def check_choice(owner: str, argument: str, value: Any, choices: Iterable[Any]) -> None:
+    """Raise ``ValueError`` unless ``value`` is one of ``choices`` (message lists them)."""
+    choices = list(choices)
+    if value not in choices:
+        listed = ", ".join(repr(c) for c in choices[:-1]) + f" or {choices[-1]!r}" if len(choices) > 1 else repr(choices[0])
+        raise ValueError(f"{owner}({argument}={value!r}): unknown value; pass one of {listed}.")
+
+
+def check_positive_int(owner: str, argument: str, value: Any, allow_none: bool = False, minimum: int = 1) -> None:
+    """Raise ``ValueError``/``TypeError`` unless ``value`` is an int >= ``minimum`` (or ``None`` if allowed)."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{owner}({argument}={value!r}): pass an integer >= {minimum}.")
+    if value < minimum:
+        raise ValueError(f"{owner}({argument}={value!r}): pass an integer >= {minimum}.")
+
+
+class RecipeCallback(Callback):
+    """Base class of the recipe callbacks.
+
+    Attributes:
+        findings: the :class:`~lightning_recipe.report.Finding` objects of the current run.
+    """
+
+    #: The recipe step this callback implements (shown in the report).
+    recipe_step: str = ""
+
+    def __init__(self, on_fail: OnFail = "warn") -> None:
+        check_choice(type(self).__name__, "on_fail", on_fail, ("warn", "raise"))
+        self.on_fail = on_fail
+        self.findings: list[Finding] = []
+        self._warned: set[str] = set()
+
+    # ------------------------------------------------------------------ findings
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def record(
+        self,
+        trainer: Trainer | None,
+        status: Status,
+        message: str,
+        numbers: dict[str, Any] | None = None,
+        check: str | None = None,
+        raise_on_fail: bool = True,
+    ) -> Finding:
+        """Keep a finding, warn for ``warn``/``fail``, notify the report, raise under ``on_fail="raise"``.
+
+        Args:
+            trainer: the trainer (``None`` outside a run).
+            status: ``"pass"``, ``"warn"``, ``"fail"`` or ``"skipped"``.
+            message: one actionable line.
+            numbers: the measurements behind it.
+            check: the check's name if not the class name (a callback may run several checks).
+            raise_on_fail: set ``False`` to defer raising (e.g. to raise on every rank together).
+        """
+        finding = Finding(
+            check=check or self.name,
+            status=status,
+            message=message,
+            numbers=dict(numbers or {}),
+            step=self.recipe_step,
+            global_step=None if trainer is None else int(trainer.global_step),
+        )
+        self.findings.append(finding)
+        if finding.is_problem:
+            self.warn(f"{finding.check}: {message}")
+        if trainer is not None:
+            for cb in trainer.callbacks:  # type: ignore[attr-defined]
+                if isinstance(cb, RecipeReport):
+                    cb.notify(trainer)
+        if raise_on_fail and status == "fail" and self.on_fail == "raise":
+            raise RecipeCheckError(finding)
+        return finding
+
+    def warn(self, message: str) -> None:
+        """Warn once per message, on rank zero, with the :class:`RecipeWarning` category."""
+        if message in self._warned:
+            return
+        self._warned.add(message)
+        rank_zero_warn(message, category=RecipeWarning)
+
+    # ------------------------------------------------------------------ skip rules
+    @staticmethod
+    def is_fitting(trainer: Trainer) -> bool:
+        """True while ``trainer.fit`` drives the loop (not validate/test/predict)."""
+        return trainer.state.fn == TrainerFn.FITTING
+
+    def should_skip(self, trainer: Trainer) -> bool:
+        """Skip when not fitting and during the sanity check.
+
+        Lightning's LR and batch-size finders swap ``trainer.callbacks`` out while they run, so
+        recipe callbacks never see their trial steps.
+        """
+        return trainer.sanity_checking or not self.is_fitting(trainer)
+
+    # ------------------------------------------------------------------ data access
+    @staticmethod
+    def train_dataloader(trainer: Trainer) -> Any:
+        """The training dataloader Lightning uses (set up by the time ``on_train_start`` runs)."""
+        loader = trainer.train_dataloader
+        if loader is None:
+            trainer.fit_loop.setup_data()
+            loader = trainer.train_dataloader
+        return loader
+
+    @staticmethod
+    def first_dataloader(loader: Any) -> Any:
+        """The first dataloader of a (possibly combined) loader collection."""
+        from lightning.pytorch.utilities.combined_loader import CombinedLoader
+
+        if isinstance(loader, CombinedLoader):
+            loader = loader.iterables
+        if isinstance(loader, dict):
+            loader = next(iter(loader.values()), None)
+        elif isinstance(loader, (list, tuple)):
+            loader = loader[0] if loader else None
+        return loader
+
+    @staticmethod
+    def val_dataloader(trainer: Trainer) -> Any:
+        """The first validation dataloader, or ``None``."""
+        loaders = trainer.val_dataloaders
+        if loaders is None:
+            try:
+                trainer.fit_loop.epoch_loop.val_loop.setup_data()
+            except Exception:
+                return None
+            loaders = trainer.val_dataloaders
+        return RecipeCallback.first_dataloader(loaders)
+
+    @staticmethod
+    def validate_keys(owner: str, input_key: KeySpec, target_key: KeySpec) -> None:
+        validate_key_spec(input_key, owner, "input_key")
+        validate_key_spec(target_key, owner, "target_key")
+
+    @staticmethod
+    def split(batch: Any, input_key: KeySpec, target_key: KeySpec, require_targets: bool = False):
+        return split_batch(batch, input_key=input_key, target_key=target_key, require_targets=require_targets)
+
+    # ------------------------------------------------------------------ distributed helpers
+    @staticmethod
+    def all_reduce_sum(trainer: Trainer, tensor: torch.Tensor) -> torch.Tensor:
+        """Sum ``tensor`` over all ranks (identity on one process). Call on every rank."""
+        if trainer.world_size <= 1:
+            return tensor
+        device = trainer.strategy.root_device
+        reduced = trainer.strategy.reduce(tensor.to(device), reduce_op="sum")
+        return reduced.to(tensor.device, tensor.dtype)
+
+    @staticmethod
+    def all_reduce_max(trainer: Trainer, value: float) -> float:
+        """Max of a scalar over all ranks (identity on one process). Call on every rank."""
+        if trainer.world_size <= 1:
+            return value
+        t = torch.tensor([float(value)], dtype=torch.float64, device=trainer.strategy.root_device)
+        gathered = trainer.strategy.all_gather(t)
+        return float(gathered.max())
+
+    @staticmethod
+    def decide(trainer: Trainer, decision: bool, all_: bool = True) -> bool:
+        """The same boolean on every rank: all ranks agree (``all_``) or any rank says so."""
+        if trainer.world_size <= 1:
+            return decision
+        return bool(trainer.strategy.reduce_boolean_decision(decision, all=all_))
+
+    # ------------------------------------------------------------------ lifecycle shared by all
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        recipe_logging.drain()
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self.findings = []

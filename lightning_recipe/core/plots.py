@@ -1,0 +1,143 @@
+"""Figures on matplotlib's Agg canvas (no pyplot global state) and image grids from numpy.
+
+Example:
+    >>> import numpy as np
+    >>> fig = new_figure(2, 1.5)
+    >>> ax = fig.add_subplot()
+    >>> _ = ax.plot([0, 1], [1, 0])
+    >>> figure_to_array(fig).shape[2], figure_to_array(fig).dtype
+    (3, dtype('uint8'))
+    >>> image_grid(np.zeros((5, 1, 8, 8)), ncols=3, pad=1).shape
+    (17, 26, 3)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+__all__ = [
+    "figure_to_array",
+    "image_grid",
+    "is_image_like",
+    "labelled_image_grid_figure",
+    "new_figure",
+    "to_display_images",
+]
+
+
+def new_figure(width: float = 4.0, height: float = 3.0, dpi: int = 80) -> Figure:
+    """A matplotlib ``Figure`` on its own Agg canvas; nothing touches pyplot's global state."""
+    fig = Figure(figsize=(width, height), dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def figure_to_array(fig: Figure) -> np.ndarray:
+    """Render ``fig`` and return an ``(H, W, 3)`` uint8 RGB array."""
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    canvas.draw()
+    rgba = np.asarray(canvas.buffer_rgba())
+    return np.ascontiguousarray(rgba[..., :3])
+
+
+def is_image_like(shape: tuple[int, ...] | Any) -> bool:
+    """True for a batch shaped ``(N, C, H, W)`` with C in {1, 3, 4} or ``(N, H, W)``, H and W >= 4."""
+    shape = tuple(shape)
+    if len(shape) == 4:
+        return shape[1] in (1, 3, 4) and shape[2] >= 4 and shape[3] >= 4
+    if len(shape) == 3:
+        return shape[1] >= 4 and shape[2] >= 4 and shape[1] * shape[2] <= 4096 * 4096
+    return False
+
+
+def to_display_images(images: np.ndarray, per_image: bool = True) -> np.ndarray:
+    """Scale images to [0, 1] for display and return ``(N, H, W, 3)`` float32.
+
+    Accepts ``(N, H, W)``, ``(N, 1, H, W)``, ``(N, 3, H, W)`` or ``(N, 4, H, W)``; other channel
+    counts show their channel mean. ``per_image`` scales each image by its own min/max (so a
+    low-contrast image stays visible); otherwise one scale for the whole batch.
+    """
+    x = np.asarray(images, dtype=np.float32)
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim != 4:
+        raise ValueError(f"to_display_images: expected (N, C, H, W) or (N, H, W), got shape {x.shape}.")
+    c = x.shape[1]
+    if c == 4:
+        x = x[:, :3]
+    elif c not in (1, 3):
+        x = x.mean(axis=1, keepdims=True)
+    x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+    axes = (1, 2, 3) if per_image else None
+    lo = x.min(axis=axes, keepdims=True) if per_image else x.min()
+    hi = x.max(axis=axes, keepdims=True) if per_image else x.max()
+    x = (x - lo) / np.maximum(hi - lo, 1e-12)
+    if x.shape[1] == 1:
+        x = np.repeat(x, 3, axis=1)
+    return np.transpose(x, (0, 2, 3, 1)).astype(np.float32)
+
+
+def image_grid(
+    images: np.ndarray,
+    ncols: int | None = None,
+    pad: int = 1,
+    per_image: bool = True,
+    scale: int = 1,
+    pad_value: float = 1.0,
+) -> np.ndarray:
+    """Tile a batch of images into one ``(H, W, 3)`` uint8 grid.
+
+    Args:
+        images: ``(N, C, H, W)`` or ``(N, H, W)``, any range (scaled by :func:`to_display_images`).
+        ncols: tiles per row (default: about square).
+        pad: pixels between tiles.
+        per_image: scale each tile by its own range.
+        scale: integer up-scaling of each pixel (nearest), so tiny images stay readable.
+        pad_value: brightness of the padding, 0 to 1.
+    """
+    x = to_display_images(images, per_image=per_image)
+    n, h, w, _ = x.shape
+    if scale > 1:
+        x = x.repeat(scale, axis=1).repeat(scale, axis=2)
+        h, w = h * scale, w * scale
+    ncols = ncols or max(1, math.ceil(math.sqrt(n)))
+    nrows = max(1, math.ceil(n / ncols))
+    grid = np.full((nrows * h + (nrows - 1) * pad, ncols * w + (ncols - 1) * pad, 3), pad_value, np.float32)
+    for i in range(n):
+        r, c = divmod(i, ncols)
+        grid[r * (h + pad) : r * (h + pad) + h, c * (w + pad) : c * (w + pad) + w] = x[i]
+    return (grid * 255).round().astype(np.uint8)
+
+
+def labelled_image_grid_figure(
+    images: np.ndarray,
+    titles: list[str] | None = None,
+    ncols: int | None = None,
+    tile_inches: float = 1.0,
+    per_image: bool = True,
+    suptitle: str | None = None,
+    title_colors: list[str] | None = None,
+) -> Figure:
+    """A figure with one small axis per image and its title (e.g. the label) above it."""
+    x = to_display_images(images, per_image=per_image)
+    n = x.shape[0]
+    ncols = ncols or max(1, math.ceil(math.sqrt(n)))
+    nrows = max(1, math.ceil(n / ncols))
+    fig = new_figure(ncols * tile_inches, nrows * tile_inches * 1.2 + (0.3 if suptitle else 0))
+    for i in range(n):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        ax.imshow(x[i], interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if titles is not None and i < len(titles):
+            color = title_colors[i] if title_colors is not None and i < len(title_colors) else "black"
+            ax.set_title(titles[i], fontsize=8, color=color, pad=2)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=9)
+    fig.tight_layout(pad=0.3)
+    return fig

@@ -1,0 +1,244 @@
+"""Shared test helpers: reading TensorBoard event files back, real data, tiny models, trainers."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.loggers import TensorBoardLogger
+from tensorboard.backend.event_processing import event_accumulator as ea
+from tensorboard.util import tensor_util
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+# ---------------------------------------------------------------------- event files
+_KEEP_ALL = {
+    ea.COMPRESSED_HISTOGRAMS: 0,
+    ea.IMAGES: 0,
+    ea.AUDIO: 0,
+    ea.SCALARS: 0,
+    ea.HISTOGRAMS: 0,
+    ea.TENSORS: 0,
+}
+
+
+class Events:
+    """Everything a TensorBoard run folder holds, read with TensorBoard's own EventAccumulator."""
+
+    def __init__(self, run_dir: str) -> None:
+        self.acc = ea.EventAccumulator(str(run_dir), size_guidance=_KEEP_ALL)
+        self.acc.Reload()
+        self.tags = self.acc.Tags()
+
+    def scalars(self, tag: str) -> list[tuple[int, float]]:
+        return [(e.step, e.value) for e in self.acc.Scalars(tag)]
+
+    def has_scalar(self, tag: str) -> bool:
+        return tag in self.tags["scalars"]
+
+    def images(self, tag: str) -> list[tuple[int, int, int, bytes]]:
+        """(step, width, height, png bytes) per logged image."""
+        return [(e.step, e.width, e.height, e.encoded_image_string) for e in self.acc.Images(tag)]
+
+    def has_image(self, tag: str) -> bool:
+        return tag in self.tags["images"]
+
+    def texts(self, tag: str) -> list[tuple[int, str]]:
+        key = tag if tag.endswith("/text_summary") else f"{tag}/text_summary"
+        return [(e.step, tensor_util.make_ndarray(e.tensor_proto).item().decode()) for e in self.acc.Tensors(key)]
+
+    def has_text(self, tag: str) -> bool:
+        key = tag if tag.endswith("/text_summary") else f"{tag}/text_summary"
+        return key in self.tags["tensors"]
+
+    def histograms(self, tag: str) -> list[Any]:
+        return list(self.acc.Histograms(tag))
+
+    def all_tags(self) -> list[str]:
+        out: list[str] = []
+        for kind in ("scalars", "images", "histograms", "tensors"):
+            out.extend(self.tags.get(kind, []))
+        return sorted(out)
+
+
+def read_events(logger_or_dir: Any) -> Events:
+    """Flush a TensorBoardLogger (if given one) and read its run folder."""
+    if isinstance(logger_or_dir, TensorBoardLogger):
+        logger_or_dir.experiment.flush()
+        logger_or_dir = logger_or_dir.log_dir
+    return Events(str(logger_or_dir))
+
+
+def png_shape(png: bytes) -> tuple[int, int, int]:
+    """(height, width, channels) of a PNG."""
+    import io
+
+    from matplotlib.image import imread
+
+    arr = imread(io.BytesIO(png), format="png")
+    return arr.shape if arr.ndim == 3 else (*arr.shape, 1)
+
+
+# ---------------------------------------------------------------------- data (scikit-learn ships it)
+@functools.lru_cache(maxsize=None)
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """1,797 8x8 digit images scaled to [0, 1] (N, 1, 8, 8) float32, labels int64 0-9."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images / 16.0).astype(np.float32)[:, None]
+    return x, d.target.astype(np.int64)
+
+
+@functools.lru_cache(maxsize=None)
+def breast_cancer_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """569 x 30 standardised features, labels 0/1 (63% positive)."""
+    from sklearn.datasets import load_breast_cancer
+
+    d = load_breast_cancer()
+    x = d.data.astype(np.float32)
+    x = (x - x.mean(0)) / x.std(0)
+    return x, d.target.astype(np.int64)
+
+
+@functools.lru_cache(maxsize=None)
+def diabetes_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """442 x 10 features (already centred and scaled by scikit-learn), target ~152 +- 77."""
+    from sklearn.datasets import load_diabetes
+
+    d = load_diabetes()
+    x = d.data.astype(np.float32)
+    x = (x - x.mean(0)) / x.std(0)
+    return x, d.target.astype(np.float32)
+
+
+def imbalanced_breast_cancer(ratio: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Breast cancer with positives (benign, label 1) subsampled to 1:``ratio`` against negatives."""
+    x, y = breast_cancer_arrays()
+    rng = np.random.default_rng(seed)
+    neg = np.flatnonzero(y == 0)
+    pos = rng.choice(np.flatnonzero(y == 1), size=max(1, len(neg) // ratio), replace=False)
+    idx = np.sort(np.concatenate([neg, pos]))
+    return x[idx], y[idx]
+
+
+def loader(x: Any, y: Any = None, batch_size: int = 32, shuffle: bool = False, **kw: Any) -> DataLoader:
+    tensors = [torch.as_tensor(x)] + ([] if y is None else [torch.as_tensor(y)])
+    return DataLoader(TensorDataset(*tensors), batch_size=batch_size, shuffle=shuffle, **kw)
+
+
+# ---------------------------------------------------------------------- models
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+LOSSES: dict[str, LossFn] = {
+    "ce": lambda out, y: F.cross_entropy(out, y),
+    "bce": lambda out, y: F.binary_cross_entropy_with_logits(out.reshape(y.shape), y.float()),
+    "mse": lambda out, y: F.mse_loss(out.reshape(y.shape), y),
+    "l1": lambda out, y: F.l1_loss(out.reshape(y.shape), y),
+    "huber": lambda out, y: F.huber_loss(out.reshape(y.shape), y),
+}
+
+
+def mlp(in_features: int, out_features: int, hidden: int = 32, dropout: float = 0.0) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Flatten(), nn.Linear(in_features, hidden), nn.ReLU()]
+    if dropout:
+        layers.append(nn.Dropout(dropout))
+    layers.append(nn.Linear(hidden, out_features))
+    return nn.Sequential(*layers)
+
+
+def small_cnn(num_classes: int = 10, channels: int = 8, dropout: float = 0.0) -> nn.Sequential:
+    layers: list[nn.Module] = [
+        nn.Conv2d(1, channels, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+    ]
+    if dropout:
+        layers.append(nn.Dropout(dropout))
+    layers.append(nn.Linear(channels * 16, num_classes))
+    return nn.Sequential(*layers)
+
+
+class LitModel(LightningModule):
+    """A plain LightningModule around ``net`` with a named loss; logs ``train_loss`` and ``val_loss``."""
+
+    def __init__(
+        self,
+        net: nn.Module,
+        loss: str | LossFn = "ce",
+        lr: float = 1e-2,
+        optimizer: str = "adam",
+        scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.loss_fn = LOSSES[loss] if isinstance(loss, str) else loss
+        self.lr = lr
+        self.optimizer_name = optimizer
+        self.scheduler_factory = scheduler
+        self.train_losses: list[float] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch[0], batch[1]
+        loss = self.loss_fn(self(x), y)
+        self.train_losses.append(float(loss.detach()))
+        self.log("train_loss", loss, prog_bar=False)
+        return loss
+
+    def validation_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> None:
+        x, y = batch[0], batch[1]
+        self.log("val_loss", self.loss_fn(self(x), y), prog_bar=False)
+
+    def configure_optimizers(self) -> Any:
+        if self.optimizer_name == "sgd":
+            opt: torch.optim.Optimizer = torch.optim.SGD(self.parameters(), lr=self.lr)
+        else:
+            opt = torch.optim.Adam(self.parameters(), lr=self.lr)
+        if self.scheduler_factory is None:
+            return opt
+        sched = self.scheduler_factory(opt)
+        if isinstance(sched, dict):
+            return {"optimizer": opt, "lr_scheduler": sched}
+        return {"optimizer": opt, "lr_scheduler": sched}
+
+
+# ---------------------------------------------------------------------- trainers
+def make_trainer(tmp_path: Any, callbacks: Sequence[Any] = (), logger: bool | Any = True, **kwargs: Any) -> Trainer:
+    """A quiet CPU Trainer writing TensorBoard logs under ``tmp_path`` (version 0)."""
+    if logger is True:
+        logger = TensorBoardLogger(str(tmp_path), name="tb", version=0)
+    defaults: dict[str, Any] = dict(
+        accelerator="cpu",
+        devices=1,
+        max_steps=5,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        num_sanity_val_steps=0,
+        default_root_dir=str(tmp_path),
+        logger=logger,
+        callbacks=list(callbacks),
+        deterministic=False,
+        log_every_n_steps=1,
+    )
+    defaults.update(kwargs)
+    return Trainer(**defaults)
+
+
+def final_params(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def assert_same_params(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"parameter {k} differs"
