@@ -76,11 +76,6 @@ class FixedSeed(RecipeCallback):
         self._previous_cublas: str | None = None
         self._seed_all()
 
-    @property
-    @override
-    def state_key(self) -> str:
-        return self._generate_state_key(seed=self.seed)
-
     def _seed_all(self) -> None:
         seed_everything(self.seed, workers=self.workers, verbose=False)
 
