@@ -74,14 +74,21 @@ def get_writer(trainer: Trainer) -> Any | None:
 
 
 def log_dir(trainer: Trainer) -> str:
-    """Where the run's files go: the TensorBoard run folder, else the trainer's log dir."""
-    from lightning.pytorch.loggers import TensorBoardLogger
+    """Where the run's files go: the TensorBoard run folder, else the first logger's, else the root dir.
+
+    Unlike ``Trainer.log_dir`` this is no collective, so it is safe on rank zero alone.
+    """
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
             return logger.log_dir
-    directory = trainer.log_dir
-    return directory if directory is not None else trainer.default_root_dir
+    if trainer.loggers:
+        first = trainer.loggers[0]
+        directory = first.log_dir if isinstance(first, CSVLogger) else first.save_dir
+        if directory is not None:
+            return str(directory)
+    return str(trainer.default_root_dir)
 
 
 def _fallback_dir(trainer: Trainer) -> str:

@@ -1,0 +1,272 @@
+"""EarlyStopping: Lightning's early stopping, plus restoring the best weights and a warm-up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import EarlyStopping as _LightningEarlyStopping
+from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
+from typing_extensions import override
+
+from lightning_recipe import logging as recipe_logging
+from lightning_recipe.callbacks.base import RecipeCallback, check_positive_int
+
+__all__ = ["EarlyStopping"]
+
+_REASONS = {
+    EarlyStoppingReason.PATIENCE_EXHAUSTED: "patience exhausted",
+    EarlyStoppingReason.STOPPING_THRESHOLD: "stopping threshold reached",
+    EarlyStoppingReason.DIVERGENCE_THRESHOLD: "divergence threshold reached",
+    EarlyStoppingReason.NON_FINITE_METRIC: "non-finite monitored metric",
+}
+
+
+class EarlyStopping(_LightningEarlyStopping, RecipeCallback):
+    """Stop when the monitored metric stops improving, and end with the best weights.
+
+    Recipe, "early stopping" and "leave it training": *"Stop training based on your measured
+    validation loss to catch your model just as it's about to overfit"*, but *"networks keep
+    training for unintuitively long time"*. A drop-in subclass of Lightning's ``EarlyStopping``
+    (same arguments, same behaviour) that adds:
+
+    * ``restore_best_weights``: when training ends for any reason (stopped early, ``max_epochs``,
+      ``max_steps``, interrupted, an exception), the module's weights are those of the best
+      monitored score. One copy of the best state is kept on the CPU (and in the checkpoint, so a
+      resumed run can still restore it).
+    * ``start_from_epoch``: before this epoch nothing stops the run and patience does not count;
+      the best score and weights are still tracked. A non-finite metric still stops it.
+    * the reason it stopped, the best epoch and score in a finding (``findings``) and the report,
+      and ``recipe/early_stopping/best_score`` / ``best_epoch`` scalars at the end.
+    * resuming keeps the best score and the best epoch, but a new ``patience`` is honoured
+      (Lightning's own restores the old one).
+
+    Args:
+        monitor, min_delta, patience, verbose, mode, strict, check_finite, stopping_threshold,
+            divergence_threshold, check_on_train_epoch_end, log_rank_zero_only: as in Lightning's
+            ``EarlyStopping``.
+        restore_best_weights: load the best weights into the module when training ends.
+        start_from_epoch: the first (0-based) epoch at which the run may stop.
+
+    Attributes:
+        best_score: the best monitored value so far (tensor, as in Lightning).
+        best_epoch: the epoch of the best score (``None`` before the first check).
+        best_step: the global step of the best score.
+        stopped_epoch: the epoch at which it stopped (0 if it did not).
+        findings: one finding at the end of fit.
+
+    Example:
+        >>> from lightning.pytorch import Trainer
+        >>> from lightning.pytorch.demos.boring_classes import BoringModel
+        >>> stop = EarlyStopping(monitor="valid_loss", patience=2, restore_best_weights=True)
+        >>> class Model(BoringModel):
+        ...     def validation_step(self, batch, batch_idx):
+        ...         self.log("valid_loss", [0.5, 0.2, 0.3, 0.4, 0.5, 0.6][self.current_epoch])
+        >>> trainer = Trainer(max_epochs=6, limit_train_batches=2, limit_val_batches=1, logger=False,
+        ...                   enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+        ...                   callbacks=[stop], default_root_dir=getfixture("tmp_path"))
+        >>> trainer.fit(Model())
+        >>> stop.best_epoch, stop.stopped_epoch, stop.findings[0].message.split(";")[0]
+        (1, 3, 'stopped at epoch 3 (patience exhausted)')
+    """
+
+    recipe_step = "early stopping, leave it training"
+
+    def __init__(
+        self,
+        monitor: str,
+        min_delta: float = 0.0,
+        patience: int = 3,
+        verbose: bool = False,
+        mode: str = "min",
+        strict: bool = True,
+        check_finite: bool = True,
+        stopping_threshold: float | None = None,
+        divergence_threshold: float | None = None,
+        check_on_train_epoch_end: bool | None = None,
+        log_rank_zero_only: bool = False,
+        restore_best_weights: bool = False,
+        start_from_epoch: int = 0,
+    ) -> None:
+        if mode not in ("min", "max"):
+            raise ValueError(f"EarlyStopping(mode={mode!r}): unknown mode; pass 'min' or 'max'.")
+        if not isinstance(monitor, str) or not monitor:
+            raise ValueError(f"EarlyStopping(monitor={monitor!r}): pass the name of a logged metric, e.g. 'val_loss'.")
+        check_positive_int("EarlyStopping", "start_from_epoch", start_from_epoch, minimum=0)
+        check_positive_int("EarlyStopping", "patience", patience, minimum=0)
+        super().__init__(
+            monitor=monitor,
+            min_delta=min_delta,
+            patience=patience,
+            verbose=verbose,
+            mode=mode,
+            strict=strict,
+            check_finite=check_finite,
+            stopping_threshold=stopping_threshold,
+            divergence_threshold=divergence_threshold,
+            check_on_train_epoch_end=check_on_train_epoch_end,
+            log_rank_zero_only=log_rank_zero_only,
+        )
+        self.restore_best_weights = bool(restore_best_weights)
+        self.start_from_epoch = start_from_epoch
+        self.best_epoch: int | None = None
+        self.best_step: int | None = None
+        self._best_state: dict[str, torch.Tensor] | None = None
+        self._restored = False
+        self._reported = False
+
+    # ------------------------------------------------------------------ lifecycle
+    @override
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        _LightningEarlyStopping.setup(self, trainer, pl_module, stage)
+        RecipeCallback.setup(self, trainer, pl_module, stage)
+        if stage == "fit":
+            self._restored = False
+            self._reported = False
+
+    @override
+    def _run_early_stopping_check(self, trainer: Trainer) -> None:
+        logs = trainer.callback_metrics
+        if trainer.fast_dev_run or not self._validate_condition_metric(logs):
+            return
+        current = logs[self.monitor].squeeze()
+        finite = bool(torch.isfinite(current).item())
+        previous_best = self.best_score.clone()
+        better = finite and bool(self.monitor_op(current - self.min_delta, previous_best.to(current.device)).item())
+        if trainer.current_epoch < self.start_from_epoch and not (self.check_finite and not finite):
+            # warm-up: no stopping and no patience; the best score and weights are still tracked
+            should_stop, reason = False, None
+            if better:
+                self.best_score = current
+                self.wait_count = 0
+                reason = self._improvement_message(current)
+        else:
+            should_stop, reason = self._evaluate_stopping_criteria(current)
+            if better and not bool(self.best_score.ne(previous_best).item()):
+                # a threshold stop on a new best value: it is the best score (Lightning skips the update)
+                self.best_score = current
+        improved = better
+        # every rank must restore the same weights: rank zero's view of "improved" decides
+        improved = bool(trainer.strategy.broadcast(improved, src=0))
+        if improved:
+            self.best_epoch = int(trainer.current_epoch)
+            self.best_step = int(trainer.global_step)
+            if self.restore_best_weights:
+                self._keep_best(trainer.lightning_module)
+        should_stop = trainer.strategy.reduce_boolean_decision(should_stop, all=False)
+        trainer.should_stop = trainer.should_stop or should_stop
+        if should_stop:
+            self.stopped_epoch = trainer.current_epoch
+            self.stopping_reason_message = reason
+        if reason and self.verbose:
+            self._log_info(trainer, reason, self.log_rank_zero_only)
+
+    def _keep_best(self, pl_module: LightningModule) -> None:
+        state = pl_module.state_dict()
+        if self._best_state is None or self._best_state.keys() != state.keys():
+            self._best_state = {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+            return
+        for k, v in state.items():  # reuse the one CPU copy
+            target = self._best_state[k]
+            if target.shape == v.shape and target.dtype == v.dtype:
+                target.copy_(v.detach())
+            else:
+                self._best_state[k] = v.detach().to("cpu", copy=True)
+
+    def _restore(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self.restore_best_weights or self._restored:
+            return
+        self._restored = True
+        if self._best_state is None:
+            if self.best_epoch is not None:
+                self.warn(
+                    f"EarlyStopping: cannot restore the weights of epoch {self.best_epoch}: the checkpoint this "
+                    "run resumed from holds no best weights."
+                )
+            return
+        current = pl_module.state_dict()
+        with torch.no_grad():
+            for k, v in self._best_state.items():
+                if k in current:
+                    current[k].copy_(v.to(current[k].device, current[k].dtype))
+
+    @override
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._restore(trainer, pl_module)
+        self._report(trainer, interrupted=False)
+
+    @override
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self._restore(trainer, pl_module)
+        self._report(trainer, interrupted=True)
+
+    # ------------------------------------------------------------------ findings
+    def _report(self, trainer: Trainer, interrupted: bool) -> None:
+        if self._reported or not self.is_fitting(trainer):
+            return
+        self._reported = True
+        if self.best_epoch is None:
+            self.record(
+                trainer,
+                "skipped",
+                f"skipped, because `{self.monitor}` was never logged; log it in validation_step or pass "
+                f"`monitor=` one of {sorted(trainer.callback_metrics)}",
+            )
+            return
+        best = float(self.best_score)
+        numbers: dict[str, Any] = {
+            "best_score": best,
+            "best_epoch": self.best_epoch,
+            "best_step": self.best_step,
+            "stopped_epoch": self.stopped_epoch,
+            "patience": self.patience,
+        }
+        restored = " ; weights restored to it" if self.restore_best_weights and self._best_state is not None else ""
+        restored = restored.replace(" ;", ";")
+        status = "pass"
+        if self.stopping_reason != EarlyStoppingReason.NOT_STOPPED:
+            why = _REASONS.get(self.stopping_reason, str(self.stopping_reason.value))
+            numbers["reason"] = why
+            message = (
+                f"stopped at epoch {self.stopped_epoch} ({why}); best {self.monitor}={best:.4g} at epoch "
+                f"{self.best_epoch}{restored}"
+            )
+            if self.stopping_reason in (EarlyStoppingReason.NON_FINITE_METRIC, EarlyStoppingReason.DIVERGENCE_THRESHOLD):
+                status = "warn"
+        elif interrupted:
+            numbers["reason"] = "interrupted"
+            message = f"training interrupted; best {self.monitor}={best:.4g} at epoch {self.best_epoch}{restored}"
+        else:
+            numbers["reason"] = "ran to the end"
+            last_epoch = trainer.current_epoch - (1 if trainer.current_epoch > 0 else 0)
+            still = self.best_epoch >= last_epoch
+            message = f"did not stop; best {self.monitor}={best:.4g} at epoch {self.best_epoch}{restored}"
+            if still:
+                message += "; still improving at the end: leave it training longer"
+        self.record(trainer, status, message, numbers)
+        recipe_logging.log_scalars(
+            trainer,
+            {"recipe/early_stopping/best_score": best, "recipe/early_stopping/best_epoch": self.best_epoch},
+            trainer.global_step,
+        )
+
+    # ------------------------------------------------------------------ checkpoint state
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state.pop("patience", None)  # progress, not configuration: a new patience wins on resume
+        state["best_epoch"] = self.best_epoch
+        state["best_step"] = self.best_step
+        state["best_state"] = self._best_state
+        return state
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        patience = self.patience
+        super().load_state_dict({"patience": patience, **state_dict})
+        self.patience = patience
+        self.best_epoch = state_dict.get("best_epoch")
+        self.best_step = state_dict.get("best_step")
+        best_state = state_dict.get("best_state")
+        self._best_state = dict(best_state) if best_state is not None else None
