@@ -1,0 +1,142 @@
+"""``recipe_callbacks``: the callbacks for one stage of the recipe, in one line.
+
+Example:
+    >>> from lightning_recipe import recipe_callbacks
+    >>> [type(cb).__name__ for cb in recipe_callbacks("init", seed=0)]
+    ['FixedSeed', 'FinalBiasInit', 'LossAtInitCheck', 'RecipeReport']
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from lightning.pytorch import Callback
+
+__all__ = ["STAGES", "Stage", "recipe_callbacks"]
+
+Stage = Literal["data", "init", "skeleton", "overfit", "regularize", "full"]
+
+_MODULES = {
+    "DataInspector": "lightning_recipe.callbacks.data_inspector",
+    "FixedSeed": "lightning_recipe.callbacks.seed",
+    "BatchInspector": "lightning_recipe.callbacks.batch_inspector",
+    "FinalBiasInit": "lightning_recipe.callbacks.bias_init",
+    "LossAtInitCheck": "lightning_recipe.callbacks.loss_at_init",
+    "BatchIndependenceCheck": "lightning_recipe.callbacks.batch_independence",
+    "OverfitBatchCheck": "lightning_recipe.callbacks.overfit_batch",
+    "InputIndependentBaseline": "lightning_recipe.callbacks.input_independent",
+    "DumbBaselines": "lightning_recipe.callbacks.dumb_baselines",
+    "PredictionDynamics": "lightning_recipe.callbacks.prediction_dynamics",
+    "TrainingLossCheck": "lightning_recipe.callbacks.training_loss",
+    "LRScheduleAudit": "lightning_recipe.callbacks.lr_schedule",
+    "UpdateHealth": "lightning_recipe.callbacks.update_health",
+    "FirstLayerFilters": "lightning_recipe.callbacks.first_layer",
+    "EarlyStopping": "lightning_recipe.callbacks.early_stopping",
+    "RecipeReport": "lightning_recipe.report",
+}
+
+_SKELETON = (
+    "FixedSeed",
+    "BatchInspector",
+    "FinalBiasInit",
+    "LossAtInitCheck",
+    "BatchIndependenceCheck",
+    "OverfitBatchCheck",
+    "InputIndependentBaseline",
+    "DumbBaselines",
+    "PredictionDynamics",
+    "TrainingLossCheck",
+    "LRScheduleAudit",
+)
+_OVERFIT = (*_SKELETON, "UpdateHealth", "FirstLayerFilters", "EarlyStopping")
+
+#: The callbacks of each stage, in the order they are returned (``RecipeReport`` is appended).
+STAGES: dict[str, tuple[str, ...]] = {
+    "data": ("DataInspector", "BatchInspector"),
+    "init": ("FixedSeed", "FinalBiasInit", "LossAtInitCheck"),
+    "skeleton": _SKELETON,
+    "overfit": _OVERFIT,
+    "regularize": _OVERFIT,
+    "full": ("DataInspector", *_OVERFIT),
+}
+
+# Arguments shared by several callbacks: passed to each callback that accepts them.
+_SHARED = ("task", "input_key", "target_key", "monitor", "mode", "on_fail")
+
+
+def _cls(name: str) -> type[Callback]:
+    return getattr(importlib.import_module(_MODULES[name]), name)
+
+
+def recipe_callbacks(
+    stage: Stage = "skeleton",
+    seed: int = 1337,
+    monitor: str = "val_loss",
+    mode: str = "min",
+    task: str = "auto",
+    input_key: Any = None,
+    target_key: Any = None,
+    on_fail: str = "warn",
+    exclude: Sequence[str] = (),
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    report: bool = True,
+) -> list[Callback]:
+    """Return the recipe callbacks of a stage, ready for ``Trainer(callbacks=...)``.
+
+    Stages (each a step further in the recipe):
+
+    * ``"data"``: :class:`DataInspector`, :class:`BatchInspector` ("become one with the data").
+    * ``"init"``: :class:`FixedSeed`, :class:`FinalBiasInit`, :class:`LossAtInitCheck`.
+    * ``"skeleton"``: seed, batch inspector, bias init, loss at init, batch independence, overfit
+      one batch, input-independent and dumb baselines, prediction dynamics, training-loss check,
+      LR-schedule audit ("set up the end-to-end training/evaluation skeleton").
+    * ``"overfit"`` / ``"regularize"``: the skeleton plus :class:`UpdateHealth`,
+      :class:`FirstLayerFilters` and :class:`EarlyStopping` (``restore_best_weights=True``).
+    * ``"full"``: everything, :class:`DataInspector` included.
+
+    A :class:`RecipeReport` is appended unless ``report=False``. Every callback stays usable on its
+    own; this function only saves typing.
+
+    Args:
+        stage: one of the stages above.
+        seed: the :class:`FixedSeed` seed (the seed is set when this function is called: call it
+            before building the model).
+        monitor: the validation metric for :class:`EarlyStopping` and :class:`DumbBaselines`.
+        mode: ``"min"`` or ``"max"`` for ``monitor``.
+        task, input_key, target_key, on_fail: passed to every callback that takes them.
+        exclude: class names to leave out.
+        overrides: per class name, keyword arguments for its constructor, e.g.
+            ``{"PredictionDynamics": {"every_n_train_steps": 20}}``.
+        report: append a :class:`RecipeReport`.
+
+    Raises:
+        ValueError: for an unknown stage or class name.
+    """
+    if stage not in STAGES:
+        raise ValueError(f"recipe_callbacks(stage={stage!r}): unknown stage; pass one of {sorted(STAGES)}.")
+    overrides = dict(overrides or {})
+    for name in list(exclude) + list(overrides):
+        if name not in _MODULES:
+            raise ValueError(
+                f"recipe_callbacks: unknown callback {name!r} in exclude/overrides; pass class names from {sorted(_MODULES)}."
+            )
+    shared = {"task": task, "input_key": input_key, "target_key": target_key, "monitor": monitor, "mode": mode, "on_fail": on_fail}
+    callbacks: list[Callback] = []
+    for name in STAGES[stage]:
+        if name in exclude:
+            continue
+        cls = _cls(name)
+        params = inspect.signature(cls.__init__).parameters
+        kwargs: dict[str, Any] = {k: v for k, v in shared.items() if k in params}
+        if name == "FixedSeed":
+            kwargs["seed"] = seed
+        if name == "EarlyStopping":
+            kwargs.setdefault("restore_best_weights", True)
+        kwargs.update(overrides.get(name, {}))
+        callbacks.append(cls(**kwargs))
+    if report and "RecipeReport" not in exclude:
+        callbacks.append(_cls("RecipeReport")(**overrides.get("RecipeReport", {})))
+    return callbacks
