@@ -60,6 +60,14 @@ class RecipeCallback(Callback):
         self.findings: list[Finding] = []
         self._warned: set[str] = set()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Lightning attaches the module's bound ``log``/``log_dict`` to every callback
+        # (``_attach_model_logging_functions``): a pickled callback must not drag the module along.
+        state = dict(self.__dict__)
+        for transient in ("log", "log_dict"):
+            state.pop(transient, None)
+        return state
+
     # ------------------------------------------------------------------ findings
     @property
     def name(self) -> str:

@@ -1,0 +1,456 @@
+"""Per-layer health of a training run: update/weight ratios, gradient norms, dead units, eval modes.
+
+Pure torch (and numpy/matplotlib for the figure); nothing here knows about Lightning.
+
+* :func:`layer_of_parameters` groups parameters by the module that owns them (a "layer"); a tied
+  parameter belongs to its first owner only.
+* :func:`tensor_norms` gives many norms with one device-to-host copy; :func:`update_norms`
+  compares a snapshot of the weights with the weights after an optimizer step.
+* :class:`ActivationProbe` hooks ReLU-like modules (and notes the parametric module that ran
+  before each), for one forward pass, and keeps per-unit "ever non-zero" masks: a unit whose
+  output is zero for the whole batch is *dead*. Functional calls (``F.relu``) cannot be hooked.
+* :func:`modules_left_in_eval` finds submodules in eval mode whose behaviour depends on the mode
+  (dropout, batch-norm statistics) inside a part of the model that is being trained.
+* :func:`health_figure` draws the per-layer picture.
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    >>> with torch.no_grad():
+    ...     _ = net[0].bias.fill_(-100.0)              # every unit of the ReLU is dead
+    >>> probe = ActivationProbe(net)
+    >>> probe.attach()
+    >>> _ = net(torch.randn(16, 4))
+    >>> probe.detach()
+    >>> {name: dead_fraction(alive) for name, alive in probe.alive.items()}
+    {'1': 1.0}
+    >>> probe.layer_order
+    ['0', '2']
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = [
+    "DEFAULT_ACTIVATIONS",
+    "ActivationProbe",
+    "EvalModeProblem",
+    "dead_fraction",
+    "evenly_spaced",
+    "group_sums",
+    "health_figure",
+    "layer_of_parameters",
+    "log10_or_nan",
+    "mode_dependent",
+    "modules_left_in_eval",
+    "tensor_norms",
+    "unit_dim",
+    "update_norms",
+]
+
+#: Activation modules whose output is exactly zero for a "dead" unit.
+DEFAULT_ACTIVATIONS: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6)
+
+_CHANNEL_FIRST = (
+    nn.modules.conv._ConvNd,
+    nn.modules.batchnorm._BatchNorm,
+    nn.GroupNorm,
+    nn.modules.instancenorm._InstanceNorm,
+)
+_FEATURE_LAST = (nn.Linear, nn.Bilinear, nn.LayerNorm, nn.Embedding, nn.MultiheadAttention, nn.RMSNorm)
+
+
+# ---------------------------------------------------------------------- layers and norms
+def layer_of_parameters(model: nn.Module) -> dict[int, tuple[str, str]]:
+    """Map ``id(parameter)`` to ``(layer name, parameter name)``; the layer is the owning module.
+
+    A parameter shared by several modules (tied weights) belongs to the first one in
+    ``named_modules()`` order. The root module's own parameters belong to the layer ``""``.
+    """
+    owner: dict[int, tuple[str, str]] = {}
+    for mname, module in model.named_modules():
+        for pname, p in module.named_parameters(recurse=False):
+            if id(p) not in owner:
+                owner[id(p)] = (mname, f"{mname}.{pname}" if mname else pname)
+    return owner
+
+
+def tensor_norms(tensors: Sequence[torch.Tensor], ord: float = 2.0) -> torch.Tensor:
+    """The ``ord``-norm of each tensor, computed in float32, as one float64 CPU tensor (one sync).
+
+    Sparse tensors use their stored values. An empty list gives an empty tensor.
+    """
+    if not tensors:
+        return torch.zeros(0, dtype=torch.float64)
+    dense = [(t.coalesce().values() if t.is_sparse else t).detach() for t in tensors]
+
+    def upcast(dtype: torch.dtype) -> torch.dtype | None:  # half precision is summed in float32
+        return torch.float32 if dtype in (torch.float16, torch.bfloat16) else None
+
+    dtypes = {t.dtype for t in dense}
+    devices = {t.device for t in dense}
+    norms: list[torch.Tensor] | None = None
+    if len(dtypes) == 1 and len(devices) == 1:
+        try:
+            norms = list(torch._foreach_norm(dense, ord, dtype=upcast(dense[0].dtype)))
+        except (RuntimeError, TypeError):  # a layout or dtype the fused kernel rejects
+            norms = None
+    if norms is None:
+        norms = [torch.linalg.vector_norm(t, ord, dtype=upcast(t.dtype)) for t in dense]
+    device = norms[0].device
+    return torch.stack([n.to(device) for n in norms]).to("cpu", torch.float64)
+
+
+def update_norms(
+    before: Sequence[torch.Tensor], after: Sequence[torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(‖after - before‖₂, max |after - before|, ‖before‖₂)`` per tensor, as float64 CPU tensors.
+
+    The max-abs difference decides "changed at all" exactly (a squared tiny difference may
+    underflow to zero in the 2-norm).
+    """
+    if not before:
+        empty = torch.zeros(0, dtype=torch.float64)
+        return empty, empty, empty
+    with torch.no_grad():
+        diffs = [a.detach().float() - b.float() for a, b in zip(after, before)]
+        both = tensor_norms(diffs, 2.0), tensor_norms(diffs, math.inf)
+    return both[0], both[1], tensor_norms(before, 2.0)
+
+
+def group_sums(values: torch.Tensor, groups: Sequence[int], n_groups: int) -> torch.Tensor:
+    """Sum ``values[i]`` into ``out[groups[i]]`` (float64, length ``n_groups``)."""
+    out = torch.zeros(n_groups, dtype=torch.float64)
+    if len(groups):
+        out.index_add_(0, torch.as_tensor(list(groups), dtype=torch.long), values.to(torch.float64))
+    return out
+
+
+def log10_or_nan(x: float) -> float:
+    """``log10(x)`` for a positive finite ``x``, else NaN."""
+    return math.log10(x) if x > 0 and math.isfinite(x) else math.nan
+
+
+def evenly_spaced(n: int, k: int) -> list[int]:
+    """At most ``k`` indices out of ``range(n)``, evenly spread, always with the first and the last.
+
+    >>> evenly_spaced(10, 4)
+    [0, 3, 6, 9]
+    >>> evenly_spaced(3, 8)
+    [0, 1, 2]
+    """
+    if n <= k:
+        return list(range(n))
+    if k <= 1:
+        return [0][:k]
+    return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)})
+
+
+# ---------------------------------------------------------------------- dead units
+def unit_dim(ndim: int, producer: type[nn.Module] | None) -> int:
+    """Which dimension of an activation holds its units (channels or features).
+
+    The module that ran just before the activation decides: convolutions and batch/group/instance
+    norms put channels at dimension 1; linear layers, layer norms and embeddings put features
+    last (also for channels-last blocks). Without a known producer: dimension 1 for 2-D and
+    4-D/5-D tensors, the last dimension for 3-D tensors (``(batch, tokens, features)``).
+
+    >>> unit_dim(4, nn.Conv2d), unit_dim(4, nn.Linear), unit_dim(3, None), unit_dim(3, nn.Conv1d)
+    (1, 3, 2, 1)
+    """
+    if ndim <= 2:
+        return ndim - 1
+    if producer is not None:
+        if issubclass(producer, _CHANNEL_FIRST):
+            return 1
+        if issubclass(producer, _FEATURE_LAST):
+            return ndim - 1
+    return ndim - 1 if ndim == 3 else 1
+
+
+def dead_fraction(alive: torch.Tensor) -> float:
+    """Fraction of units that were never non-zero (``alive`` is a per-unit bool or count tensor)."""
+    n = alive.numel()
+    return float((alive == 0).sum()) / n if n else 0.0
+
+
+def _has_own_parameters(module: nn.Module) -> bool:
+    return any(True for _ in module.parameters(recurse=False))
+
+
+class ActivationProbe:
+    """Watch one forward pass: which units of each ReLU-like module are ever non-zero.
+
+    Hooks are registered by :meth:`attach` and removed by :meth:`detach`; a hook only reads the
+    output (``ne(0)`` and ``any``) and returns ``None``, so the forward pass is unchanged. A module
+    called several times in one pass (a shared ``self.relu``, a loop over time steps) gives one
+    *site* per distinct width: ``"layer1.0.relu"``, ``"layer1.0.relu:2"``, ...; calls at the same
+    width are merged (a unit is alive if it is non-zero in any of them), so sites stay bounded.
+
+    Args:
+        model: the model to watch.
+        activation_types: the module classes treated as ReLU-like (output exactly 0 when dead).
+
+    Attributes:
+        alive: site name -> per-unit bool tensor (True: non-zero for at least one sample/position).
+        rows: site name -> number of batch rows seen.
+        layer_order: names of the modules with parameters, in the order they first ran.
+    """
+
+    def __init__(
+        self, model: nn.Module, activation_types: Iterable[type[nn.Module]] = DEFAULT_ACTIVATIONS
+    ) -> None:
+        self.model = model
+        self.activation_types = tuple(activation_types)
+        self.alive: dict[str, torch.Tensor] = {}
+        self.rows: dict[str, int] = {}
+        self.layer_order: list[str] = []
+        self._handles: list[Any] = []
+        self._widths: dict[int, list[int]] = {}
+        self._producer: type[nn.Module] | None = None
+        self._seen_layers: set[int] = set()
+
+    @property
+    def attached(self) -> bool:
+        return bool(self._handles)
+
+    def attach(self) -> None:
+        """Register the hooks (idempotent)."""
+        if self._handles:
+            return
+        for name, module in self.model.named_modules():
+            if self.activation_types and isinstance(module, self.activation_types):
+                self._handles.append(module.register_forward_hook(self._activation_hook(name)))
+            elif _has_own_parameters(module):
+                self._handles.append(module.register_forward_hook(self._layer_hook(name)))
+
+    def detach(self) -> None:
+        """Remove every hook this probe registered."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def _layer_hook(self, name: str):
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            self._producer = type(module)
+            if id(module) not in self._seen_layers:
+                self._seen_layers.add(id(module))
+                self.layer_order.append(name)
+
+        return hook
+
+    def _activation_hook(self, name: str):
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            if not isinstance(output, torch.Tensor) or output.ndim < 2 or output.numel() == 0:
+                return
+            dim = unit_dim(output.ndim, self._producer)
+            with torch.no_grad():
+                nonzero = output.detach().ne(0)
+                other = tuple(d for d in range(output.ndim) if d != dim)
+                alive = nonzero.any(dim=other) if other else nonzero
+            widths = self._widths.setdefault(id(module), [])
+            if alive.numel() not in widths:
+                widths.append(alive.numel())
+            k = widths.index(alive.numel())
+            site = name if k == 0 else f"{name}:{k + 1}"
+            if site in self.alive:  # the same module again at the same width: alive in any call
+                self.alive[site] = self.alive[site] | alive.reshape(self.alive[site].shape)
+                self.rows[site] += int(output.shape[0])
+            else:
+                self.alive[site] = alive
+                self.rows[site] = int(output.shape[0])
+
+        return hook
+
+
+# ---------------------------------------------------------------------- eval mode
+def mode_dependent(module: nn.Module) -> bool:
+    """True if ``module`` computes something different in train and eval mode.
+
+    Dropout with ``p > 0``; batch/instance norm that tracks running statistics; multi-layer RNNs
+    and multi-head attention with dropout. Other modules (linear, conv, ReLU, LayerNorm, ...)
+    behave the same in both modes. Custom modules that read ``self.training`` cannot be seen.
+    """
+    if isinstance(module, nn.modules.dropout._DropoutNd):
+        return float(module.p) > 0
+    if isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)):
+        return bool(module.track_running_stats)
+    if isinstance(module, nn.RNNBase):
+        return float(module.dropout) > 0 and module.num_layers > 1
+    if isinstance(module, nn.MultiheadAttention):
+        return float(module.dropout) > 0
+    return False
+
+
+@dataclass
+class EvalModeProblem:
+    """A submodule in eval mode, inside a model in train mode, with trainable parameters.
+
+    Attributes:
+        name: the qualified name of the highest submodule in eval mode.
+        affected: the mode-dependent modules inside it (dropout, batch norm, ...), by name.
+        trainable: how many of its parameter tensors are being trained.
+    """
+
+    name: str
+    affected: list[str] = field(default_factory=list)
+    trainable: int = 0
+
+
+def modules_left_in_eval(model: nn.Module, trainable: set[int]) -> list[EvalModeProblem]:
+    """Submodules left in eval mode while ``model`` trains, where it changes what is trained.
+
+    An *eval root* is a submodule in eval mode whose parent is in train mode. It is reported when
+    it contains a mode-dependent module (:func:`mode_dependent`) **and** parameters in
+    ``trainable`` (ids of parameters that require grad and are in an optimizer). A deliberately
+    frozen part (eval mode, nothing in it trained) and an eval-mode part without dropout or
+    batch norm are not reported. Returns nothing when ``model`` itself is in eval mode.
+    """
+    if not model.training:
+        return []
+    problems: list[EvalModeProblem] = []
+
+    def visit(prefix: str, module: nn.Module) -> None:
+        for child_name, child in module.named_children():
+            name = f"{prefix}.{child_name}" if prefix else child_name
+            if child.training:
+                visit(name, child)
+                continue
+            affected = [
+                f"{name}.{sub}" if sub else name for sub, m in child.named_modules() if mode_dependent(m)
+            ]
+            n_trainable = sum(1 for p in child.parameters() if id(p) in trainable)
+            if affected and n_trainable:
+                problems.append(EvalModeProblem(name, affected, n_trainable))
+
+    visit("", model)
+    return problems
+
+
+# ---------------------------------------------------------------------- figure
+def _short(name: str, width: int = 34) -> str:
+    name = name or "(root)"
+    return name if len(name) <= width else "…" + name[-(width - 1) :]
+
+
+def health_figure(
+    step: int,
+    layers: Sequence[str],
+    log_ratio: Sequence[float],
+    log_grad: Sequence[float],
+    sites: Sequence[str] = (),
+    dead: Sequence[float] = (),
+    history: Sequence[Sequence[float]] | None = None,
+    rule_of_thumb: float = -3.0,
+    max_rows: int = 64,
+):
+    """Per-layer panels: log10 update/weight ratio, log10 gradient norm, dead units per ReLU site.
+
+    Layers run top (input) to bottom (output). Non-finite values are markers at the panel's edge:
+    NaN is "no change" (ratio) or "no gradient" (gradient), ``-inf`` a zero gradient, ``+inf`` a
+    layer whose weights were all zero before the step ("from zero", e.g. a zero-initialised LoRA B). Grey dots are
+    earlier checks (``history``: per layer, earlier log10 ratios). ``layers`` and ``sites`` are the
+    labels shown. Builds from plain sequences only.
+    """
+    from lightning_recipe.core.plots import new_figure
+
+    def rows(names: Sequence[str], *values: Sequence[float]) -> tuple[list[str], list[np.ndarray]]:
+        idx = evenly_spaced(len(names), max_rows)
+        return [names[i] for i in idx], [np.asarray([v[i] for i in idx], dtype=np.float64) for v in values]
+
+    past_all = list(history) if history is not None else [()] * len(layers)
+    keep = evenly_spaced(len(layers), max_rows)
+    past_rows = [past_all[i] for i in keep]
+    lnames, (lr, lg) = rows(list(layers), list(log_ratio), list(log_grad))
+    snames, (sd,) = rows(list(sites), list(dead))
+    n_rows = max(len(lnames), len(snames), 1)
+    panels = 3 if snames else 2
+    height = min(2.0 + 0.24 * n_rows, 18.0)
+    fig = new_figure(3.6 * panels + 1.6, height, dpi=90)
+    axes = fig.subplots(1, panels, squeeze=False)[0]
+    fig.suptitle(f"UpdateHealth · step {step}", fontsize=11)
+
+    def dot_panel(
+        ax: Any, values: np.ndarray, title: str, missing: tuple[str, str, str], ref: float | None
+    ) -> None:
+        y = np.arange(len(lnames))
+        finite = np.isfinite(values)
+        lo_candidates = [values[finite].min()] if finite.any() else []
+        hi_candidates = [values[finite].max()] if finite.any() else []
+        if ref is not None:
+            ax.axvspan(ref - 1, ref + 1, color="#d8f0d8", zorder=0)
+            ax.axvline(ref, color="#2e7d32", lw=1.2, ls="--", zorder=1)
+            lo_candidates.append(ref - 1.2)
+            hi_candidates.append(ref + 1.2)
+        if ref is not None:
+            for i, earlier in enumerate(past_rows):
+                past = np.asarray([v for v in earlier if math.isfinite(v)], dtype=np.float64)
+                if past.size:
+                    ax.scatter(past, np.full(past.size, i), s=10, color="#bbbbbb", zorder=2, lw=0)
+                    lo_candidates.append(past.min())
+                    hi_candidates.append(past.max())
+        lo = min(lo_candidates) if lo_candidates else -1.0
+        hi = max(hi_candidates) if hi_candidates else 1.0
+        pad = max(0.3, 0.08 * (hi - lo))
+        lo, hi = lo - pad, hi + pad
+        ax.hlines(y[finite], lo, values[finite], color="#dddddd", lw=0.8, zorder=1)
+        ax.scatter(values[finite], y[finite], s=22, color="#1f77b4", zorder=3)
+        for mask, x, marker, label in (
+            (np.isnan(values), lo + pad * 0.4, "x", missing[0]),
+            (np.isneginf(values), lo + pad * 0.4, "x", missing[1]),
+            (np.isposinf(values), hi - pad * 0.4, ">", missing[2]),
+        ):
+            if mask.any():
+                ax.scatter(np.full(mask.sum(), x), y[mask], marker=marker, s=30, color="#d62728", zorder=3)
+                right = x > (lo + hi) / 2
+                ax.text(
+                    x - pad * 0.2 if right else x + pad * 0.2,
+                    y[mask][0],
+                    label,
+                    color="#d62728",
+                    fontsize=7,
+                    va="center",
+                    ha="right" if right else "left",
+                )
+        ax.set_xlim(lo, hi)
+        ax.set_title(title, fontsize=9)
+        ax.set_yticks(y)
+        ax.set_yticklabels([_short(n) for n in lnames], fontsize=7)
+        ax.set_ylim(len(lnames) - 0.5, -0.5)
+        ax.tick_params(axis="x", labelsize=7)
+        ax.grid(axis="x", color="#eeeeee", lw=0.6)
+
+    dot_panel(
+        axes[0],
+        lr,
+        "log10 ‖Δw‖ / ‖w‖  (band: 1e-3 ×/÷ 10)",
+        ("no change", "no change", "from zero"),
+        rule_of_thumb,
+    )
+    dot_panel(axes[1], lg, "log10 ‖gradient‖", ("no gradient", "zero", "inf"), None)
+    axes[1].set_yticklabels([])
+    if snames:
+        ax = axes[2]
+        y = np.arange(len(snames))
+        pct = 100.0 * sd
+        colors = ["#d62728" if v >= 100.0 else ("#ff7f0e" if v >= 50.0 else "#2ca02c") for v in pct]
+        ax.barh(y, pct, color=colors, height=0.6)
+        for yi, v in zip(y, pct):
+            ax.text(min(v + 2, 88), yi, f"{v:.0f}%", va="center", fontsize=7)
+        ax.set_xlim(0, 100)
+        ax.set_yticks(y)
+        ax.set_yticklabels([_short(n) for n in snames], fontsize=7)
+        ax.set_ylim(len(snames) - 0.5, -0.5)
+        ax.set_title("dead units (zero on the whole batch)", fontsize=9)
+        ax.tick_params(axis="x", labelsize=7)
+    fig.tight_layout()
+    return fig
