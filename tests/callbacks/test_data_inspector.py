@@ -1,0 +1,254 @@
+"""DataInspector / inspect_data: real Trainer runs on scikit-learn data, event files read back."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch import LightningDataModule, Trainer
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_recipe import DataInspector, RecipeCheckError, inspect_data
+from lightning_recipe.report import RecipeWarning
+from tests.helpers import (
+    LitModel,
+    assert_same_params,
+    breast_cancer_arrays,
+    digits_arrays,
+    final_params,
+    make_trainer,
+    mlp,
+    png_shape,
+    read_events,
+    small_cnn,
+)
+
+
+class DigitsData(LightningDataModule):
+    """Digits split 1,400 / 397, with optional planted problems."""
+
+    def __init__(self, plant: bool = False, batch_size: int = 64, shuffle: bool = True) -> None:
+        super().__init__()
+        x, y = digits_arrays()
+        x, y = torch.as_tensor(x).clone(), torch.as_tensor(y).clone()
+        self.xt, self.yt, self.xv, self.yv = x[:1400], y[:1400], x[1400:], y[1400:]
+        if plant:
+            self.xv[5], self.yv[5] = self.xt[100], self.yt[100]  # leak into val
+            self.xt[11] = 0.0  # a blank image
+            self.xt[400] = 0.25  # another one
+            self.xt[42, 0, 3, 3] = float("nan")  # a corrupted sample
+        self.batch_size, self.shuffle = batch_size, shuffle
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(TensorDataset(self.xt, self.yt), batch_size=self.batch_size, shuffle=self.shuffle)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(TensorDataset(self.xv, self.yv), batch_size=self.batch_size)
+
+
+def _issues(findings) -> list[str]:
+    return sorted(f.numbers["issue"] for f in findings if f.is_problem)
+
+
+def _fit(tmp_path, callbacks, data=None, model=None, **kw) -> tuple[Trainer, LitModel]:
+    model = model or LitModel(small_cnn())
+    trainer = make_trainer(tmp_path, callbacks, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RecipeWarning)
+        trainer.fit(model, datamodule=data or DigitsData())
+    return trainer, model
+
+
+# ---------------------------------------------------------------------- verdicts
+def test_data_inspector_finds_the_planted_problems_and_logs_the_page(tmp_path):
+    inspector = DataInspector(progress=False)
+    trainer, _ = _fit(tmp_path, [inspector], DigitsData(plant=True), max_steps=2)
+    assert _issues(inspector.findings) == ["blank_samples", "nonfinite_inputs", "train_val_overlap"]
+    by_issue = {f.numbers["issue"]: f for f in inspector.findings}
+    assert by_issue["nonfinite_inputs"].status == "fail" and by_issue["nonfinite_inputs"].numbers[
+        "examples"
+    ] == [42]
+    assert by_issue["blank_samples"].numbers["examples"] == [11, 400]
+    assert by_issue["train_val_overlap"].numbers["examples"] == [[5, 100]]
+    assert all(f.check == "DataInspector" and f.global_step == 0 for f in inspector.findings)
+    assert inspector.result is not None and inspector.result.summary["train"]["samples"] == 1400
+
+    events = read_events(trainer.logger)
+    (step, text), *_ = events.texts("recipe/data/summary")
+    assert step == 0 and "train_val_overlap" in text and "| train | 1400 |" in text
+    for tag in ("class_counts", "sample_stats", "extremes", "duplicates", "flagged"):
+        images = events.images(f"recipe/data/{tag}")
+        assert len(images) == 1 and images[0][0] == 0, tag
+        h, w, _ = png_shape(images[0][3])
+        assert h > 150 and w > 250
+    assert events.scalars("recipe/data/val/samples") == [(0, 397.0)]
+    assert events.scalars("recipe/data/train_val_overlap") == [(0, 1.0)]
+    assert events.scalars("recipe/data/train/nonfinite") == [(0, 1.0)]
+    assert len(events.histograms("recipe/data/train/sample_std")) == 1
+
+
+def test_data_inspector_stays_silent_on_clean_data_and_during_the_sanity_check(tmp_path):
+    inspector = DataInspector(progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RecipeWarning)
+        trainer, _ = _fit(tmp_path, [inspector], DigitsData(), max_steps=2, num_sanity_val_steps=2)
+    assert [(f.status, f.numbers["issue"]) for f in inspector.findings] == [("pass", "summary")]
+    events = read_events(trainer.logger)
+    assert [s for s, _ in events.texts("recipe/data/summary")] == [0]
+    assert not events.has_image("recipe/data/duplicates") and not events.has_image("recipe/data/flagged")
+
+
+def test_breast_cancer_tabular_with_an_imbalance_and_a_constant_feature(tmp_path):
+    x, y = breast_cancer_arrays()
+    x = x.copy()
+    x[:, 7] = 0.0
+    neg, pos = np.flatnonzero(y == 0), np.flatnonzero(y == 1)[:21]  # 212:21, about 90/10
+    idx = np.sort(np.concatenate([neg, pos]))
+    data = TensorDataset(torch.as_tensor(x[idx]), torch.as_tensor(y[idx]))
+    result = inspect_data(DataLoader(data, batch_size=32), progress=False)
+    assert result.issues == ["class_imbalance", "constant_features"]
+    assert result.issue("constant_features").numbers["features"] == [7]
+    assert result.issue("class_imbalance").numbers["class_counts"] == [212, 21]
+
+
+def test_ignore_index_is_not_out_of_range_when_told(tmp_path):
+    x, y = digits_arrays()
+    y = y.copy()
+    y[[3, 30]] = -100
+    data = TensorDataset(torch.as_tensor(x), torch.as_tensor(y))
+    flagged = inspect_data(data, num_classes=10, progress=False)
+    assert flagged.issues == ["labels_out_of_range"]
+    assert "pass ignore_index=" in flagged.problems[0].message
+    assert inspect_data(data, num_classes=10, ignore_index=-100, progress=False).issues == []
+
+
+def test_inspect_data_on_a_datamodule_without_a_trainer_leaves_the_rng_alone():
+    state = torch.get_rng_state()
+    result = inspect_data(DigitsData(plant=True), progress=False)
+    assert torch.equal(state, torch.get_rng_state())
+    assert result.issues == ["nonfinite_inputs", "train_val_overlap", "blank_samples"]
+    assert result.summary["val"]["in_train"] == 1
+    assert "train_val_overlap" in result.markdown()
+
+
+def test_max_samples_inspects_a_fixed_subset():
+    a = inspect_data(DigitsData(), max_samples=300, progress=False)
+    b = inspect_data(DigitsData(), max_samples=300, progress=False)
+    assert a.summary["train"]["samples"] == 300 and a.summary["val"]["samples"] == 300
+    assert np.array_equal(a.report.indices["train"], b.report.indices["train"])
+
+
+def test_on_fail_raise_raises_after_logging(tmp_path):
+    inspector = DataInspector(progress=False, on_fail="raise")
+    with pytest.raises(RecipeCheckError, match="NaN/Inf inputs"):
+        _fit(tmp_path, [inspector], DigitsData(plant=True))
+    assert read_events(tmp_path / "tb" / "version_0").has_text("recipe/data/summary")
+
+
+# ---------------------------------------------------------------------- arguments
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"task": "multi"}, ValueError, r"DataInspector\(task='multi'\): unknown task; pass one of 'auto'"),
+        ({"num_classes": 0}, ValueError, r"DataInspector\(num_classes=0\): pass an integer >= 1"),
+        ({"max_samples": 2.5}, TypeError, r"DataInspector\(max_samples=2.5\)"),
+        ({"ignore_index": "pad"}, TypeError, r"DataInspector\(ignore_index='pad'\): pass an integer label"),
+        ({"imbalance_ratio": 1.0}, ValueError, r"DataInspector\(imbalance_ratio=1.0\): pass a finite number"),
+        ({"outlier_z": float("inf")}, ValueError, r"DataInspector\(outlier_z=inf\)"),
+        ({"input_key": 1.5}, TypeError, r"DataInspector\(input_key=1.5\)"),
+        ({"on_fail": "stop"}, ValueError, r"DataInspector\(on_fail='stop'\)"),
+    ],
+)
+def test_data_inspector_rejects_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        DataInspector(**kwargs)
+
+
+def test_inspect_data_names_itself_in_errors_and_missing_inputs():
+    with pytest.raises(ValueError, match=r"inspect_data\(task='x'\)"):
+        inspect_data(TensorDataset(torch.zeros(4, 2)), task="x")
+    with pytest.raises(ValueError, match="input_key='img': no such key"):
+        inspect_data([{"x": torch.zeros(3)}], input_key="img", progress=False)
+
+
+# ---------------------------------------------------------------------- state, resume, observer effect
+def test_state_dict_and_pickle_round_trip_and_resume_does_not_inspect_again(tmp_path):
+    inspector = DataInspector(progress=False)
+    trainer, _ = _fit(
+        tmp_path / "a", [inspector], DigitsData(plant=True), max_steps=2, enable_checkpointing=True
+    )
+    ckpt = trainer.checkpoint_callback.best_model_path
+    state = inspector.state_dict()
+    # (Lightning binds the module's `log` to callbacks during fit: pickle a fresh one with the state)
+    fresh = DataInspector(progress=False)
+    fresh.load_state_dict(state)
+    clone = pickle.loads(pickle.dumps(fresh))
+    assert clone.state_dict() == state and state["done"] is True
+
+    resumed = DataInspector(progress=False)
+    trainer = make_trainer(tmp_path / "b", [resumed], max_steps=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RecipeWarning)
+        trainer.fit(LitModel(small_cnn()), datamodule=DigitsData(plant=True), ckpt_path=ckpt)
+    assert resumed.result is None  # not inspected again
+    assert _issues(resumed.findings) == ["blank_samples", "nonfinite_inputs", "train_val_overlap"]
+    assert not read_events(trainer.logger).has_text("recipe/data/summary")
+
+
+def test_attaching_the_inspector_leaves_a_seeded_run_bit_identical(tmp_path):
+    def run(callbacks, sub):
+        torch.manual_seed(0)
+        model = LitModel(mlp(64, 10, dropout=0.5))
+        _fit(tmp_path / sub, callbacks, DigitsData(shuffle=True), model=model, max_steps=8)
+        return final_params(model)
+
+    plain = run([], "plain")
+    observed = run([DataInspector(progress=False, near_duplicates=True)], "observed")
+    assert_same_params(plain, observed)
+
+
+# ---------------------------------------------------------------------- DDP
+class _RecordingInspector(DataInspector):
+    """Writes each rank's verdicts to a file (the forked workers' state does not come back)."""
+
+    def __init__(self, out_dir, **kw):
+        super().__init__(**kw)
+        self.out_dir = str(out_dir)
+
+    def on_fit_start(self, trainer, pl_module):
+        super().on_fit_start(trainer, pl_module)
+        verdicts = [(f.status, f.message) for f in self.findings]
+        with open(f"{self.out_dir}/rank{trainer.global_rank}.json", "w") as fh:
+            json.dump(verdicts, fh)
+
+
+@pytest.mark.slow
+def test_ddp_finds_duplicates_across_ranks_and_every_rank_agrees(tmp_path):
+    x, y = digits_arrays()
+    x, y = torch.as_tensor(x[:400]).clone(), torch.as_tensor(y[:400]).clone()
+    x[201], y[201] = x[100], y[100]  # rank 1 reads 201, rank 0 reads 100
+    x[51] = x[10]  # and an odd/even pair
+    data = TensorDataset(x, y)
+    model = LitModel(small_cnn())
+    inspector = _RecordingInspector(tmp_path, progress=False)
+    trainer = make_trainer(
+        tmp_path,
+        [inspector],
+        strategy="ddp_fork",
+        devices=2,
+        max_steps=1,
+        limit_val_batches=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(model, DataLoader(data, batch_size=32, shuffle=True))
+    rank0 = json.loads((tmp_path / "rank0.json").read_text())
+    rank1 = json.loads((tmp_path / "rank1.json").read_text())
+    assert rank0 == rank1
+    duplicates = [m for s, m in rank0 if "exact duplicates" in m]
+    assert duplicates and "#10 = #51" in duplicates[0] and "#100 = #201" in duplicates[0]
+    assert "400" in read_events(tmp_path / "tb" / "version_0").texts("recipe/data/summary")[0][1]
