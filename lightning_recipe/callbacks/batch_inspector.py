@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from typing_extensions import override
@@ -23,8 +21,9 @@ from lightning_recipe.core.inputs import (
     input_stats,
     markdown_table,
 )
+from lightning_recipe.core.plots import labelled_image_grid_figure
 
-__all__ = ["BatchInspector", "label_text", "labelled_grid_figure"]
+__all__ = ["BatchInspector", "label_text"]
 
 _PREFIX = "recipe/batch_inspector/"
 
@@ -57,65 +56,6 @@ def label_text(target: Any, class_names: Sequence[str] | None = None) -> str:
         text = ",".join(names[:4]) + ("…" if len(names) > 4 else "")
         return text or "none"
     return ",".join(f"{float(v):.2g}" for v in flat[:3]) + ("…" if flat.numel() > 3 else "")
-
-
-def labelled_grid_figure(
-    images: np.ndarray,
-    titles: list[str] | None,
-    suptitle: str | None = None,
-    ncols: int = 8,
-    tile_px: int = 64,
-) -> Any:
-    """Images as one grid with a label above each tile, drawn as a single image axis (fast to render).
-
-    Tiles are scaled to about ``tile_px`` pixels (nearest neighbour; large images are subsampled),
-    each to its own range.
-
-    Example:
-        >>> fig = labelled_grid_figure(np.random.rand(10, 1, 8, 8), [str(i) for i in range(10)], "demo")
-        >>> from lightning_recipe.core.plots import figure_to_array
-        >>> figure_to_array(fig).shape
-        (186, 548, 3)
-    """
-    from lightning_recipe.core.plots import new_figure, to_display_images
-
-    x = to_display_images(images, per_image=True)
-    n, h, w, _ = x.shape
-    step = max(1, math.ceil(max(h, w) / (1.5 * tile_px)))
-    x = x[:, ::step, ::step]
-    h, w = x.shape[1], x.shape[2]
-    scale = max(1, round(tile_px / max(h, w)))
-    x = x.repeat(scale, axis=1).repeat(scale, axis=2)
-    th, tw = h * scale, w * scale
-    band = 14 if titles else 0
-    pad = 4
-    ncols = max(1, min(ncols, n))
-    nrows = math.ceil(n / ncols)
-    grid = np.ones((nrows * (th + band + pad) + pad, ncols * (tw + pad) + pad, 3), np.float32)
-    for i in range(n):
-        r, c = divmod(i, ncols)
-        top, left = pad + r * (th + band + pad) + band, pad + c * (tw + pad)
-        grid[top : top + th, left : left + tw] = x[i]
-    head = 18 if suptitle else 0
-    dpi = 80
-    fig = new_figure(grid.shape[1] / dpi, (grid.shape[0] + head) / dpi, dpi=dpi)
-    ax = fig.add_axes((0, 0, 1, grid.shape[0] / (grid.shape[0] + head)))
-    ax.imshow(grid, interpolation="nearest", aspect="auto")
-    ax.set_axis_off()
-    if titles:
-        for i in range(min(n, len(titles))):
-            r, c = divmod(i, ncols)
-            ax.text(
-                pad + c * (tw + pad) + tw / 2,
-                pad + r * (th + band + pad) + band - 3,
-                titles[i],
-                ha="center",
-                va="bottom",
-                fontsize=8,
-            )
-    if suptitle:
-        fig.text(0.5, 1 - 3 / (grid.shape[0] + head), suptitle, ha="center", va="top", fontsize=8.5)
-    return fig
 
 
 class BatchInspector(RecipeCallback):
@@ -354,7 +294,7 @@ class BatchInspector(RecipeCallback):
         )
 
         def build() -> Any:
-            return labelled_grid_figure(images, titles, suptitle)
+            return labelled_image_grid_figure(images, titles, ncols=8, suptitle=suptitle)
 
         recipe_logging.log_figure(trainer, _PREFIX + "images", build, step)
 

@@ -788,9 +788,7 @@ def _tiles_builder(tiles: np.ndarray, titles: list[str], ncols: int, suptitle: s
 
         if tiles.ndim >= 3 and tiles.shape[-1] >= 4 and tiles.shape[-2] >= 4:
             cols = min(ncols, len(tiles))
-            fig = labelled_image_grid_figure(tiles, titles, ncols=cols, tile_inches=1.6, suptitle=suptitle)
-            fig.tight_layout(pad=0.3, rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()))
-            return fig
+            return labelled_image_grid_figure(tiles, titles, ncols=cols, suptitle=suptitle, tile_px=96)
         from lightning_recipe.core.plots import new_figure
 
         mat = tiles.reshape(len(tiles), -1)

@@ -118,26 +118,60 @@ def labelled_image_grid_figure(
     images: np.ndarray,
     titles: list[str] | None = None,
     ncols: int | None = None,
-    tile_inches: float = 1.0,
-    per_image: bool = True,
     suptitle: str | None = None,
+    tile_px: int = 64,
+    per_image: bool = True,
     title_colors: list[str] | None = None,
 ) -> Figure:
-    """A figure with one small axis per image and its title (e.g. the label) above it."""
+    """Images as one grid with a (possibly multi-line) title above each tile.
+
+    Drawn as a single image axis plus text, which renders an order of magnitude faster than one
+    axis per tile. Tiles are scaled to about ``tile_px`` pixels (nearest neighbour; large images are
+    subsampled), each to its own range unless ``per_image=False``.
+
+    Example:
+        >>> fig = labelled_image_grid_figure(np.random.rand(10, 1, 8, 8), [str(i) for i in range(10)], 8, "demo")
+        >>> figure_to_array(fig).shape
+        (186, 548, 3)
+    """
     x = to_display_images(images, per_image=per_image)
-    n = x.shape[0]
-    ncols = ncols or max(1, math.ceil(math.sqrt(n)))
-    nrows = max(1, math.ceil(n / ncols))
-    fig = new_figure(ncols * tile_inches, nrows * tile_inches * 1.2 + (0.3 if suptitle else 0))
+    n, h, w, _ = x.shape
+    step = max(1, math.ceil(max(h, w) / (1.5 * tile_px)))
+    x = x[:, ::step, ::step]
+    h, w = x.shape[1], x.shape[2]
+    scale = max(1, round(tile_px / max(h, w)))
+    x = x.repeat(scale, axis=1).repeat(scale, axis=2)
+    th, tw = h * scale, w * scale
+    lines = max((t.count("\n") + 1 for t in titles), default=1) if titles else 0
+    band = 12 * lines + 2 if titles else 0
+    pad = 4
+    ncols = max(1, min(ncols or max(1, math.ceil(math.sqrt(n))), n))
+    nrows = math.ceil(n / ncols)
+    grid = np.ones((nrows * (th + band + pad) + pad, ncols * (tw + pad) + pad, 3), np.float32)
     for i in range(n):
-        ax = fig.add_subplot(nrows, ncols, i + 1)
-        ax.imshow(x[i], interpolation="nearest")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        if titles is not None and i < len(titles):
+        r, c = divmod(i, ncols)
+        top, left = pad + r * (th + band + pad) + band, pad + c * (tw + pad)
+        grid[top : top + th, left : left + tw] = x[i]
+    head = 18 if suptitle else 0
+    dpi = 80
+    fig = new_figure(grid.shape[1] / dpi, (grid.shape[0] + head) / dpi, dpi=dpi)
+    ax = fig.add_axes((0, 0, 1, grid.shape[0] / (grid.shape[0] + head)))
+    ax.imshow(grid, interpolation="nearest", aspect="auto")
+    ax.set_axis_off()
+    if titles:
+        for i in range(min(n, len(titles))):
+            r, c = divmod(i, ncols)
             color = title_colors[i] if title_colors is not None and i < len(title_colors) else "black"
-            ax.set_title(titles[i], fontsize=8, color=color, pad=2)
+            ax.text(
+                pad + c * (tw + pad) + tw / 2,
+                pad + r * (th + band + pad) + band - 3,
+                titles[i],
+                ha="center",
+                va="bottom",
+                fontsize=8,
+                color=color,
+                linespacing=1.0,
+            )
     if suptitle:
-        fig.suptitle(suptitle, fontsize=9)
-    fig.tight_layout(pad=0.3)
+        fig.text(0.5, 1 - 3 / (grid.shape[0] + head), suptitle, ha="center", va="top", fontsize=8.5)
     return fig

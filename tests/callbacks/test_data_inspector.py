@@ -84,7 +84,7 @@ def test_data_inspector_finds_the_planted_problems_and_logs_the_page(tmp_path):
         images = events.images(f"recipe/data/{tag}")
         assert len(images) == 1 and images[0][0] == 0, tag
         h, w, _ = png_shape(images[0][3])
-        assert h > 150 and w > 250
+        assert h > 100 and w > 150
     assert events.scalars("recipe/data/val/samples") == [(0, 397.0)]
     assert events.scalars("recipe/data/train_val_overlap") == [(0, 1.0)]
     assert events.scalars("recipe/data/train/nonfinite") == [(0, 1.0)]

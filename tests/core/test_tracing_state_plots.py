@@ -96,7 +96,7 @@ def test_figures_and_grids():
     assert grid.shape == (2 * 8 + 1, 5 * 8 + 4, 3) and grid.dtype == np.uint8
     const = image_grid(np.zeros((1, 1, 4, 4)))  # a constant image must not divide by zero
     assert np.isfinite(const).all()
-    fig = labelled_image_grid_figure(np.random.rand(4, 1, 8, 8), titles=["0", "1", "2", "3"])
+    fig = labelled_image_grid_figure(np.random.rand(4, 1, 8, 8), titles=["0", "1\nb", "2", "3"], title_colors=["red"] * 4)
     assert figure_to_array(fig).ndim == 3
     assert is_image_like((8, 1, 8, 8)) and is_image_like((8, 28, 28)) and not is_image_like((8, 30))
 
