@@ -280,3 +280,14 @@ def log_figure(
         _renderer.submit(job)
     else:
         job()
+
+
+def _reset_renderer_after_fork() -> None:
+    # A forked process (ddp_fork, ddp_notebook, dataloader workers) inherits the parent's queue with
+    # the parent's thread registered as its consumer; that thread does not exist in the child.
+    global _renderer
+    _renderer = _Renderer()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_renderer_after_fork)

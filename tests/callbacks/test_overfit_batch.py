@@ -1,0 +1,327 @@
+"""OverfitBatchCheck on real Trainer runs: broken losses and frozen models fail, healthy ones pass."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import pytest
+import torch
+from lightning.pytorch import Callback
+from torch import nn
+from torch.nn import functional as F
+
+from lightning_recipe import OverfitBatchCheck, RecipeCheckError
+from tests.helpers import (
+    LitModel,
+    assert_same_params,
+    breast_cancer_arrays,
+    diabetes_arrays,
+    digits_arrays,
+    final_params,
+    loader,
+    make_trainer,
+    mlp,
+    png_shape,
+    read_events,
+    small_cnn,
+)
+
+FIGURE = "recipe/overfit_batch/summary"
+LOSS = "recipe/overfit_batch/loss"
+
+
+def digits_loader(n: int = 256, batch_size: int = 32, **kw):
+    x, y = digits_arrays()
+    return loader(x[:n], y[:n], batch_size=batch_size, **kw)
+
+
+def fit(tmp_path, model, callbacks, data=None, **kw):
+    trainer = make_trainer(tmp_path, callbacks, **kw)
+    trainer.fit(model, data if data is not None else digits_loader())
+    return trainer
+
+
+def frozen_mlp() -> LitModel:
+    model = LitModel(mlp(64, 10))
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+# ---------------------------------------------------------------------- healthy models pass
+@pytest.mark.parametrize(
+    "make, data",
+    [
+        (lambda: LitModel(mlp(64, 10)), None),
+        (lambda: LitModel(mlp(64, 10), loss=lambda z, y: F.nll_loss(F.log_softmax(z, dim=1), y)), None),
+        (lambda: LitModel(small_cnn(dropout=0.3), optimizer="sgd", lr=0.1), None),
+        (
+            lambda: LitModel(
+                nn.Sequential(
+                    nn.Flatten(), nn.Linear(64, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 10)
+                )
+            ),
+            None,
+        ),
+        (lambda: LitModel(mlp(30, 1), loss="bce"), "cancer"),
+        (lambda: LitModel(mlp(10, 1), loss="mse"), "diabetes"),
+    ],
+    ids=["mlp-ce", "nll-log-softmax", "cnn-dropout-sgd", "batchnorm", "binary-bce", "regression-mse"],
+)
+def test_overfit_batch_passes_healthy_models(tmp_path, make, data):
+    torch.manual_seed(0)
+    if data == "cancer":
+        data = loader(*breast_cancer_arrays(), batch_size=32)
+    elif data == "diabetes":
+        x, y = diabetes_arrays()
+        data = loader(x, (y - y.mean()) / y.std(), batch_size=32)
+    check = OverfitBatchCheck()
+    trainer = fit(tmp_path, make(), [check], data=data, max_steps=1)
+    (finding,) = check.findings
+    assert finding.status == "pass", finding.message
+    assert finding.message.startswith("overfit 8 examples in ")
+    assert finding.numbers["num_samples"] == 8 and finding.global_step == 0
+    events = read_events(trainer.logger)
+    curve = events.scalars(LOSS)
+    assert curve[0][0] == 0 and len(curve) == len(check.losses) and curve[-1][1] < curve[0][1]
+    ((step, _, _, png),) = events.images(FIGURE)
+    assert step == 0 and png_shape(png)[1] > 600
+
+
+# ---------------------------------------------------------------------- broken setups fail
+def softmax_ce() -> LitModel:
+    return LitModel(nn.Sequential(mlp(64, 10), nn.Softmax(dim=1)))  # cross_entropy on probabilities
+
+
+@pytest.mark.parametrize(
+    "make, floor, why",
+    [
+        (softmax_ce, 1.46, r"ln\(1 \+ 9/e\) = 1.46 for 10 classes: pass logits"),
+        (frozen_mlp, 2.3, r"all parameters are frozen"),
+        (
+            lambda: LitModel(mlp(64, 10, dropout=1.0)),
+            None,
+            r"'net.3' is Dropout\(p=1.0\): it zeroes its input",
+        ),
+        (lambda: LitModel(mlp(64, 10), lr=0.0), 2.3, r"the learning rate is 0"),
+    ],
+    ids=["softmax-then-cross-entropy", "frozen", "dropout-1.0", "lr-0"],
+)
+def test_overfit_batch_fails_with_the_floor_it_reached(tmp_path, make, floor, why):
+    torch.manual_seed(0)
+    check = OverfitBatchCheck(on_fail="raise")  # raises before the real (frozen) model's first step
+    with pytest.raises(RecipeCheckError, match="OverfitBatchCheck: cannot overfit 8 examples") as info:
+        fit(tmp_path, make(), [check], max_steps=1)
+    finding = info.value.finding
+    assert finding.status == "fail" and check.findings == [finding]
+    assert finding.numbers["target_loss"] == pytest.approx(0.05)
+    if floor is not None:
+        assert finding.numbers["lowest_loss"] == pytest.approx(floor, abs=0.05)
+        assert f"{finding.numbers['lowest_loss']:.4g}" in finding.message
+    import re
+
+    assert re.search(why, finding.message), finding.message
+
+
+def test_overfit_batch_regression_broadcasting_bug_fails(tmp_path):
+    x, y = diabetes_arrays()
+    y = (y - y.mean()) / y.std()
+    torch.manual_seed(0)
+    model = LitModel(mlp(10, 1), loss=lambda out, t: F.mse_loss(out, t))  # (N, 1) vs (N,): N x N pairs
+    check = OverfitBatchCheck()
+    with pytest.warns(UserWarning):
+        fit(tmp_path, model, [check], data=loader(x, y, batch_size=32), max_steps=1)
+    (finding,) = check.findings
+    assert finding.status == "fail" and "plateaued" in finding.message
+    assert finding.numbers["r2"] < 0.5
+
+
+def test_overfit_batch_label_smoothing_passes_with_target_loss(tmp_path):
+    torch.manual_seed(0)
+    smooth = lambda z, y: F.cross_entropy(z, y, label_smoothing=0.1)  # noqa: E731
+    auto = OverfitBatchCheck()
+    with pytest.warns(UserWarning, match="pass `target_loss=`"):
+        fit(tmp_path / "a", LitModel(mlp(64, 10), loss=smooth), [auto], max_steps=1)
+    assert auto.findings[0].status == "fail"
+    torch.manual_seed(0)
+    told = OverfitBatchCheck(target_loss=0.55)
+    fit(tmp_path / "b", LitModel(mlp(64, 10), loss=smooth), [told], max_steps=1)
+    assert told.findings[0].status == "pass"
+
+
+def test_overfit_batch_slow_learning_rate_is_inconclusive_not_failed(tmp_path):
+    torch.manual_seed(0)
+    check = OverfitBatchCheck(max_steps=100)
+    with pytest.warns(UserWarning, match="still decreasing after max_steps=100"):
+        fit(tmp_path, LitModel(mlp(64, 10), optimizer="sgd", lr=0.01), [check], max_steps=1)
+    assert check.findings[0].status == "warn"
+
+
+def test_overfit_batch_raise_stops_before_the_first_update(tmp_path):
+    torch.manual_seed(0)
+    model = softmax_ce()
+    before = final_params(model)
+    with pytest.raises(
+        RecipeCheckError, match=r"OverfitBatchCheck: cannot overfit 8 examples: the loss plateaued at 1.46"
+    ):
+        fit(tmp_path, model, [OverfitBatchCheck(on_fail="raise")], max_steps=2)
+    assert_same_params(before, final_params(model))
+
+
+class AugmentingModel(LitModel):
+    """Adds strong noise to its inputs in training_step unless ``augment`` is off."""
+
+    augment = True
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        if self.augment:
+            x = torch.randn_like(x) * 5
+        return F.cross_entropy(self(x), y)
+
+
+def test_overfit_batch_augment_off_and_prepare_batch(tmp_path):
+    torch.manual_seed(0)
+    seen = []
+
+    def prepare(batch):
+        seen.append(batch[0].shape[0])
+        return batch
+
+    noisy = OverfitBatchCheck(max_steps=150, num_samples=4)
+    with pytest.warns(UserWarning, match="OverfitBatchCheck"):
+        fit(tmp_path / "a", AugmentingModel(mlp(64, 10)), [noisy], max_steps=1)
+    assert noisy.findings[0].status in ("fail", "warn")
+    torch.manual_seed(0)
+    model = AugmentingModel(mlp(64, 10))
+    quiet = OverfitBatchCheck(
+        num_samples=4, augment_off=lambda m: setattr(m, "augment", False), prepare_batch=prepare
+    )
+    fit(tmp_path / "b", model, [quiet], max_steps=1)
+    assert quiet.findings[0].status == "pass" and seen == [4]
+    assert model.augment is True  # only the copy was changed
+
+
+def test_overfit_batch_manual_optimization_is_skipped(tmp_path):
+    class Manual(LitModel):
+        def __init__(self):
+            super().__init__(mlp(64, 10))
+            self.automatic_optimization = False
+
+        def training_step(self, batch, batch_idx):
+            opt = self.optimizers()
+            loss = F.cross_entropy(self(batch[0]), batch[1])
+            opt.zero_grad()
+            self.manual_backward(loss)
+            opt.step()
+
+    check = OverfitBatchCheck()
+    fit(tmp_path, Manual(), [check], max_steps=1)
+    (finding,) = check.findings
+    assert finding.status == "skipped" and "manual optimization" in finding.message
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"num_samples": 0}, ValueError, r"OverfitBatchCheck\(num_samples=0\): pass an integer >= 1"),
+        ({"max_steps": 2.5}, TypeError, r"max_steps=2.5\): pass an integer"),
+        ({"patience": 1}, ValueError, r"patience=1\): pass an integer >= 2"),
+        ({"target_loss": float("nan")}, ValueError, r"target_loss=nan\): pass a finite number"),
+        ({"task": "multi"}, ValueError, r"OverfitBatchCheck\(task='multi'\): unknown task"),
+        ({"augment_off": True}, TypeError, r"augment_off=True\): pass a callable"),
+        ({"on_fail": "stop"}, ValueError, r"on_fail='stop'\): unknown value"),
+        ({"target_key": 1.5}, TypeError, r"target_key=1.5\): expected a dict key"),
+    ],
+)
+def test_overfit_batch_rejects_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        OverfitBatchCheck(**kwargs)
+
+
+# ---------------------------------------------------------------------- never perturb, resume, quiet
+def test_overfit_batch_does_not_change_training(tmp_path):
+    def run(callbacks, sub):
+        torch.manual_seed(0)
+        model = LitModel(small_cnn(dropout=0.5))
+        fit(tmp_path / sub, model, callbacks, data=digits_loader(shuffle=True), max_steps=6)
+        return final_params(model)
+
+    assert_same_params(run([], "a"), run([OverfitBatchCheck(max_steps=40)], "b"))
+
+
+def test_overfit_batch_state_round_trip_and_real_resume(tmp_path):
+    torch.manual_seed(0)
+    check = OverfitBatchCheck()
+    trainer = fit(tmp_path / "first", LitModel(mlp(64, 10)), [check], max_steps=2)
+    state = check.state_dict()
+    assert state["done"] is True and state["findings"][0]["status"] == "pass"
+    fresh = OverfitBatchCheck()
+    fresh.load_state_dict(state)
+    clone = pickle.loads(pickle.dumps(fresh))
+    assert clone.state_dict() == state
+    ckpt = str(tmp_path / "first.ckpt")
+    trainer.save_checkpoint(ckpt)
+    resumed = OverfitBatchCheck()
+    trainer2 = make_trainer(tmp_path / "second", [resumed], max_steps=4)
+    trainer2.fit(LitModel(mlp(64, 10)), digits_loader(), ckpt_path=ckpt)
+    assert [f.status for f in resumed.findings] == ["pass"] and resumed.findings[0].global_step == 0
+    assert resumed.losses == []  # not redone
+    assert not read_events(trainer2.logger).has_image(FIGURE)
+
+
+def test_overfit_batch_is_quiet_during_the_sanity_check(tmp_path):
+    class Probe(Callback):
+        def on_sanity_check_end(self, trainer, pl_module):
+            self.then = list(check.findings)
+
+    check, probe = OverfitBatchCheck(), Probe()
+    trainer = make_trainer(tmp_path, [check, probe], max_steps=1, num_sanity_val_steps=2, limit_val_batches=2)
+    trainer.fit(LitModel(mlp(64, 10)), digits_loader(), digits_loader(64))
+    assert probe.then == [] and len(check.findings) == 1
+
+
+# ---------------------------------------------------------------------- DDP
+class RankBroken(LitModel):
+    """Cross-entropy on probabilities on rank 1 only: rank 0 alone would pass."""
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        z = self(x)
+        if torch.distributed.is_initialized() and torch.distributed.get_rank() == 1:
+            z = z.softmax(1)
+        return F.cross_entropy(z, y)
+
+
+class _DumpFindings(Callback):
+    def __init__(self, directory) -> None:
+        self.directory = directory
+
+    def on_train_end(self, trainer, pl_module):
+        found = [f.to_dict() for cb in trainer.callbacks for f in getattr(cb, "findings", [])]
+        (self.directory / f"rank{trainer.global_rank}.json").write_text(json.dumps(found))
+
+
+@pytest.mark.slow
+def test_overfit_batch_same_verdict_on_every_rank_under_ddp(tmp_path):
+    from datetime import timedelta
+
+    from lightning.pytorch.strategies import DDPStrategy
+
+    torch.manual_seed(0)
+    trainer = make_trainer(
+        tmp_path,
+        [OverfitBatchCheck(), _DumpFindings(tmp_path)],
+        max_steps=1,
+        devices=2,
+        strategy=DDPStrategy(start_method="fork", timeout=timedelta(seconds=60)),
+    )
+    log_dir = trainer.logger.log_dir
+    trainer.fit(RankBroken(mlp(64, 10)), digits_loader(128, batch_size=16))
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0] == ranks[1]
+    (finding,) = ranks[0]
+    assert finding["status"] == "fail" and finding["numbers"]["rank"] == 1
+    assert "1.46" in finding["message"]
+    assert len(read_events(log_dir).images(FIGURE)) == 1
