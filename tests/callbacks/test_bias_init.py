@@ -1,0 +1,372 @@
+"""FinalBiasInit on real data: exact biases, only the bias changes, skips that never crash, resume, DDP."""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch import Callback
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.demos.boring_classes import BoringModel
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_recipe import FinalBiasInit, LossAtInitCheck
+from tests.helpers import (
+    LitModel,
+    diabetes_arrays,
+    digits_arrays,
+    imbalanced_breast_cancer,
+    loader,
+    make_trainer,
+    mlp,
+    png_shape,
+    read_events,
+    small_cnn,
+)
+
+
+class BiasProbe(Callback):
+    """Records every parameter right after FinalBiasInit ran (place it after FinalBiasInit)."""
+
+    def __init__(self) -> None:
+        self.before: dict[str, torch.Tensor] = {}
+        self.after: dict[str, torch.Tensor] = {}
+
+    def on_fit_start(self, trainer, pl_module):
+        self.before = {k: v.detach().clone() for k, v in pl_module.named_parameters()}
+
+    def on_train_start(self, trainer, pl_module):
+        self.after = {k: v.detach().clone() for k, v in pl_module.named_parameters()}
+
+
+def fit(tmp_path, model, data, *callbacks, **kw):
+    probe = BiasProbe()
+    kw.setdefault("max_steps", 1)
+    trainer = make_trainer(tmp_path, [*callbacks, probe], **kw)
+    trainer.fit(model, data)
+    return trainer, probe
+
+
+def multilabel_arrays(n: int = 400, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 12)).astype(np.float32)
+    y = (rng.random((n, 4)) < np.array([0.05, 0.2, 0.5, 0.85])).astype(np.float32)
+    return x, y
+
+
+# ---------------------------------------------------------------------- exact biases on real data
+def test_digits_bias_is_log_prior_and_only_the_bias_changes(tmp_path):
+    torch.manual_seed(0)
+    x, y = digits_arrays()
+    init = FinalBiasInit()
+    model = LitModel(small_cnn())
+    trainer, probe = fit(tmp_path, model, loader(x, y, shuffle=True), init)
+    prior = np.bincount(y, minlength=10) / len(y)
+    assert init.layer_name == "net.4" and init.applied
+    np.testing.assert_allclose(probe.after["net.4.bias"].numpy(), np.log(prior), atol=1e-5)
+    for name, before in probe.before.items():
+        if name != "net.4.bias":
+            assert torch.equal(before, probe.after[name]), f"{name} changed"
+    (finding,) = init.findings
+    assert finding.status == "pass"
+    assert (
+        "set the final bias of 'net.4' (Linear, 10 outputs) to log(prior) of 1797 training targets"
+        in finding.message
+    )
+    assert finding.numbers["uninformative_loss"] == pytest.approx(math.log(10))
+    events = read_events(trainer.logger)
+    assert events.scalars("recipe/bias_init/uninformative_loss")[0] == (
+        0,
+        pytest.approx(math.log(10), abs=1e-5),
+    )
+    entropy = float(-(prior * np.log(prior)).sum())
+    assert events.scalars("recipe/bias_init/expected_loss")[0][1] == pytest.approx(entropy, abs=1e-5)
+    ((step, w, h, png),) = events.images("recipe/bias_init/priors")
+    assert step == 0 and png_shape(png)[:2] == (h, w) and w >= 300
+
+
+@pytest.mark.parametrize("head", ["bce1", "ce2"])
+def test_imbalanced_breast_cancer_bias_and_loss_at_init(tmp_path, head):
+    torch.manual_seed(0)
+    x, y = imbalanced_breast_cancer()
+    p = float(y.mean())
+    net = mlp(30, 1 if head == "bce1" else 2)
+    model = LitModel(net, loss="bce" if head == "bce1" else "ce")
+    init, check = FinalBiasInit(), LossAtInitCheck()
+    _, probe = fit(tmp_path, model, loader(x, y, batch_size=64, shuffle=True), init, check)
+    bias = probe.after["net.3.bias"].double()
+    if head == "bce1":
+        assert init.resolved_task == "binary"
+        np.testing.assert_allclose(bias.numpy(), [math.log(p / (1 - p))], atol=1e-5)
+    else:
+        assert init.resolved_task == "multiclass"
+        np.testing.assert_allclose(bias.numpy(), np.log([1 - p, p]), atol=1e-5)
+    (finding,) = check.findings
+    assert finding.status == "pass", finding.message
+    h = -(p * math.log(p) + (1 - p) * math.log(1 - p))
+    assert finding.numbers["bias_from"] == "FinalBiasInit"
+    assert finding.numbers["measured"] == pytest.approx(finding.numbers["expected"], rel=0.3)
+    assert finding.numbers["measured"] < 0.5 * math.log(2)  # well below ln 2 and near H(prior)
+    assert h < 0.35
+
+
+def test_diabetes_bias_is_the_target_mean(tmp_path):
+    torch.manual_seed(0)
+    x, y = diabetes_arrays()
+    net = mlp(10, 1)
+    init, check = FinalBiasInit(), LossAtInitCheck()
+    _, probe = fit(tmp_path, LitModel(net, loss="mse"), loader(x, y, shuffle=True), init, check)
+    assert init.resolved_task == "regression"
+    bias = float(probe.after["net.3.bias"])
+    assert bias == pytest.approx(float(y.astype(np.float64).mean()), rel=1e-6)
+    assert 150 < bias < 155
+    assert check.findings[0].status == "pass"
+    assert check.findings[0].numbers["expected_is"] == "Var[y]"
+
+
+def test_multilabel_bias_is_log_odds_per_label(tmp_path):
+    torch.manual_seed(0)
+    x, y = multilabel_arrays()
+    net = mlp(12, 4)
+    init, check = FinalBiasInit(), LossAtInitCheck()
+    _, probe = fit(tmp_path, LitModel(net, loss="bce"), loader(x, y, shuffle=True), init, check)
+    p = y.mean(0).astype(np.float64)
+    assert init.resolved_task == "multilabel"
+    np.testing.assert_allclose(probe.after["net.3.bias"].double().numpy(), np.log(p / (1 - p)), atol=1e-5)
+    assert check.findings[0].status == "pass"
+
+
+def test_given_priors_and_target_mean_skip_the_scan(tmp_path):
+    torch.manual_seed(0)
+    net = mlp(4, 3)
+    data = DataLoader(TensorDataset(torch.randn(16, 4)), batch_size=8)  # no targets at all
+
+    class NoTargets(LitModel):
+        def training_step(self, batch, batch_idx):
+            return self(batch[0]).pow(2).mean()
+
+    model = NoTargets(net)
+    init = FinalBiasInit(priors=[0.5, 0.3, 0.2])
+    _, probe = fit(tmp_path, model, data, init)
+    softmax = torch.softmax(probe.after["net.3.bias"].double(), 0).numpy()
+    np.testing.assert_allclose(softmax, [0.5, 0.3, 0.2], atol=1e-6)
+    init = FinalBiasInit(target_mean=[10.0, -3.0])
+    _, probe = fit(tmp_path, NoTargets(mlp(4, 2)), data, init)
+    assert probe.after["net.3.bias"].tolist() == [10.0, -3.0]
+
+
+def test_layer_argument_picks_the_layer(tmp_path):
+    torch.manual_seed(0)
+    x, y = digits_arrays()
+
+    class TwoHeads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU())
+            self.cls = nn.Linear(16, 10)
+            self.aux = nn.Linear(16, 3)  # runs last, but is not the classifier
+
+        def forward(self, x):
+            h = self.body(x)
+            self.aux(h)
+            return self.cls(h)
+
+    net = TwoHeads()
+    init = FinalBiasInit(layer="net.cls")
+    _, probe = fit(tmp_path, LitModel(net), loader(x, y), init)
+    prior = np.bincount(y, minlength=10) / len(y)
+    np.testing.assert_allclose(probe.after["net.cls.bias"].double().numpy(), np.log(prior), atol=1e-5)
+
+
+# ---------------------------------------------------------------------- cannot apply: skipped, training goes on
+def test_final_layer_without_bias_is_skipped(tmp_path):
+    x, y = digits_arrays()
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10, bias=False))
+    init = FinalBiasInit()
+    trainer, _ = fit(tmp_path, LitModel(net), loader(x, y), init, max_steps=2)
+    (finding,) = init.findings
+    assert finding.status == "skipped" and trainer.global_step == 2
+    assert (
+        "the final layer 'net.1' (Linear) has no bias; build it with bias=True or pass `layer=`"
+        in finding.message
+    )
+
+
+def test_boring_model_without_targets_is_skipped(tmp_path):
+    init = FinalBiasInit()
+    trainer = make_trainer(tmp_path, [init], max_steps=2, limit_val_batches=0)
+    trainer.fit(BoringModel())
+    (finding,) = init.findings
+    assert finding.status == "skipped" and trainer.global_step == 2
+    assert "found no targets in the training batch; pass `target_key=`" in finding.message
+
+
+def test_output_width_that_does_not_fit_the_classes_names_both(tmp_path):
+    x, y = digits_arrays()
+    net = mlp(64, 5)
+    init = FinalBiasInit(task="multiclass")
+    _, probe = fit(tmp_path, LitModel(net, loss=lambda o, t: F.cross_entropy(o, t % 5)), loader(x, y), init)
+    (finding,) = init.findings
+    assert finding.status == "skipped"
+    assert "has 5 outputs but the targets have 10 classes" in finding.message
+    assert torch.equal(probe.after["net.3.bias"], probe.before["net.3.bias"])
+
+
+def test_absent_class_gets_a_finite_bias_and_a_warning(tmp_path):
+    x, y = digits_arrays()
+    keep = y != 9
+    net = mlp(64, 10)
+    init = FinalBiasInit()
+    with pytest.warns(UserWarning, match="never occur"):
+        _, probe = fit(tmp_path, LitModel(net), loader(x[keep], y[keep]), init)
+    (finding,) = init.findings
+    n = int(keep.sum())
+    assert finding.status == "warn" and finding.numbers["floored"] == [9]
+    bias = probe.after["net.3.bias"].double()
+    assert bool(torch.isfinite(bias).all())
+    assert float(bias[9]) == pytest.approx(math.log(0.5 / n), abs=1e-5)
+    prior = np.bincount(y[keep], minlength=10)[:9] / n
+    np.testing.assert_allclose(bias[:9].numpy(), np.log(prior), atol=1e-5)
+
+
+def test_ambiguous_one_hot_targets_name_the_task_argument(tmp_path):
+    x, y = digits_arrays()
+    onehot = np.eye(10, dtype=np.float32)[y]
+    init = FinalBiasInit()
+    fit(tmp_path, LitModel(mlp(64, 10), loss=lambda o, t: F.cross_entropy(o, t)), loader(x, onehot), init)
+    assert init.findings[0].status == "skipped"
+    assert "task='multiclass' or task='multilabel'" in init.findings[0].message
+
+
+# ---------------------------------------------------------------------- arguments
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"task": "multi"}, ValueError, r"FinalBiasInit\(task='multi'\): unknown task"),
+        ({"priors": [0.5, -0.1]}, ValueError, r"priors=.*between 0 and 1"),
+        ({"priors": "abc"}, TypeError, r"priors='abc'"),
+        ({"target_mean": [float("nan")]}, ValueError, "finite"),
+        ({"priors": [1.0], "target_mean": 1.0}, ValueError, "not both"),
+        ({"task": "regression", "priors": [0.5]}, ValueError, "regression takes target_mean="),
+        ({"task": "binary", "target_mean": 3.0}, ValueError, "target_mean= is for task='regression'"),
+        ({"max_batches": 0}, ValueError, r"max_batches=0"),
+        ({"layer": ""}, TypeError, "qualified name"),
+        ({"target_key": 1.5}, TypeError, "target_key=1.5"),
+    ],
+)
+def test_bad_arguments_raise_with_the_argument_named(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        FinalBiasInit(**kwargs)
+
+
+def test_unknown_layer_fails_in_setup_with_the_candidates(tmp_path):
+    x, y = digits_arrays()
+    trainer = make_trainer(tmp_path, [FinalBiasInit(layer="head.fc")])
+    with pytest.raises(ValueError, match=r"FinalBiasInit\(layer=...\)='head.fc': no such module"):
+        trainer.fit(LitModel(mlp(64, 10)), loader(x, y))
+
+
+def test_priors_of_the_wrong_length_name_both_numbers(tmp_path):
+    x, y = digits_arrays()
+    trainer = make_trainer(tmp_path, [FinalBiasInit(priors=[0.5, 0.5])])
+    with pytest.raises(ValueError, match=r"got 2 priors but the final layer 'net\.3' has 10 outputs"):
+        trainer.fit(LitModel(mlp(64, 10)), loader(x, y))
+
+
+# ---------------------------------------------------------------------- state, resume, sanity check
+def test_state_dict_and_pickle_round_trip():
+    init = FinalBiasInit()
+    init._done, init.applied, init.layer_name = True, True, "net.3"
+    init.bias = torch.tensor([0.1, -0.2], dtype=torch.float64)
+    other = FinalBiasInit()
+    other.load_state_dict(init.state_dict())
+    assert other.state_dict() == init.state_dict()
+    clone = pickle.loads(pickle.dumps(init))
+    assert clone.state_dict() == init.state_dict()
+    fresh = FinalBiasInit()
+    fresh.load_state_dict({})
+    assert fresh.state_dict()["done"] is False
+
+
+def test_resume_from_a_checkpoint_does_not_reinitialise_the_trained_bias(tmp_path):
+    torch.manual_seed(0)
+    x, y = digits_arrays()
+    data = loader(x, y, shuffle=True)
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    model = LitModel(mlp(64, 10), lr=0.05)
+    fit(tmp_path, model, data, FinalBiasInit(), ckpt, max_steps=20, enable_checkpointing=True)
+    path = str(tmp_path / "ckpt" / "last.ckpt")
+    trained_bias = torch.load(path, weights_only=False)["state_dict"]["net.3.bias"]
+    prior_bias = torch.log(torch.as_tensor(np.bincount(y, minlength=10) / len(y)))
+    assert not torch.allclose(trained_bias.double(), prior_bias, atol=1e-3)
+
+    resumed = FinalBiasInit()
+    probe = BiasProbe()
+    trainer = make_trainer(tmp_path / "resume", [resumed, probe], max_steps=21)
+    trainer.fit(LitModel(mlp(64, 10), lr=0.05), data, ckpt_path=path)
+    assert torch.equal(probe.after["net.3.bias"], trained_bias)
+    (finding,) = resumed.findings
+    assert finding.status == "skipped" and "resumed from a checkpoint" in finding.message
+
+
+def test_quiet_outside_fit_and_in_the_sanity_check(tmp_path):
+    x, y = digits_arrays()
+    init = FinalBiasInit()
+    model = LitModel(mlp(64, 10))
+    before = model.net[-1].bias.detach().clone()
+    trainer = make_trainer(tmp_path, [init])
+    trainer.validate(model, loader(x, y))
+    assert init.findings == [] and torch.equal(model.net[-1].bias.detach(), before)
+
+
+# ---------------------------------------------------------------------- DDP
+class RankShardModel(LitModel):
+    """Each rank trains on its own shard with a different class balance (no DistributedSampler)."""
+
+    def train_dataloader(self):
+        x, y = digits_arrays()
+        rank = self.trainer.global_rank
+        keep = (y < 5) if rank == 0 else (y >= 3)
+        return loader(x[keep], y[keep], batch_size=32)
+
+    def on_train_start(self):
+        torch.save(
+            self.net[-1].bias.detach().clone(), f"{self.out_dir}/bias_rank{self.trainer.global_rank}.pt"
+        )
+
+    def on_train_end(self):
+        (check,) = [c for c in self.trainer.callbacks if isinstance(c, LossAtInitCheck)]
+        with open(f"{self.out_dir}/verdict_rank{self.trainer.global_rank}.txt", "w") as fh:
+            fh.write(f"{check.findings[0].status}|{check.findings[0].message}")
+
+
+@pytest.mark.slow
+def test_ddp_each_rank_sets_the_global_prior(tmp_path):
+    torch.manual_seed(0)
+    model = RankShardModel(mlp(64, 10))
+    model.out_dir = str(tmp_path)
+    init = FinalBiasInit()
+    trainer = make_trainer(
+        tmp_path,
+        [init, LossAtInitCheck()],
+        strategy="ddp_fork",
+        devices=2,
+        max_steps=1,
+        use_distributed_sampler=False,
+        logger=False,
+    )
+    trainer.fit(model)
+    _, y = digits_arrays()
+    union = np.concatenate([y[y < 5], y[y >= 3]])
+    prior = np.bincount(union, minlength=10) / len(union)
+    b0, b1 = torch.load(tmp_path / "bias_rank0.pt"), torch.load(tmp_path / "bias_rank1.pt")
+    assert torch.equal(b0, b1)
+    np.testing.assert_allclose(b0.double().numpy(), np.log(prior), atol=1e-5)
+    # LossAtInitCheck reduces its numbers: the same verdict on both ranks
+    v0 = (tmp_path / "verdict_rank0.txt").read_text()
+    assert v0 == (tmp_path / "verdict_rank1.txt").read_text() and v0.startswith("pass|")
