@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import torch
@@ -70,7 +70,9 @@ def _first_optimizer(result: Any) -> torch.optim.Optimizer | None:
 def build_optimizer(clone: LightningModule, trainer: Trainer | None = None) -> torch.optim.Optimizer:
     """The first optimizer ``clone.configure_optimizers()`` returns, built on the clone's parameters.
 
-    Schedulers are ignored: shadow runs are short and use the initial learning rate.
+    Schedulers are ignored: shadow runs are short and use the initial learning rate. A scheduler
+    built in ``configure_optimizers`` may already have changed the rate (a warm-up from ~0); its
+    base rate (``initial_lr``) is put back.
     """
     clone.__dict__["_trainer"] = trainer
     try:
@@ -86,6 +88,10 @@ def build_optimizer(clone: LightningModule, trainer: Trainer | None = None) -> t
     optimizer = _first_optimizer(result)
     if optimizer is None:
         raise ShadowUnsupported("configure_optimizers() returned no optimizer")
+    for group in optimizer.param_groups:
+        initial = group.get("initial_lr")
+        if isinstance(initial, (int, float)) and initial > 0 and isinstance(group.get("lr"), (int, float)):
+            group["lr"] = initial
     own = {id(p) for p in clone.parameters()}
     for group in optimizer.param_groups:
         if any(id(p) not in own for p in group["params"]):
@@ -131,7 +137,7 @@ class ShadowTrainer:
             warnings.filterwarnings("ignore", message=r".*trainer reference is not registered.*")
             yield
 
-    def _forward_context(self):  # noqa: ANN202
+    def _forward_context(self) -> AbstractContextManager[Any]:
         if self.precision_context is None:
             from contextlib import nullcontext
 

@@ -1,0 +1,388 @@
+"""DumbBaselines: real Trainer runs on scikit-learn data; baselines read back from the event files."""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch import Callback
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.strategies import DDPStrategy
+from torch.nn import functional as F
+
+from lightning_recipe import DumbBaselines
+from lightning_recipe.core.baselines import dumb_baselines
+from lightning_recipe.core.stats import TargetStats
+from tests.helpers import (
+    LitModel,
+    assert_same_params,
+    diabetes_arrays,
+    digits_arrays,
+    final_params,
+    imbalanced_breast_cancer,
+    loader,
+    make_trainer,
+    mlp,
+    png_shape,
+    read_events,
+)
+
+TAG = "recipe/dumb_baselines"
+
+
+def _split(x: np.ndarray, y: np.ndarray, frac: float = 0.8) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    idx = np.random.default_rng(0).permutation(len(x))
+    k = int(frac * len(x))
+    return (x[idx[:k]], y[idx[:k]]), (x[idx[k:]], y[idx[k:]])
+
+
+def digits_data(shuffle_labels: bool = False) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    (xt, yt), (xv, yv) = _split(*digits_arrays())
+    if shuffle_labels:
+        rng = np.random.default_rng(1)
+        yt, yv = yt[rng.permutation(len(yt))], yv[rng.permutation(len(yv))]
+    return (xt, yt), (xv, yv)
+
+
+def loaders(data: Any, batch_size: int = 64) -> tuple[Any, Any]:
+    (xt, yt), (xv, yv) = data
+    return loader(xt, yt, batch_size=batch_size, shuffle=True), loader(xv, yv, batch_size=128)
+
+
+class AccuracyModel(LitModel):
+    """Also logs ``val_acc``."""
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        x, y = batch
+        logits = self(x)
+        self.log("val_loss", F.cross_entropy(logits, y))
+        self.log("val_acc", (logits.argmax(dim=1) == y).float().mean())
+
+
+class QuietModel(LitModel):
+    """Logs nothing during validation."""
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self.log("val_error", F.cross_entropy(self(batch[0]), batch[1]))
+
+
+def fit(tmp_path: Any, model: Any, callback: DumbBaselines, data_loaders: Any, **kw: Any):
+    torch.manual_seed(0)
+    trainer = make_trainer(tmp_path, [callback], **{"max_epochs": 3, "max_steps": -1, **kw})
+    trainer.fit(model, *data_loaders)
+    return trainer
+
+
+# ---------------------------------------------------------------------- healthy models
+def test_dumb_baselines_drawn_as_flat_lines_and_beaten_on_digits(tmp_path):
+    data = digits_data()
+    baselines = DumbBaselines()
+    trainer = fit(tmp_path, LitModel(mlp(64, 10)), baselines, loaders(data))
+    (_, yt), (_, yv) = data
+    expected = dumb_baselines(
+        TargetStats.from_targets(torch.as_tensor(yt), "multiclass", num_classes=10), torch.as_tensor(yv)
+    )
+    assert baselines.scores == expected
+    events = read_events(trainer.logger)
+    prior = events.scalars(f"{TAG}/prior_loss")
+    accuracy = events.scalars(f"{TAG}/majority_accuracy")
+    val_steps = [s for s, _ in events.scalars("val_loss")]
+    # at the start, then next to every val_loss point (Lightning logs epoch-end values one step earlier)
+    assert prior[0][0] == 0 and len(prior) == len(val_steps) + 1
+    assert all(0 <= s - v <= 1 for (s, _), v in zip(prior[1:], val_steps))
+    assert all(v == pytest.approx(expected.loss) for _, v in prior) and expected.loss == pytest.approx(
+        2.30, abs=0.02
+    )
+    assert all(v == pytest.approx(expected.metric) for _, v in accuracy) and expected.metric < 0.12
+    [finding] = baselines.findings
+    assert finding.status == "pass"
+    assert finding.message.startswith("val_loss beat the class-prior predictor's cross_entropy loss (2.3")
+    assert "first at epoch 0, step 23" in finding.message
+    assert finding.numbers["beaten_epoch"] == 0 and finding.numbers["prior_loss"] == pytest.approx(
+        expected.loss
+    )
+    [(step, width, height, png)] = events.images(f"{TAG}/comparison")
+    assert step == trainer.global_step and png_shape(png)[:2] == (height, width)
+    (tmp_path / "comparison.png").write_bytes(png)
+
+
+def test_dumb_baselines_imbalanced_data_with_a_prior_bias_is_not_called_dumb_at_init(tmp_path, recwarn):
+    x, y = imbalanced_breast_cancer(ratio=10)
+    data = _split(x, y.astype(np.float32))
+    (_, yt), _ = data
+    model = LitModel(mlp(30, 1), loss="bce", lr=3e-3)
+    with torch.no_grad():  # the recipe's "init well": the final bias at the log-odds of the prior
+        p = float(yt.mean())
+        model.net[-1].bias.fill_(math.log(p / (1 - p)))
+        model.net[-1].weight.mul_(0.01)
+    baselines = DumbBaselines()
+    trainer = make_trainer(tmp_path, [baselines], max_epochs=4, max_steps=-1, num_sanity_val_steps=0)
+    init_loss = trainer.validate(model, loaders(data)[1], verbose=False)[0]["val_loss"]
+    torch.manual_seed(0)
+    trainer = make_trainer(tmp_path, [baselines], max_epochs=4, max_steps=-1)
+    trainer.fit(model, *loaders(data, batch_size=32))
+    assert baselines.scores is not None
+    assert init_loss == pytest.approx(baselines.scores.loss, abs=0.02)  # starts exactly at the baseline
+    [finding] = baselines.findings
+    assert finding.status == "pass", finding.message
+    assert baselines.scores.metric > 0.85  # the majority class alone is 91 % right
+    assert not [w for w in recwarn if "DumbBaselines" in str(w.message)]
+
+
+def test_dumb_baselines_regression_mean_predictor(tmp_path):
+    x, y = diabetes_arrays()
+    y = ((y - y.mean()) / y.std()).astype(np.float32)  # standardised targets, as a user would
+    data = _split(x, y)
+    baselines = DumbBaselines(human_baseline=0.3)
+    trainer = fit(tmp_path, LitModel(mlp(10, 1), loss="mse"), baselines, loaders(data))
+    (_, yt), (_, yv) = data
+    mean = float(torch.as_tensor(yt, dtype=torch.float64).mean())
+    yv64 = torch.as_tensor(yv, dtype=torch.float64)
+    events = read_events(trainer.logger)
+    [(_, mse), *_] = events.scalars(f"{TAG}/mean_loss")
+    [(_, mae), *_] = events.scalars(f"{TAG}/mean_mae")
+    assert mse == pytest.approx(float(((yv64 - mean) ** 2).mean()), rel=1e-5)
+    assert mae == pytest.approx(float((yv64 - mean).abs().mean()), rel=1e-5)
+    assert all(v == pytest.approx(0.3) for _, v in events.scalars(f"{TAG}/human_baseline"))
+    [finding] = baselines.findings
+    assert finding.status == "pass", finding.message
+    assert "the mean predictor's mse loss" in finding.message
+    assert "human baseline 0.3 not reached" in finding.message and baselines.human_reached_at is None
+
+
+def test_dumb_baselines_accuracy_monitor_and_human_baseline(tmp_path):
+    baselines = DumbBaselines(monitor="val_acc", human_baseline=0.9)
+    fit(tmp_path, AccuracyModel(mlp(64, 10)), baselines, loaders(digits_data()))
+    assert (baselines.compare_to, baselines.mode) == ("accuracy", "max")
+    assert baselines.baseline == pytest.approx(baselines.scores.metric)
+    [finding] = baselines.findings
+    assert finding.status == "pass"
+    assert finding.message.startswith("val_acc beat the majority-class predictor's accuracy (0.")
+    assert baselines.human_reached_at is not None
+    epoch, step, value = baselines.human_reached_at
+    assert value >= 0.9 and f"human baseline 0.9 reached at epoch {epoch}, step {step}" in finding.message
+
+
+# ---------------------------------------------------------------------- bugs
+def test_dumb_baselines_warns_when_never_beaten_on_shuffled_labels(tmp_path):
+    baselines = DumbBaselines()
+    with pytest.warns(UserWarning, match=r"DumbBaselines: val_loss never beat the class-prior predictor"):
+        fit(tmp_path, LitModel(mlp(64, 10)), baselines, loaders(digits_data(shuffle_labels=True)))
+    [finding] = baselines.findings
+    assert finding.status == "warn"
+    assert "the model learned nothing a constant does not know" in finding.message
+    assert finding.numbers["evaluations"] == 3 and "beaten_epoch" not in finding.numbers
+    assert baselines.beaten_at is None
+
+
+# ---------------------------------------------------------------------- skipped
+def test_dumb_baselines_skips_a_missing_monitor_and_lists_what_was_logged(tmp_path):
+    baselines = DumbBaselines()
+    fit(tmp_path, QuietModel(mlp(64, 10)), baselines, loaders(digits_data()), max_epochs=1)
+    [finding] = baselines.findings
+    assert finding.status == "skipped"
+    assert finding.message.startswith(
+        "no metric 'val_loss' was logged during validation; pass `monitor=` one of"
+    )
+    assert "'val_error'" in finding.message
+
+
+def test_dumb_baselines_skips_without_validation_data(tmp_path):
+    baselines = DumbBaselines()
+    fit(tmp_path, LitModel(mlp(64, 10)), baselines, loaders(digits_data())[:1], max_epochs=1)
+    [finding] = baselines.findings
+    assert finding.status == "skipped" and "`val_dataloaders=`" in finding.message
+
+
+def test_dumb_baselines_skips_accuracy_for_regression(tmp_path):
+    x, y = diabetes_arrays()
+    baselines = DumbBaselines(compare_to="accuracy")
+    fit(tmp_path, LitModel(mlp(10, 1), loss="mse"), baselines, loaders(_split(x, y)), max_epochs=1)
+    [finding] = baselines.findings
+    assert finding.status == "skipped"
+    assert "compare_to='accuracy' does not fit a regression task" in finding.message
+
+
+def test_dumb_baselines_skips_an_ambiguous_task_and_names_task(tmp_path):
+    x, y = digits_arrays()
+    onehot = np.eye(10, dtype=np.float32)[y]
+    model = LitModel(mlp(64, 10), loss=lambda out, t: F.cross_entropy(out, t))
+    baselines = DumbBaselines()
+    fit(tmp_path, model, baselines, loaders(_split(x, onehot)), max_epochs=1)
+    [finding] = baselines.findings
+    assert finding.status == "skipped"
+    assert "cannot infer the task" in finding.message and "task='multiclass'" in finding.message
+
+
+# ---------------------------------------------------------------------- arguments
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        (
+            {"monitor": ""},
+            ValueError,
+            r"DumbBaselines\(monitor=''\): pass the name of a logged validation metric",
+        ),
+        (
+            {"mode": "up"},
+            ValueError,
+            r"DumbBaselines\(mode='up'\): unknown value; pass one of 'auto', 'min' or 'max'",
+        ),
+        (
+            {"compare_to": "f1"},
+            ValueError,
+            r"compare_to='f1'\): unknown value; pass one of 'auto', 'loss', 'accuracy'",
+        ),
+        (
+            {"task": "ranking"},
+            ValueError,
+            r"DumbBaselines\(task='ranking'\): unknown task; pass one of 'auto'",
+        ),
+        (
+            {"loss": "hinge"},
+            ValueError,
+            r"DumbBaselines\(loss='hinge'\): unknown value; pass one of 'auto', 'cross_entropy'",
+        ),
+        (
+            {"human_baseline": "95%"},
+            ValueError,
+            r"human_baseline='95%'\): pass a finite number in the units of monitor='val_loss'",
+        ),
+        ({"margin": 1.0}, ValueError, r"margin=1.0\): pass a fraction in \[0, 1\)"),
+        ({"num_classes": 1}, ValueError, r"num_classes=1\): pass an integer >= 2"),
+        ({"ignore_index": 0.5}, TypeError, r"ignore_index=0.5\): pass an integer label or None"),
+        ({"max_batches": 0}, ValueError, r"max_batches=0\): pass an integer >= 1"),
+        ({"target_key": 2.5}, TypeError, r"target_key=2.5\): expected a dict key"),
+        (
+            {"monitor": "val_acc", "mode": "min"},
+            ValueError,
+            r"mode='min', compare_to='accuracy'\): an accuracy is better when higher; pass mode='max'",
+        ),
+        (
+            {"compare_to": "loss", "mode": "max"},
+            ValueError,
+            r"mode='max', compare_to='loss'\): a loss or error is better when lower; pass mode='min'",
+        ),
+    ],
+)
+def test_dumb_baselines_rejects_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        DumbBaselines(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("monitor", "mode", "expected"),
+    [
+        ("val_loss", "auto", ("loss", "min")),
+        ("val/acc", "auto", ("accuracy", "max")),
+        ("val_mae", "auto", ("mae", "min")),
+        ("val_f1", "max", ("accuracy", "max")),
+        ("val_score", "min", ("loss", "min")),
+    ],
+)
+def test_dumb_baselines_infers_what_to_compare_from_the_monitor(monitor, mode, expected):
+    baselines = DumbBaselines(monitor=monitor, mode=mode)
+    assert (baselines.compare_to, baselines.mode) == expected
+
+
+# ---------------------------------------------------------------------- state, resume, observer effect
+def test_dumb_baselines_state_round_trip_and_resume(tmp_path):
+    data = loaders(digits_data())
+    baselines = DumbBaselines()
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    torch.manual_seed(0)
+    trainer = make_trainer(tmp_path, [baselines, ckpt], max_epochs=2, max_steps=-1, enable_checkpointing=True)
+    trainer.fit(LitModel(mlp(64, 10)), *data)
+    state = baselines.state_dict()
+    assert len(state["history"]) == 2 and state["beaten_at"][0] == 0
+    clone = pickle.loads(pickle.dumps(baselines))
+    fresh = DumbBaselines()
+    fresh.load_state_dict(clone.state_dict())
+    assert fresh.state_dict() == state
+
+    resumed = DumbBaselines()
+    trainer = make_trainer(
+        tmp_path,
+        [resumed, ModelCheckpoint(dirpath=tmp_path / "ckpt2")],
+        max_epochs=3,
+        max_steps=-1,
+        enable_checkpointing=True,
+    )
+    trainer.fit(LitModel(mlp(64, 10)), *data, ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
+    assert len(resumed.history) == 3 and resumed.history[:2] == baselines.history
+    assert resumed.beaten_at == baselines.beaten_at
+    [finding] = resumed.findings
+    assert finding.status == "pass" and "first at epoch 0" in finding.message
+
+
+def test_dumb_baselines_leave_training_bit_identical(tmp_path):
+    def run(callbacks: list[Callback]) -> dict[str, torch.Tensor]:
+        torch.manual_seed(3)
+        model = LitModel(mlp(64, 10, dropout=0.5))
+        torch.manual_seed(3)
+        trainer = make_trainer(tmp_path, callbacks, max_epochs=2, max_steps=-1, logger=False)
+        trainer.fit(model, *loaders(digits_data()))
+        return final_params(model)
+
+    baselines = DumbBaselines(human_baseline=0.1)
+    assert_same_params(run([]), run([baselines]))
+    assert baselines.findings
+
+
+def test_dumb_baselines_are_quiet_during_the_sanity_check(tmp_path):
+    baselines = DumbBaselines()
+    trainer = fit(
+        tmp_path,
+        LitModel(mlp(64, 10)),
+        baselines,
+        loaders(digits_data()),
+        max_epochs=2,
+        num_sanity_val_steps=2,
+    )
+    assert len(baselines.history) == 2
+    assert len(read_events(trainer.logger).scalars(f"{TAG}/prior_loss")) == 3  # step 0 + two validations
+
+
+# ---------------------------------------------------------------------- DDP
+class _DumpFindings(Callback):
+    def __init__(self, path: Any, check: DumbBaselines) -> None:
+        self.path, self.check = path, check
+
+    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        payload = [f.to_dict() for f in self.check.findings]
+        (self.path / f"rank{trainer.global_rank}.json").write_text(json.dumps(payload))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_dumb_baselines_same_verdict_on_every_rank_under_ddp(tmp_path):
+    data = digits_data()
+    baselines = DumbBaselines()
+    strategy = DDPStrategy(start_method="fork", timeout=timedelta(seconds=60))
+    trainer = make_trainer(
+        tmp_path,
+        [baselines, _DumpFindings(tmp_path, baselines)],
+        max_epochs=2,
+        max_steps=-1,
+        devices=2,
+        strategy=strategy,
+    )
+    log_dir = trainer.logger.log_dir
+    torch.manual_seed(0)
+    trainer.fit(LitModel(mlp(64, 10)), *loaders(data))
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [f["status"] for f in ranks[0]] == [f["status"] for f in ranks[1]] == ["pass"]
+    assert ranks[0][0]["numbers"] == ranks[1][0]["numbers"]  # val_loss reduced to one number for both
+    (_, yt), (_, yv) = data
+    expected = dumb_baselines(
+        TargetStats.from_targets(torch.as_tensor(yt), "multiclass", num_classes=10), torch.as_tensor(yv)
+    )
+    assert ranks[0][0]["numbers"]["prior_loss"] == pytest.approx(expected.loss)
+    events = read_events(log_dir)
+    assert len(events.scalars(f"{TAG}/prior_loss")) == 3  # rank zero writes: step 0 + two validations
