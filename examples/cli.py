@@ -17,7 +17,7 @@ from lightning.pytorch.cli import LightningCLI
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from digits import DigitsConvNet, DigitsData  # noqa: E402
+from digits import DigitsConvNet, DigitsData
 
 
 def main(args: list[str] | None = None) -> LightningCLI:

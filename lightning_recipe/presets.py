@@ -63,8 +63,9 @@ STAGES: dict[str, tuple[str, ...]] = {
     "full": ("DataInspector", *_OVERFIT),
 }
 
-# Arguments shared by several callbacks: passed to each callback that accepts them.
-_SHARED = ("task", "input_key", "target_key", "monitor", "mode", "on_fail")
+# ``monitor``/``mode`` mean the validation metric only for these (TrainingLossCheck's ``monitor``
+# is a training metric): they are passed to these alone.
+_VALIDATION_MONITORS = ("EarlyStopping", "DumbBaselines")
 
 
 def _cls(name: str) -> type[Callback]:
@@ -75,7 +76,7 @@ def recipe_callbacks(
     stage: Stage = "skeleton",
     seed: int = 1337,
     monitor: str = "val_loss",
-    mode: str = "min",
+    mode: str | None = None,
     task: str = "auto",
     input_key: Any = None,
     target_key: Any = None,
@@ -105,7 +106,8 @@ def recipe_callbacks(
         seed: the :class:`FixedSeed` seed (the seed is set when this function is called: call it
             before building the model).
         monitor: the validation metric for :class:`EarlyStopping` and :class:`DumbBaselines`.
-        mode: ``"min"`` or ``"max"`` for ``monitor``.
+        mode: ``"min"`` or ``"max"`` for ``monitor`` (default: ``"min"`` for :class:`EarlyStopping`,
+            inferred from the metric's name by :class:`DumbBaselines`).
         task, input_key, target_key, on_fail: passed to every callback that takes them.
         exclude: class names to leave out.
         overrides: per class name, keyword arguments for its constructor, e.g.
@@ -123,7 +125,7 @@ def recipe_callbacks(
             raise ValueError(
                 f"recipe_callbacks: unknown callback {name!r} in exclude/overrides; pass class names from {sorted(_MODULES)}."
             )
-    shared = {"task": task, "input_key": input_key, "target_key": target_key, "monitor": monitor, "mode": mode, "on_fail": on_fail}
+    shared = {"task": task, "input_key": input_key, "target_key": target_key, "on_fail": on_fail}
     callbacks: list[Callback] = []
     for name in STAGES[stage]:
         if name in exclude:
@@ -131,6 +133,10 @@ def recipe_callbacks(
         cls = _cls(name)
         params = inspect.signature(cls.__init__).parameters
         kwargs: dict[str, Any] = {k: v for k, v in shared.items() if k in params}
+        if name in _VALIDATION_MONITORS:
+            kwargs["monitor"] = monitor
+            if mode is not None or name == "EarlyStopping":
+                kwargs["mode"] = mode or "min"
         if name == "FixedSeed":
             kwargs["seed"] = seed
         if name == "EarlyStopping":

@@ -85,7 +85,7 @@ def png_shape(png: bytes) -> tuple[int, int, int]:
 
 
 # ---------------------------------------------------------------------- data (scikit-learn ships it)
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     """1,797 8x8 digit images scaled to [0, 1] (N, 1, 8, 8) float32, labels int64 0-9."""
     from sklearn.datasets import load_digits
@@ -95,7 +95,7 @@ def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     return x, d.target.astype(np.int64)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def breast_cancer_arrays() -> tuple[np.ndarray, np.ndarray]:
     """569 x 30 standardised features, labels 0/1 (63% positive)."""
     from sklearn.datasets import load_breast_cancer
@@ -106,7 +106,7 @@ def breast_cancer_arrays() -> tuple[np.ndarray, np.ndarray]:
     return x, d.target.astype(np.int64)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def diabetes_arrays() -> tuple[np.ndarray, np.ndarray]:
     """442 x 10 features (already centred and scaled by scikit-learn), target ~152 +- 77."""
     from sklearn.datasets import load_diabetes

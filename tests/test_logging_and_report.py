@@ -1,5 +1,6 @@
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,6 +33,9 @@ class Writer(Callback):
 
         recipe_logging.log_figure(trainer, "recipe/test/figure", build, step=3)
 
+    def teardown(self, trainer, pl_module, stage):
+        recipe_logging.drain()  # before Lightning closes the logger
+
 
 def test_everything_lands_in_tensorboard(tmp_path):
     trainer = make_trainer(tmp_path, [Writer()], max_steps=1)
@@ -55,15 +59,15 @@ def test_without_tensorboard_files_are_written_and_it_says_so_once(tmp_path):
         recipe_logging.drain()
     assert sum("no TensorBoardLogger" in str(w.message) for w in record) == 1
     base = os.path.join(recipe_logging.log_dir(trainer), "recipe")
-    assert open(os.path.join(base, "scalars.csv")).read().splitlines() == [
+    assert Path(base, "scalars.csv").read_text().splitlines() == [
         "tag,step,value",
         "recipe/test/a,0,1.5",
         "recipe/test/b,0,2.0",
     ]
-    assert open(os.path.join(base, "test", "text", "step_00000000.md")).read() == "**bold** | table"
+    assert Path(base, "test", "text", "step_00000000.md").read_text() == "**bold** | table"
     assert os.path.exists(os.path.join(base, "test", "image", "step_00000000.png"))
     assert os.path.exists(os.path.join(base, "test", "figure", "step_00000003.png"))
-    assert json.load(open(os.path.join(base, "test", "hist", "step_00000000.json")))["counts"]
+    assert json.loads(Path(base, "test", "hist", "step_00000000.json").read_text())["counts"]
 
 
 def test_log_image_rejects_wrong_shapes(tmp_path):
@@ -91,7 +95,7 @@ def test_report_gathers_findings_into_text_json_and_summary(tmp_path, caplog):
     assert [f.status for f in report.findings] == ["pass", "warn"]
     text = read_events(trainer.logger).texts("recipe/report")
     assert text and "| test step | Verdicts | ⚠️ warn | something is warn | value=1.25, nan=nan |" in text[-1][1]
-    payload = json.load(open(report.path))
+    payload = json.loads(Path(report.path).read_text())
     assert payload["summary"] == {"pass": 1, "warn": 1, "fail": 0, "skipped": 0}
     assert payload["findings"][1]["numbers"] == {"value": 1.25, "nan": "nan"}
     assert os.path.dirname(report.path) == trainer.logger.log_dir

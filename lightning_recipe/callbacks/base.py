@@ -206,6 +206,11 @@ class RecipeCallback(Callback):
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         recipe_logging.drain()
 
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        # runs before the loggers are finalized, also after an exception: no figure may be left
+        # queued for a closed writer
+        recipe_logging.drain()
+
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage == "fit":
             self.findings = []

@@ -96,6 +96,7 @@ class FixedSeed(RecipeCallback):
 
     @override
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        super().teardown(trainer, pl_module, stage)
         if self._previous_deterministic is not None:
             enabled, warn_only = self._previous_deterministic
             torch.use_deterministic_algorithms(enabled, warn_only=warn_only)

@@ -377,6 +377,7 @@ class UpdateHealth(RecipeCallback):
     @override
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self._release()
+        super().teardown(trainer, pl_module, stage)
 
     @override
     def state_dict(self) -> dict[str, Any]:

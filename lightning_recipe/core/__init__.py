@@ -28,7 +28,14 @@ from lightning_recipe.core.stats import (
     entropy,
     targets_from_dataset,
 )
-from lightning_recipe.core.tasks import TASKS, Task, TaskLiteral, check_task_argument, infer_task, is_binary_valued
+from lightning_recipe.core.tasks import (
+    TASKS,
+    Task,
+    TaskLiteral,
+    check_task_argument,
+    infer_task,
+    is_binary_valued,
+)
 from lightning_recipe.core.tracing import LayerRecord, LayerTrace, find_layer, trace_layers
 
 __all__ = [

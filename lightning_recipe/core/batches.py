@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import torch
 
@@ -38,7 +38,7 @@ TARGET_KEYS = ("y", "target", "targets", "label", "labels", "lbl", "class", "cla
 
 #: How a user points at the inputs or targets: a dict key, a position in a tuple/list, or a
 #: callable taking the batch and returning the part.
-KeySpec = Union[str, int, Callable[[Any], Any], None]
+KeySpec = str | int | Callable[[Any], Any] | None
 
 
 @dataclass

@@ -166,7 +166,7 @@ class TargetStats:
     def from_tensor(cls, task: TaskLiteral, flat: torch.Tensor) -> TargetStats:
         """Inverse of :meth:`to_tensor` (after the all-reduce)."""
         flat = flat.detach().to(torch.float64).cpu()
-        count = int(round(float(flat[0])))
+        count = round(float(flat[0]))
         rest = flat[1:]
         if task == "multiclass":
             return cls(task, count, class_counts=rest.clone())

@@ -3,7 +3,13 @@ from collections import namedtuple
 import pytest
 import torch
 
-from lightning_recipe.core.batches import batch_size_of, first_tensor, map_tensors, split_batch, validate_key_spec
+from lightning_recipe.core.batches import (
+    batch_size_of,
+    first_tensor,
+    map_tensors,
+    split_batch,
+    validate_key_spec,
+)
 
 X = torch.randn(4, 3)
 Y = torch.tensor([0, 1, 2, 1])

@@ -88,7 +88,7 @@ def test_merge_and_tensor_round_trip_equal_one_pass(task):
 def test_ignore_index_and_bad_labels():
     stats = TargetStats.from_targets(torch.tensor([0, -100, 2, 2]), "multiclass", ignore_index=-100)
     assert stats.class_counts.tolist() == [1.0, 0.0, 2.0] and stats.missing_classes() == [1]
-    with pytest.raises(ValueError, match="negative class label -100 .* pass `ignore_index=`"):
+    with pytest.raises(ValueError, match=r"negative class label -100 .* pass `ignore_index=`"):
         TargetStats.from_targets(torch.tensor([0, -100]), "multiclass")
     with pytest.raises(ValueError, match="class label 5 is out of range for num_classes=3"):
         TargetStats.from_targets(torch.tensor([0, 5]), "multiclass", num_classes=3)

@@ -6,7 +6,13 @@ import torch
 from torch import nn
 
 from lightning_recipe.core.fingerprint import fingerprint
-from lightning_recipe.core.plots import figure_to_array, image_grid, is_image_like, labelled_image_grid_figure, new_figure
+from lightning_recipe.core.plots import (
+    figure_to_array,
+    image_grid,
+    is_image_like,
+    labelled_image_grid_figure,
+    new_figure,
+)
 from lightning_recipe.core.state import preserved_state
 from lightning_recipe.core.tracing import find_layer, trace_layers
 

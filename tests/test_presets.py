@@ -1,0 +1,48 @@
+import pytest
+from lightning.pytorch.callbacks import Callback
+
+from lightning_recipe import EarlyStopping, FixedSeed, RecipeReport, recipe_callbacks
+from lightning_recipe.presets import STAGES
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_every_stage_builds_its_callbacks_and_a_report(stage):
+    callbacks = recipe_callbacks(stage, seed=3)
+    names = [type(cb).__name__ for cb in callbacks]
+    assert names == [*STAGES[stage], "RecipeReport"]
+    assert all(isinstance(cb, Callback) for cb in callbacks)
+    assert all(hasattr(cb, "findings") for cb in callbacks if not isinstance(cb, RecipeReport))
+    assert len({cb.state_key for cb in callbacks}) == len(callbacks)
+
+
+def test_stages_follow_the_recipe():
+    assert {"FirstLayerFilters", "EarlyStopping"} <= set(STAGES["overfit"]) - set(STAGES["skeleton"])
+    for name in ("FixedSeed", "FinalBiasInit", "LossAtInitCheck", "BatchInspector", "PredictionDynamics"):
+        assert name in STAGES["skeleton"]
+
+
+def test_shared_arguments_overrides_and_exclude():
+    callbacks = recipe_callbacks(
+        "regularize",
+        seed=5,
+        monitor="val_acc",
+        mode="max",
+        exclude=["OverfitBatchCheck"],
+        overrides={"EarlyStopping": {"patience": 9}, "RecipeReport": {"print_summary": False}},
+        report=True,
+    )
+    by_name = {type(cb).__name__: cb for cb in callbacks}
+    assert "OverfitBatchCheck" not in by_name
+    assert isinstance(by_name["FixedSeed"], FixedSeed) and by_name["FixedSeed"].seed == 5
+    stop = by_name["EarlyStopping"]
+    assert isinstance(stop, EarlyStopping) and stop.monitor == "val_acc" and stop.mode == "max"
+    assert stop.patience == 9 and stop.restore_best_weights
+    assert by_name["RecipeReport"].print_summary is False
+    assert "RecipeReport" not in {type(cb).__name__ for cb in recipe_callbacks("init", report=False)}
+
+
+def test_bad_arguments_name_the_choices():
+    with pytest.raises(ValueError, match=r"recipe_callbacks\(stage='train'\): unknown stage; pass one of \['data', 'full', 'init'"):
+        recipe_callbacks("train")
+    with pytest.raises(ValueError, match="unknown callback 'Seed' in exclude/overrides"):
+        recipe_callbacks("init", exclude=["Seed"])
