@@ -10,7 +10,7 @@ Example:
     >>> f.is_problem, f.to_dict()["status"]
     (True, 'fail')
     >>> print(findings_table([f]).splitlines()[2])
-    | verify loss @ init | LossAtInitCheck | ❌ fail | loss at init 812.6, expected 2.30 (ln 10) | measured=812.6 |
+    | verify loss @ init | LossAtInitCheck | ✗ fail | loss at init 812.6, expected 2.30 (ln 10) | measured=812.6 |
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 Status = Literal["pass", "warn", "fail", "skipped"]
 STATUSES: tuple[str, ...] = ("pass", "warn", "fail", "skipped")
-_ICON = {"pass": "✅ pass", "warn": "⚠️ warn", "fail": "❌ fail", "skipped": "⏭️ skipped"}
+_ICON = {"pass": "✓ pass", "warn": "⚠ warn", "fail": "✗ fail", "skipped": "– skipped"}
 
 #: The recipe step each check belongs to, in the order of the recipe.
 RECIPE_STEPS: dict[str, str] = {

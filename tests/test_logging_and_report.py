@@ -94,7 +94,7 @@ def test_report_gathers_findings_into_text_json_and_summary(tmp_path, caplog):
         trainer.fit(BoringModel())
     assert [f.status for f in report.findings] == ["pass", "warn"]
     text = read_events(trainer.logger).texts("recipe/report")
-    assert text and "| test step | Verdicts | ⚠️ warn | something is warn | value=1.25, nan=nan |" in text[-1][1]
+    assert text and "| test step | Verdicts | ⚠ warn | something is warn | value=1.25, nan=nan |" in text[-1][1]
     payload = json.loads(Path(report.path).read_text())
     assert payload["summary"] == {"pass": 1, "warn": 1, "fail": 0, "skipped": 0}
     assert payload["findings"][1]["numbers"] == {"value": 1.25, "nan": "nan"}
@@ -129,7 +129,7 @@ def test_findings_table_escapes_pipes_and_orders_by_recipe():
         [Finding("LossAtInitCheck", "fail", "a | b"), Finding("FixedSeed", "pass", "seeded", {"seed": 1})]
     )
     lines = table.splitlines()
-    assert lines[2].startswith("| fix random seed | FixedSeed | ✅ pass |")
+    assert lines[2].startswith("| fix random seed | FixedSeed | ✓ pass |")
     assert "a \\| b" in lines[3]
 
 

@@ -647,7 +647,7 @@ class DataReport:
                 v = s.get(key, "")
                 cells.append(f"{v:.3g}" if isinstance(v, float) else str(v if v is not None else ""))
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        icon = {"pass": "✅", "warn": "⚠️", "fail": "❌"}
+        icon = {"pass": "✓", "warn": "⚠", "fail": "✗"}
         lines.append("")
         for i in self.issues:
             lines.append(f"- {icon[i.status]} **{i.issue}**: {i.message}")
