@@ -145,15 +145,29 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _numbers_cell(numbers: dict[str, Any], limit: int = 160) -> str:
+    """The scalar numbers of a finding, compact (nested structures stay in the JSON report)."""
+    parts: list[str] = []
+    for key, value in numbers.items():
+        value = _plain(value)
+        if isinstance(value, dict) or (isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value)):
+            continue
+        part = f"{key}={_fmt_number(value)}"
+        if sum(len(p) + 2 for p in parts) + len(part) > limit:
+            parts.append("…")
+            break
+        parts.append(part)
+    return ", ".join(parts)
+
+
 def findings_table(findings: Iterable[Finding]) -> str:
     """Render findings as one Markdown table, in recipe order."""
     order = {name: i for i, name in enumerate(RECIPE_STEPS)}
     rows = sorted(findings, key=lambda f: order.get(f.check, len(order)))
     lines = ["| recipe step | check | status | message | numbers |", "| --- | --- | --- | --- | --- |"]
     for f in rows:
-        numbers = ", ".join(f"{k}={_fmt_number(v)}" for k, v in list(f.numbers.items())[:6])
         lines.append(
-            f"| {_cell(f.step)} | {_cell(f.check)} | {_ICON[f.status]} | {_cell(f.message)} | {_cell(numbers)} |"
+            f"| {_cell(f.step)} | {_cell(f.check)} | {_ICON[f.status]} | {_cell(f.message)} | {_cell(_numbers_cell(f.numbers))} |"
         )
     return "\n".join(lines)
 

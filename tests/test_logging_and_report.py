@@ -131,6 +131,8 @@ def test_findings_table_escapes_pipes_and_orders_by_recipe():
     lines = table.splitlines()
     assert lines[2].startswith("| fix random seed | FixedSeed | ✓ pass |")
     assert "a \\| b" in lines[3]
+    nested = findings_table([Finding("DataInspector", "pass", "ok", {"train": {"samples": 3}, "ratio": 1.23456, "n": 4})])
+    assert nested.splitlines()[2].endswith("| ratio=1.235, n=4 |")
 
 
 class ShardStats(Callback):
