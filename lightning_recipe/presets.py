@@ -95,7 +95,8 @@ def recipe_callbacks(
       one batch, input-independent and dumb baselines, prediction dynamics, training-loss check,
       LR-schedule audit ("set up the end-to-end training/evaluation skeleton").
     * ``"overfit"`` / ``"regularize"``: the skeleton plus :class:`UpdateHealth`,
-      :class:`FirstLayerFilters` and :class:`EarlyStopping` (``restore_best_weights=True``).
+      :class:`FirstLayerFilters` and :class:`EarlyStopping` (``restore_best_weights=True``,
+      ``strict=False``: a run that never logs ``monitor`` gets a ``skipped`` finding).
     * ``"full"``: everything, :class:`DataInspector` included.
 
     A :class:`RecipeReport` is appended unless ``report=False``. Every callback stays usable on its
@@ -141,6 +142,8 @@ def recipe_callbacks(
             kwargs["seed"] = seed
         if name == "EarlyStopping":
             kwargs.setdefault("restore_best_weights", True)
+            # a module that logs no `monitor` (no validation loop) gets a `skipped` finding, not a crash
+            kwargs.setdefault("strict", False)
         kwargs.update(overrides.get(name, {}))
         callbacks.append(cls(**kwargs))
     if report and "RecipeReport" not in exclude:

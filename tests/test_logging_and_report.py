@@ -174,3 +174,22 @@ class _Tiny(BoringModel):
     def training_step(self, batch, batch_idx):
         x, y = batch
         return torch.nn.functional.cross_entropy(self.layer(x.flatten(1)), y)
+
+
+class Crashes(RecipeCallback):
+    def on_train_start(self, trainer, pl_module):
+        raise IndexError("deep inside")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        raise AssertionError("must not run after the check stopped itself")
+
+
+def test_an_error_inside_a_check_becomes_a_skipped_finding_and_training_goes_on(tmp_path):
+    cb = Crashes()
+    trainer = make_trainer(tmp_path, [cb], max_steps=3)
+    with pytest.warns(RecipeWarning, match=r"Crashes stopped itself after an error and training goes on: IndexError: deep inside"):
+        trainer.fit(BoringModel())
+    assert trainer.global_step == 3
+    [finding] = cb.findings
+    assert finding.status == "skipped"
+    assert finding.message == "skipped, because the check could not run on this model (IndexError: deep inside)"

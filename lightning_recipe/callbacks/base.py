@@ -9,7 +9,8 @@ recipe), and calls :meth:`RecipeCallback.record` with a :class:`~lightning_recip
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 import torch
@@ -19,6 +20,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
 from lightning_recipe import logging as recipe_logging
 from lightning_recipe.core.batches import KeySpec, split_batch, validate_key_spec
+from lightning_recipe.core.errors import ArgumentError
 from lightning_recipe.report import Finding, RecipeCheckError, RecipeReport, RecipeWarning, Status
 
 __all__ = ["OnFail", "RecipeCallback", "check_choice", "check_positive_int"]
@@ -44,8 +46,71 @@ def check_positive_int(owner: str, argument: str, value: Any, allow_none: bool =
         raise ValueError(f"{owner}({argument}={value!r}): pass an integer >= {minimum}.")
 
 
+#: The hooks guarded by :func:`_guard`: an unexpected error inside a check never ends the run.
+_GUARDED_HOOKS = frozenset(
+    {
+        "on_fit_start",
+        "on_fit_end",
+        "on_train_start",
+        "on_train_end",
+        "on_train_epoch_start",
+        "on_train_epoch_end",
+        "on_train_batch_start",
+        "on_train_batch_end",
+        "on_validation_start",
+        "on_validation_end",
+        "on_validation_epoch_start",
+        "on_validation_epoch_end",
+        "on_validation_batch_start",
+        "on_validation_batch_end",
+        "on_before_backward",
+        "on_after_backward",
+        "on_before_optimizer_step",
+        "on_before_zero_grad",
+    }
+)
+
+
+def _guard(hook: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn an unexpected exception in a check's hook into a ``skipped`` finding and a warning.
+
+    A recipe check exists to find bugs in the user's run; a model it cannot handle must not end
+    that run. ``RecipeCheckError`` (``on_fail="raise"``), ``ArgumentError`` (an argument the user
+    passed does not fit the run: only the user can fix it) and interrupts pass through; after an
+    error the callback stays quiet for the rest of the run.
+    """
+
+    @functools.wraps(hook)
+    def guarded(self: RecipeCallback, trainer: Trainer, *args: Any, **kwargs: Any) -> Any:
+        if self.__dict__.get("_broken"):
+            return None
+        try:
+            return hook(self, trainer, *args, **kwargs)
+        except (RecipeCheckError, ArgumentError, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as err:
+            self._broken = True
+            self.record(
+                trainer,
+                "skipped",
+                f"skipped, because the check could not run on this model ({type(err).__name__}: {err})",
+                {"error": type(err).__name__},
+                raise_on_fail=False,
+            )
+            self.warn(f"{self.name} stopped itself after an error and training goes on: {type(err).__name__}: {err}")
+            return None
+
+    guarded.__recipe_guarded__ = True  # type: ignore[attr-defined]
+    return guarded
+
+
 class RecipeCallback(Callback):
     """Base class of the recipe callbacks.
+
+    Hooks that subclasses define are guarded: an unexpected error inside a check becomes a
+    ``skipped`` finding and a warning, and training goes on (``RecipeCheckError`` under
+    ``on_fail="raise"`` still ends it, as asked). Argument errors (``ArgumentError``, and anything
+    raised in ``__init__`` or ``setup``) are not caught.
 
     Attributes:
         findings: the :class:`~lightning_recipe.report.Finding` objects of the current run.
@@ -53,6 +118,13 @@ class RecipeCallback(Callback):
 
     #: The recipe step this callback implements (shown in the report).
     recipe_step: str = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in _GUARDED_HOOKS & set(vars(cls)):
+            hook = vars(cls)[name]
+            if callable(hook) and not getattr(hook, "__recipe_guarded__", False):
+                setattr(cls, name, _guard(hook))
 
     def __init__(self, on_fail: OnFail = "warn") -> None:
         check_choice(type(self).__name__, "on_fail", on_fail, ("warn", "raise"))
@@ -214,3 +286,4 @@ class RecipeCallback(Callback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage == "fit":
             self.findings = []
+            self._broken = False

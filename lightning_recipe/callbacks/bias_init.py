@@ -15,6 +15,7 @@ from typing_extensions import override
 from lightning_recipe import logging as recipe_logging
 from lightning_recipe.callbacks.base import RecipeCallback, check_positive_int
 from lightning_recipe.core.batches import KeySpec, first_tensor
+from lightning_recipe.core.errors import ArgumentError
 from lightning_recipe.core.init_values import data_losses, default_loss, init_bias, uninformative_label
 from lightning_recipe.core.state import preserved_state
 from lightning_recipe.core.stats import TargetStats, collect_target_stats
@@ -443,7 +444,7 @@ class FinalBiasInit(RecipeCallback):
         assert self.priors is not None
         p = self.priors.to(torch.float64)
         if p.numel() != width:
-            raise ValueError(
+            raise ArgumentError(
                 f"FinalBiasInit(priors=...): got {p.numel()} priors but the final layer {self.layer_name!r} "
                 f"has {width} outputs."
             )

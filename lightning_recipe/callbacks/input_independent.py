@@ -15,6 +15,7 @@ from lightning_recipe import logging as recipe_logging
 from lightning_recipe.callbacks._shadow import ShadowTrainer, ShadowUnsupported
 from lightning_recipe.callbacks.base import OnFail, RecipeCallback, check_positive_int
 from lightning_recipe.core.batches import KeySpec, batch_size_of, map_tensors, split_batch
+from lightning_recipe.core.errors import ArgumentError
 from lightning_recipe.core.plots import new_figure
 from lightning_recipe.core.state import RNGState, preserved_state
 
@@ -334,8 +335,10 @@ class InputIndependentBaseline(RecipeCallback):
         """``batch`` with every input tensor set to ``fill`` (integers to ``integer_fill``); targets untouched."""
         try:
             parts = split_batch(batch, input_key=self.input_key, target_key=self.target_key)
-        except ValueError as err:
-            raise _ConfigError(f"{self.name}: {err}") from err
+        except ArgumentError as err:  # a key the user passed: theirs to fix
+            raise ArgumentError(f"{self.name}: {err}") from err
+        except ValueError as err:  # a layout it cannot infer: the check cannot apply
+            raise _Skip(f"cannot split the batch ({err})") from err
         if parts.targets is None:
             raise _Skip(
                 "found no targets in the batch (zeroing the inputs of an input-reconstruction task would "
@@ -410,10 +413,6 @@ class InputIndependentBaseline(RecipeCallback):
         recipe_logging.log_figure(trainer, f"{_TAG}/curves", build, trainer.global_step)
 
 
-class _ConfigError(ValueError):
-    """A batch layout the check cannot split: a configuration error, raised to the user."""
-
-
 class _Run:
     """The two copies and their measurements, advanced round by round (every rank in lock-step).
 
@@ -472,7 +471,7 @@ class _Run:
             else:
                 self._train(self.owner.steps)
             self._local = self._evaluate() + self._train_means() + self._drifts()
-        except _ConfigError:
+        except ArgumentError:
             raise
         except (ShadowUnsupported, _Skip) as err:
             return str(err)

@@ -11,6 +11,7 @@ from typing_extensions import override
 
 from lightning_recipe import logging as recipe_logging
 from lightning_recipe.callbacks.base import OnFail, RecipeCallback, check_positive_int
+from lightning_recipe.core.errors import ArgumentError
 from lightning_recipe.core.loss_curve import TREND_Z, LossEvent, LossTracker
 
 __all__ = ["TrainingLossCheck"]
@@ -202,7 +203,7 @@ class TrainingLossCheck(RecipeCallback):
         metrics = trainer.callback_metrics
         if self.monitor is not None:
             if self.monitor not in metrics:
-                raise ValueError(
+                raise ArgumentError(
                     f"TrainingLossCheck(monitor={self.monitor!r}): no such logged metric; the logged metrics are "
                     f"{sorted(metrics)}; pass one of them, or monitor=None to read the loss training_step returns."
                 )

@@ -11,6 +11,7 @@ from lightning_recipe.core.batches import (
     split_batch,
     validate_key_spec,
 )
+from lightning_recipe.core.errors import ArgumentError
 from lightning_recipe.core.fingerprint import fingerprint
 from lightning_recipe.core.plots import (
     figure_to_array,
@@ -42,6 +43,7 @@ __all__ = [
     "INPUT_KEYS",
     "TARGET_KEYS",
     "TASKS",
+    "ArgumentError",
     "BatchParts",
     "KeySpec",
     "LayerRecord",

@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from lightning_recipe.core.errors import ArgumentError
+
 __all__ = [
     "INPUT_KEYS",
     "TARGET_KEYS",
@@ -78,22 +80,22 @@ def _pick(batch: Any, spec: str | int | Callable[[Any], Any], argument: str) -> 
         return spec(batch), "callable"
     if isinstance(spec, str):
         if not isinstance(batch, Mapping):
-            raise ValueError(
+            raise ArgumentError(
                 f"{argument}={spec!r} names a dict key, but the batch is a {type(batch).__name__}; "
                 f"pass {argument}= as a position (int) or a callable."
             )
         if spec not in batch:
-            raise ValueError(
+            raise ArgumentError(
                 f"{argument}={spec!r}: no such key in the batch; its keys are {sorted(map(str, batch))}."
             )
         return batch[spec], spec
     if isinstance(batch, Mapping) or not isinstance(batch, Sequence) or isinstance(batch, (str, bytes)):
-        raise ValueError(
+        raise ArgumentError(
             f"{argument}={spec!r} is a position, but the batch is a {type(batch).__name__}; "
             f"pass {argument}= as a dict key (str) or a callable."
         )
     if not -len(batch) <= spec < len(batch):
-        raise ValueError(f"{argument}={spec!r}: the batch has only {len(batch)} elements.")
+        raise ArgumentError(f"{argument}={spec!r}: the batch has only {len(batch)} elements.")
     return batch[spec], spec
 
 

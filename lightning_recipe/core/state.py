@@ -7,7 +7,10 @@
 * the Python, NumPy, torch CPU and (if initialised) every CUDA device's RNG state;
 * by default, every buffer of the module (BatchNorm running statistics, counters), so a forward
   in train mode leaves no trace;
-* optionally (``grads=True``) every parameter's ``.grad``, for checks that call ``backward``.
+* optionally (``grads=True``) every parameter's ``.grad``, for checks that call ``backward``;
+* the states of the private generators of the given dataloaders (``loaders=``): a
+  ``DataLoader(generator=...)`` shuffles with its own generator, which the global RNG state does
+  not cover, so a check that iterates the user's loader must restore it.
 
 Example:
     >>> import torch
@@ -24,7 +27,7 @@ Example:
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -32,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["RNGState", "preserved_state"]
+__all__ = ["RNGState", "loader_generators", "preserved_state"]
 
 
 class RNGState:
@@ -54,11 +57,26 @@ class RNGState:
             torch.cuda.set_rng_state_all(self.cuda)
 
 
+def loader_generators(loader: Any) -> list[torch.Generator]:
+    """The private ``torch.Generator`` objects a dataloader (and its samplers) draws from."""
+    found: list[torch.Generator] = []
+    seen: set[int] = set()
+    candidates = [loader, getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)]
+    candidates.append(getattr(candidates[-1], "sampler", None))
+    for obj in candidates:
+        gen = getattr(obj, "generator", None)
+        if isinstance(gen, torch.Generator) and id(gen) not in seen:
+            seen.add(id(gen))
+            found.append(gen)
+    return found
+
+
 @contextmanager
 def preserved_state(
     module: nn.Module | None = None,
     buffers: bool = True,
     grads: bool = False,
+    loaders: Iterable[Any] = (),
 ) -> Iterator[None]:
     """Restore the module's modes, buffers (and grads), grad mode and all RNG states on exit.
 
@@ -67,8 +85,11 @@ def preserved_state(
             grad mode only.
         buffers: snapshot and restore every buffer (BatchNorm statistics and the like).
         grads: snapshot and restore every parameter's ``.grad`` (set for checks that backprop).
+        loaders: dataloaders whose private generators (``generator=``, the sampler's) to restore.
     """
     rng = RNGState()
+    generators = [g for loader in loaders if loader is not None for g in loader_generators(loader)]
+    generator_states = [g.get_state() for g in generators]
     grad_enabled = torch.is_grad_enabled()
     modes: list[tuple[nn.Module, bool]] = []
     saved_buffers: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -96,3 +117,5 @@ def preserved_state(
             p.grad = g
         torch.set_grad_enabled(grad_enabled)
         rng.restore()
+        for g, state in zip(generators, generator_states):
+            g.set_state(state)

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from lightning_recipe.core.batches import first_tensor
+from lightning_recipe.core.errors import ArgumentError
 
 __all__ = ["LayerRecord", "LayerTrace", "find_layer", "trace_layers"]
 
@@ -105,7 +106,9 @@ def trace_layers(
     """Run ``run(model)`` once and record the parametric modules in execution order.
 
     A module is recorded when it owns parameters directly (``parameters(recurse=False)``), the
-    first time it runs (a module called twice keeps its first position). Hooks are removed in
+    first time it runs (a module called twice keeps its first position). The traced model itself
+    is left out when it has submodules: its own parameters (a positional embedding, a ViT
+    ``cls_token``) are not a layer, and its hook would fire last, after the real head. Hooks are removed in
     ``finally``. The caller decides grad mode, train/eval mode and state preservation (wrap the
     call in :func:`~lightning_recipe.core.state.preserved_state`).
 
@@ -140,7 +143,12 @@ def trace_layers(
             )
         )
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if select(m)]
+    has_children = any(True for _ in model.children())
+    handles = [
+        m.register_forward_hook(hook)
+        for m in model.modules()
+        if select(m) and not (m is model and has_children and include is None)
+    ]
     try:
         output = run(model)
     finally:
@@ -162,4 +170,4 @@ def find_layer(model: nn.Module, name: str, owner: str = "layer") -> nn.Module:
         return modules[name]
     parametric = [n for n, m in modules.items() if n and _has_own_parameters(m)]
     hint = [n for n in parametric if name.split(".")[-1] in n] or parametric[:10]
-    raise ValueError(f"{owner}={name!r}: no such module in the model; modules with parameters include {hint}.")
+    raise ArgumentError(f"{owner}={name!r}: no such module in the model; modules with parameters include {hint}.")

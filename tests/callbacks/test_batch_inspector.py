@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_recipe import RecipeCheckError
+from lightning_recipe import RecipeCheckError, RecipeWarning
 from lightning_recipe.callbacks.batch_inspector import BatchInspector, label_text
 from tests.helpers import (
     LitModel,
@@ -196,7 +196,9 @@ def test_failing_decode_names_the_argument(tmp_path):
 
     cb = BatchInspector(decode=lambda t: 1 / 0)
     trainer = make_trainer(tmp_path, [cb], max_steps=1)
-    with pytest.raises(RuntimeError, match=r"BatchInspector\(decode=...\): the callable failed"):
+    with pytest.warns(RecipeWarning, match=r"BatchInspector\(decode=...\): the callable failed"):
         trainer.fit(
             Tok(mlp(6, 2)), loader(torch.randint(0, 9, (16, 6)), torch.randint(0, 2, (16,)), batch_size=8)
         )
+    assert trainer.global_step == 1  # the inspector stops itself; training goes on
+    assert cb.findings[-1].status == "skipped" and "decode=" in cb.findings[-1].message

@@ -114,3 +114,37 @@ def test_fingerprint_is_stable_and_sensitive():
     changed["bias"][0] += 1e-7
     assert fingerprint(sd) != fingerprint(changed)
     assert fingerprint(torch.zeros(2, dtype=torch.bfloat16)) != fingerprint(torch.zeros(2))
+
+
+class WithPositions(nn.Module):
+    """A root module that owns a parameter (positional embedding) besides its layers."""
+
+    def __init__(self):
+        super().__init__()
+        self.pos = nn.Parameter(torch.zeros(1, 4))
+        self.embed = nn.Linear(4, 4)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.head(self.embed(x) + self.pos)
+
+
+def test_trace_leaves_out_a_root_that_owns_parameters():
+    trace = trace_layers(WithPositions(), lambda m: m(torch.randn(3, 4)))
+    assert trace.names() == ["embed", "head"] and trace.final.name == "head"
+    bare = nn.Linear(4, 2)  # a model that is a single layer is its own first and final layer
+    assert trace_layers(bare, lambda m: m(torch.randn(3, 4))).final.module is bare
+
+
+def test_preserved_state_restores_a_dataloaders_private_generator():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from lightning_recipe.core.state import loader_generators
+
+    data = TensorDataset(torch.arange(20))
+    loader = DataLoader(data, batch_size=5, shuffle=True, generator=torch.Generator().manual_seed(0))
+    assert len(loader_generators(loader)) >= 1
+    expected = [b[0].tolist() for b in DataLoader(data, batch_size=5, shuffle=True, generator=torch.Generator().manual_seed(0))]
+    with preserved_state(None, loaders=[loader]):
+        list(loader)  # a check iterating the user's loader advances its generator
+    assert [b[0].tolist() for b in loader] == expected
