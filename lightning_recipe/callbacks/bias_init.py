@@ -18,7 +18,7 @@ from lightning_recipe.core.batches import KeySpec, first_tensor
 from lightning_recipe.core.errors import ArgumentError
 from lightning_recipe.core.init_values import data_losses, default_loss, init_bias, uninformative_label
 from lightning_recipe.core.state import preserved_state
-from lightning_recipe.core.stats import TargetStats, collect_target_stats
+from lightning_recipe.core.stats import UNSIZED_MAX_BATCHES, TargetStats, collect_target_stats, is_one_shot
 from lightning_recipe.core.tasks import check_task_argument, infer_task
 from lightning_recipe.core.tracing import find_layer, trace_layers
 
@@ -49,8 +49,14 @@ class FinalBiasInit(RecipeCallback):
     The final layer is the last module with parameters to run in one traced forward pass on the
     first training batch (``layer=`` overrides). Target statistics come straight from the dataset
     when it exposes its targets (``TensorDataset``, ``targets``/``labels`` attributes), otherwise
-    from one pass over the training dataloader; under DDP they are summed over ranks, so every rank
-    sets the identical bias. Only ``bias`` changes; every other parameter is left bitwise equal.
+    from one pass over the training dataloader (its random state and its own ``generator=`` restored
+    afterwards, so training draws the same batches); under DDP they are summed over ranks, so every
+    rank sets the identical bias. A dataloader without ``len()`` (an iterable, possibly endless, data
+    set) is read for ``max_batches``, else an integer ``limit_train_batches``, else 100 batches, and
+    the finding says the priors are estimated from them; a one-shot iterator (one that a second
+    pass would not restart) is not read at all: pass ``layer=`` and ``priors=`` / ``target_mean=``.
+    Under manual optimization (a GAN, say) the last layer need not be a task head: it runs only
+    when given ``task=``, ``layer=``, ``priors=`` or ``target_mean=``. Only ``bias`` changes; every other parameter is left bitwise equal.
     It runs once: its checkpoint state records it, so a resumed run never re-initialises a trained
     bias. When it cannot apply (no bias, no targets, an output width that does not fit the
     targets) it records a ``skipped`` finding naming the argument to pass, and training goes on.
@@ -67,7 +73,8 @@ class FinalBiasInit(RecipeCallback):
         priors: class or label frequencies to use instead of scanning the data (multiclass: one
             per class, summing to 1; binary/multilabel: the frequency of 1 per label).
         target_mean: regression: the mean (a number, or one per output) instead of scanning.
-        max_batches: estimate the statistics from at most this many batches (huge data sets).
+        max_batches: estimate the statistics from at most this many batches (huge data sets; a
+            loader without ``len()`` is read for at most ``limit_train_batches`` or 100 batches).
         input_key: where the inputs are in a batch (dict key, position, or callable).
         target_key: where the targets are in a batch (dict key, position, or callable).
         ignore_index: multiclass: a label to leave out of the counts (PyTorch's ``-100``).
@@ -248,10 +255,25 @@ class FinalBiasInit(RecipeCallback):
             self.record(trainer, "skipped", str(err), {"layer": self.layer_name, "task": self.resolved_task})
 
     def _local(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
+        given = self.priors is not None or self.target_mean is not None
+        if not pl_module.automatic_optimization and self.task == "auto" and self.layer is None and not given:
+            raise _Skip(
+                "skipped, because the module uses manual optimization: its last layer and the loss passed to "
+                "backward need not be the task's (a GAN's discriminator, say); pass `task=` or `layer=` to set it"
+            )
         loader = self.first_dataloader(self.train_dataloader(trainer))
+        if loader is not None and is_one_shot(loader):
+            if self.layer is None or not given:
+                raise _Skip(
+                    "skipped, because the training data is a one-shot iterator: reading targets from it would "
+                    "take them from training; pass `layer=` and `priors=` / `target_mean=`"
+                )
+            loader = None
         batch = None
         if loader is not None:
-            with preserved_state(pl_module):
+            # the loader's own generator (DataLoader(generator=...)) is restored too: training must draw
+            # the same order as without this callback
+            with preserved_state(pl_module, loaders=[loader]):
                 try:
                     batch = trainer.strategy.batch_to_device(_first_batch(loader))
                 except Exception as err:
@@ -303,7 +325,6 @@ class FinalBiasInit(RecipeCallback):
         width = int(bias.numel())
 
         targets = parts.targets if parts is not None else None
-        given = self.priors is not None or self.target_mean is not None
         if targets is None and not given:
             raise _Skip(
                 "found no targets in the training batch; pass `target_key=`, or `priors=` / `target_mean=`"
@@ -315,13 +336,14 @@ class FinalBiasInit(RecipeCallback):
             return out
         dataset = getattr(loader, "dataset", None)
         try:
-            with preserved_state(pl_module):
+            with preserved_state(pl_module, loaders=[loader]):
                 stats = collect_target_stats(
                     task,  # type: ignore[arg-type]
                     dataset=dataset,
                     dataloader=loader,
                     target_key=self.target_key if self.target_key is not None else parts.target_key,  # type: ignore[union-attr]
                     max_batches=self.max_batches,
+                    unsized_max_batches=_unsized_batches(trainer),
                     ignore_index=self.ignore_index if task == "multiclass" else None,
                     progress=trainer.is_global_zero and trainer.progress_bar_callback is not None,
                 )
@@ -356,6 +378,8 @@ class FinalBiasInit(RecipeCallback):
         else:
             stats = self._reduce(trainer, local["stats"], task, width)
             source = f"{stats.count} training targets"
+            if stats.estimated:
+                source += f" (estimated from {stats.batches} batches)"
             if task == "multiclass":
                 classes = int(stats.class_counts.numel()) if stats.class_counts is not None else 0  # type: ignore[union-attr]
                 seen = _last_class(stats) + 1
@@ -481,6 +505,8 @@ class FinalBiasInit(RecipeCallback):
             total = total / world
         merged = TargetStats.from_tensor(task, total)  # type: ignore[arg-type]
         merged.source = stats.source
+        merged.estimated = self.decide(trainer, stats.estimated, all_=False)
+        merged.batches = int(self.all_reduce_sum(trainer, torch.tensor([float(stats.batches)]))[0])
         return merged
 
     def _log(
@@ -554,6 +580,15 @@ def _last_class(stats: TargetStats) -> int:
     if counts is None or not bool((counts > 0).any()):
         return -1
     return int(torch.nonzero(counts > 0).flatten().max())
+
+
+def _unsized_batches(trainer: Trainer) -> int:
+    """How many batches to read from a training loader without ``len()``: ``limit_train_batches`` if
+    it is a count, else :data:`~lightning_recipe.core.stats.UNSIZED_MAX_BATCHES`."""
+    limit = getattr(trainer, "limit_train_batches", None)
+    if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+        return limit
+    return UNSIZED_MAX_BATCHES
 
 
 def _first_batch(loader: Any) -> Any:

@@ -28,7 +28,9 @@ from lightning_recipe.core.data_stats import (
     analyse_splits,
     thumbnails,
 )
+from lightning_recipe.core.errors import ArgumentError
 from lightning_recipe.core.state import preserved_state
+from lightning_recipe.core.stats import is_one_shot
 from lightning_recipe.report import Finding, RecipeCheckError
 
 __all__ = ["DataInspection", "DataInspector", "inspect_data"]
@@ -37,6 +39,8 @@ log = logging.getLogger(__name__)
 
 _PREFIX = "recipe/data/"
 _SEED = 0
+#: Samples read from an iterable data set without ``len()`` (possibly endless) when ``max_samples`` is not set.
+ITERABLE_MAX_SAMPLES = 10_000
 
 
 # ---------------------------------------------------------------------- the result object
@@ -103,6 +107,7 @@ class _Plan:
     collate: Callable[[list[Any]], Any] | None
     batches: int | None
     max_samples: int | None  # for iterable sources: stop after this many
+    capped: bool = False  # an iterable source without len() was read up to max_samples only
 
 
 def _is_map_style(dataset: Any) -> bool:
@@ -146,8 +151,10 @@ def _plan(
         loader = source if rank == 0 else []
         try:
             batches = len(source) if rank == 0 else 0  # type: ignore[arg-type]
-        except TypeError:
+        except TypeError:  # no len(): possibly endless; read a bounded prefix
             batches = None
+            if max_samples is None:
+                max_samples = ITERABLE_MAX_SAMPLES
         return _Plan(loader, None, None, None, batches, max_samples)
     n = len(dataset)
     if max_samples is not None and max_samples < n:
@@ -197,7 +204,7 @@ def _scan(
         for batch in plan.loader:
             parts = split_batch(batch, input_key=input_key, target_key=target_key)
             x = _inputs_of(parts.inputs)
-            y = parts.targets
+            y = _targets_of(parts.targets, target_key)
             n = int(x.shape[0]) if x.dim() else 1
             if plan.max_samples is not None and pos + n > plan.max_samples:
                 n = plan.max_samples - pos
@@ -212,10 +219,28 @@ def _scan(
             pos += n
             if bar is not None:
                 bar.update(1)
+            if plan.indices is None and plan.max_samples is not None and pos >= plan.max_samples:
+                plan.capped = True
+                break
     finally:
         if bar is not None:
             bar.close()
     return stats
+
+
+def _targets_of(targets: Any, target_key: KeySpec) -> torch.Tensor | None:
+    """The targets as a tensor; inferred targets that are not numbers (strings, ragged lists) are
+    left out (no label checks), named ones that are not numbers are an error."""
+    if targets is None or isinstance(targets, torch.Tensor):
+        return targets
+    try:
+        return torch.as_tensor(targets)
+    except (TypeError, ValueError, RuntimeError) as err:
+        if target_key is not None:
+            raise ValueError(
+                f"the targets at target_key={target_key!r} are a {type(targets).__name__}, not numbers ({err})"
+            ) from err
+        return None
 
 
 def _gather(stats: SplitStats, world_size: int) -> SplitStats:
@@ -295,16 +320,36 @@ def _validate(owner: str, o: _Options) -> None:
             raise ValueError(f"{owner}({name}={value!r}): pass a finite number greater than {low:g}.")
 
 
+@dataclass
+class _Outcome:
+    """What :func:`_run` produced: the report (``None`` when the training data could not be
+    scanned), the plans, the reason per split that was not scanned, and the splits read only in part."""
+
+    report: DataReport | None
+    plans: dict[str, _Plan]
+    failed: dict[str, str]
+    estimated: dict[str, int]
+
+
 def _run(
     sources: dict[str, Any],
     o: _Options,
     progress: bool,
     rank: int = 0,
     world_size: int = 1,
-) -> tuple[DataReport, dict[str, _Plan]]:
-    plans = {name: _plan(src, o.batch_size, o.max_samples, rank, world_size) for name, src in sources.items()}
+    agree: Callable[[bool], bool] = lambda ok: ok,
+) -> _Outcome:
+    """Scan every split; a split that cannot be scanned is left out with the reason.
+
+    ``agree(ok)`` returns the same boolean on every rank (all ranks ok): it runs after each
+    split's local scan and before the gather, so a rank whose scan failed never leaves the others
+    waiting in ``all_gather_object``.
+    """
+    plans: dict[str, _Plan] = {}
     merged: dict[str, SplitStats] = {}
-    for name, plan in plans.items():
+    failed: dict[str, str] = {}
+    estimated: dict[str, int] = {}
+    for name, src in sources.items():
         stats = SplitStats(
             name,
             task=o.task,  # type: ignore[arg-type]
@@ -313,8 +358,39 @@ def _run(
             top_k=o.top_k,
             near_duplicates=o.near_duplicates,
         )
-        _scan(plan, stats, o.input_key, o.target_key, progress and rank == 0)
+        error: BaseException | None = None
+        reason = ""
+        try:
+            if is_one_shot(src):
+                reason = (
+                    f"skipped, because the {name} data is a one-shot iterator: scanning it would take its samples "
+                    "from training; pass a re-iterable data set (a map-style Dataset, or an IterableDataset whose "
+                    "__iter__ starts afresh)"
+                )
+            else:
+                plan = _plan(src, o.batch_size, o.max_samples, rank, world_size)
+                plans[name] = plan
+                _scan(plan, stats, o.input_key, o.target_key, progress and rank == 0)
+        except Exception as err:  # a batch layout, a dtype or a dataset this inspection cannot read
+            error = err
+            reason = (
+                f"skipped, because the {name} data could not be scanned ({type(err).__name__}: {str(err).rstrip('.')}); "
+                "pass `input_key=` / `target_key=`"
+            )
+        if not agree(not reason):
+            if isinstance(error, ArgumentError):
+                raise error  # an argument the user passed does not fit the data: only the user can fix it
+            failed[name] = (
+                reason or f"skipped, because another process could not scan the {name} data; see its warning"
+            )
+            plans.pop(name, None)
+            continue
         merged[name] = _gather(stats, world_size)
+        plan = plans[name]
+        if not agree(not plan.capped):  # any rank stopped early
+            estimated[name] = merged[name].count
+    if "train" not in merged:
+        return _Outcome(None, plans, failed, estimated)
     report = analyse_splits(
         merged,
         train="train",
@@ -322,7 +398,17 @@ def _run(
         near_constant_ratio=o.near_constant_ratio,
         outlier_z=o.outlier_z,
     )
-    return report, plans
+    if estimated:
+        note = "; ".join(
+            f"{split}: estimated from the first {n} samples (an iterable data set without len(); "
+            "pass max_samples= to read more)"
+            for split, n in estimated.items()
+        )
+        for issue in report.issues:
+            if issue.issue == "summary":
+                issue.message += f" ({note})"
+                issue.numbers["estimated_from"] = dict(estimated)
+    return _Outcome(report, plans, failed, estimated)
 
 
 def _loaders_of(data: Any) -> tuple[Any, Any]:
@@ -355,7 +441,7 @@ def inspect_data(
     target_key: KeySpec = None,
     task: str = "auto",
     num_classes: int | None = None,
-    ignore_index: int | None = None,
+    ignore_index: int | None = -100,
     max_samples: int | None = None,
     batch_size: int | None = None,
     near_duplicates: bool = False,
@@ -380,11 +466,14 @@ def inspect_data(
         target_key: where the targets are; inferred by default (``None`` found: no label checks).
         task: ``"auto"``, ``"multiclass"``, ``"binary"``, ``"multilabel"`` or ``"regression"``.
         num_classes: labels at or above it are out of range, classes below it without samples are missing.
-        ignore_index: a sentinel label (e.g. ``-100``) neither counted nor out of range.
-        max_samples: inspect a fixed random subset of at most this many samples per split.
+        ignore_index: a sentinel label neither counted nor out of range (default ``-100``, PyTorch's
+            ``cross_entropy`` default; ``None``: count every label).
+        max_samples: inspect a fixed random subset of at most this many samples per split (an
+            iterable data set without ``len()``: its first ``max_samples``, default 10,000).
         batch_size: batch size of the inspection loader (default: the loader's, else 64).
         near_duplicates: also look for near-duplicate images (same 8x8 average hash).
-        imbalance_ratio: warn when the largest class outnumbers the smallest by this factor.
+        imbalance_ratio: warn when the largest class outnumbers the smallest by this factor (one
+            label per sample only: per-token and per-pixel labels are skewed by nature).
         near_constant_ratio: a sample whose std is below this fraction of its class's median std is near-constant.
         outlier_z: warn about samples this many robust SDs from their class along mean/std/norm.
         top_k: the most extreme samples kept (with thumbnails) per statistic and direction.
@@ -392,6 +481,10 @@ def inspect_data(
 
     Returns:
         A :class:`DataInspection`: ``findings``, ``issues``, ``summary``, ``report``, ``markdown()``.
+
+    Raises:
+        ValueError: when a split cannot be scanned (a batch layout it cannot read: pass
+            ``input_key=`` / ``target_key=``; a one-shot iterator: pass a re-iterable data set).
 
     Example:
         >>> import torch
@@ -412,8 +505,12 @@ def inspect_data(
     if hasattr(train, "train_dataloader") and not isinstance(train, (DataLoader, Dataset)):
         train, val = _loaders_of(train)
     sources = {"train": train} if val is None else {"train": train, "val": val}
-    with preserved_state(None):
-        report, _ = _run(sources, options, progress)
+    with preserved_state(None, loaders=list(sources.values())):
+        outcome = _run(sources, options, progress)
+    if outcome.failed:
+        raise ValueError(f"inspect_data: {'; '.join(outcome.failed.values())}.")
+    report = outcome.report
+    assert report is not None
     step = DataInspector.recipe_step
     findings = [
         Finding("DataInspector", status, message, numbers, step=step)  # type: ignore[arg-type]
@@ -440,7 +537,8 @@ class DataInspector(RecipeCallback):
     * ``blank_samples``: samples whose values are all equal (blank images), and near-constant
       ones, compared *within their class* (a dim or low-contrast class is not corrupted);
     * ``labels_out_of_range`` (fail): labels below 0 or at/above ``num_classes`` (``ignore_index``
-      excepted); ``missing_classes``; ``class_imbalance`` (largest:smallest >= ``imbalance_ratio``);
+      excepted); ``missing_classes``; ``class_imbalance`` (largest:smallest >= ``imbalance_ratio``,
+      judged for one label per sample: per-token and per-pixel labels are skewed by nature);
     * ``constant_features``: tabular features that never vary in the training set;
     * ``outliers``: samples more than ``outlier_z`` robust SDs from their class along the
       per-sample mean, std or norm (std and norm on a log scale).
@@ -450,7 +548,13 @@ class DataInspector(RecipeCallback):
     inspection iterates its own sequential ``DataLoader`` over the train loader's ``.dataset``
     (same batch size, collate function and workers), not the shuffled training loader, and restores
     every random state afterwards, so training is unchanged. Iterable datasets are iterated as
-    they are (indices are positions). Under DDP each rank inspects indices ``rank::world_size``
+    they are, by rank zero (indices are positions); one without ``len()`` (possibly endless) for
+    its first ``max_samples`` (default 10,000) samples, and the summary says the findings are
+    estimates. A one-shot source (an iterator, or an ``IterableDataset`` that hands out the same
+    iterator on every ``iter()``) is not read: reading it would take its samples from training.
+    When a split cannot be scanned (a batch layout it cannot read: strings, ragged lists, a dict
+    with several inputs) it records a ``skipped`` finding naming ``input_key=`` / ``target_key=``
+    and training goes on. Under DDP each rank inspects indices ``rank::world_size``
     and the statistics are gathered, so duplicates across ranks are found and every rank reaches
     the same verdicts; rank zero writes.
 
@@ -470,8 +574,11 @@ class DataInspector(RecipeCallback):
             ``"regression"``.
         num_classes: the number of classes; labels at or above it are out of range, and classes
             below it without samples are missing (default: the labels seen).
-        ignore_index: a sentinel label such as ``-100`` that is neither counted nor out of range.
-        max_samples: inspect a fixed random subset of at most this many samples per split (a huge set).
+        ignore_index: a sentinel label that is neither counted nor out of range (default
+            ``-100``, PyTorch's ``cross_entropy`` default, e.g. padded language-model targets; pass
+            ``255`` for the void label of segmentation masks, ``None`` to count every label).
+        max_samples: inspect a fixed random subset of at most this many samples per split (a huge
+            set); for an iterable data set without ``len()``, its first ``max_samples`` (default 10,000).
         batch_size: batch size of the inspection loader (default: the training loader's).
         check_val: inspect the validation data too (and compare it with the training data).
         near_duplicates: also look for near-duplicate images (costs one pooling per batch).
@@ -523,7 +630,7 @@ class DataInspector(RecipeCallback):
         target_key: KeySpec = None,
         task: str = "auto",
         num_classes: int | None = None,
-        ignore_index: int | None = None,
+        ignore_index: int | None = -100,
         max_samples: int | None = None,
         batch_size: int | None = None,
         check_val: bool = True,
@@ -596,9 +703,22 @@ class DataInspector(RecipeCallback):
                 sources["val"] = val
         progress = self.progress if self.progress is not None else trainer.progress_bar_callback is not None
         rank, world = int(trainer.global_rank), int(trainer.world_size)
-        with preserved_state(None):
-            report, plans = _run(sources, self._options(), bool(progress), rank, world)
+        # iterable sources are iterated as they are: their own generators are restored too
+        with preserved_state(None, loaders=list(sources.values())):
+            outcome = _run(
+                sources,
+                self._options(),
+                bool(progress),
+                rank,
+                world,
+                agree=lambda ok: self.decide(trainer, ok),
+            )
         self._done = True
+        for reason in outcome.failed.values():
+            self.record(trainer, "skipped", reason, {"issue": "not_scanned"})
+        report, plans = outcome.report, outcome.plans
+        if report is None:
+            return
         step = int(trainer.global_step)
         if trainer.is_global_zero:
             with preserved_state(None):  # fetching samples to show may run random transforms

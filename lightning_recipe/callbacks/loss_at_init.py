@@ -50,6 +50,11 @@ class LossAtInitCheck(RecipeCallback):
     applied twice, ...). To recognise these it watches the final layer's output during that same
     step with a forward hook (read only).
 
+    Under ``precision="16-mixed"`` the loss Lightning hands the hook is multiplied by the
+    ``GradScaler``'s scale; it is divided back out. Under manual optimization the loss passed to
+    ``manual_backward`` need not be the task loss (a GAN's discriminator loss): the check then
+    runs only when told what to expect (``task=`` or ``loss=``), else it records ``skipped``.
+
     ``loss="auto"`` uses cross-entropy for multiclass targets, BCE with logits for binary and
     multilabel targets, and for regression whichever of MSE, L1 and Huber (``delta=1``) fits the
     measured value on that step's outputs.
@@ -176,6 +181,13 @@ class LossAtInitCheck(RecipeCallback):
         if trainer.global_step != 0:
             self._done = True  # resumed mid-training: there is no loss at init to observe
             return
+        if not pl_module.automatic_optimization and self.task == "auto" and self.loss == "auto":
+            self._skip(
+                trainer,
+                "skipped, because the module uses manual optimization: the loss passed to backward need not be "
+                "the task loss (a GAN's, say); pass `task=` (and `loss=`) to check it",
+            )
+            return
         try:
             parts = self.split(batch, self.input_key, self.target_key)
         except ValueError as err:
@@ -261,6 +273,7 @@ class LossAtInitCheck(RecipeCallback):
         measured = float(loss.detach().float())
         if pl_module.automatic_optimization and trainer.accumulate_grad_batches > 1:
             measured *= trainer.accumulate_grad_batches  # Lightning divides the loss before backward
+        measured /= _loss_scale(trainer)
         targets = self._targets
         assert targets is not None
         name, module, out = self._last if self._last is not None else ("", None, None)
@@ -351,3 +364,19 @@ class LossAtInitCheck(RecipeCallback):
         if math.isfinite(ev["spread"]):
             numbers["logit_std"] = ev["spread"]
         self.record(trainer, verdict.status, verdict.message, numbers)  # type: ignore[arg-type]
+
+
+def _loss_scale(trainer: Trainer) -> float:
+    """The factor the precision plugin multiplied the loss by before ``on_before_backward`` (1 if none).
+
+    Under ``precision="16-mixed"`` Lightning's ``MixedPrecision.pre_backward`` scales the loss with
+    its ``GradScaler`` and then calls the hook with the scaled tensor.
+    """
+    scaler = getattr(getattr(trainer, "precision_plugin", None), "scaler", None)
+    if scaler is None or not callable(getattr(scaler, "is_enabled", None)) or not scaler.is_enabled():
+        return 1.0
+    try:
+        scale = float(scaler.get_scale())
+    except (RuntimeError, TypeError, ValueError):
+        return 1.0
+    return scale if math.isfinite(scale) and scale > 0 else 1.0

@@ -29,7 +29,10 @@ class TrainingLossCheck(RecipeCallback):
 
     The loss of every training batch is taken from what ``training_step`` returns (a tensor or the
     ``"loss"`` of a dict; un-scaled for gradient accumulation), or from the logged metric
-    ``monitor``. Values stay on the device and are read once per ``window`` batches (one transfer;
+    ``monitor`` (also the fallback when ``training_step`` returns no single loss: manual
+    optimization, a dict without ``"loss"``). Once the returned loss is the source, a batch that
+    returns nothing (a skipped batch) is left out rather than read from a stale logged metric; when
+    no loss can be read at all the check records ``skipped``. Values stay on the device and are read once per ``window`` batches (one transfer;
     under DDP one all-reduce, so every rank judges the mean loss over ranks and decides the same).
     The rules, robust to batch noise (details in :mod:`lightning_recipe.core.loss_curve`):
 
@@ -167,6 +170,7 @@ class TrainingLossCheck(RecipeCallback):
                     "final_smoothed": last,
                     "best_smoothed": self.tracker.best,
                     "steps": step,
+                    "source": self._source,
                 },
             )
 
@@ -191,15 +195,21 @@ class TrainingLossCheck(RecipeCallback):
         return "non_finite" in self.tracker.reported
 
     def _loss(self, trainer: Trainer, pl_module: LightningModule, outputs: Any) -> torch.Tensor | None:
+        """This batch's loss (a 0-d tensor, left on its device), or ``None`` when there is none to read."""
         if self.monitor is None:
             value = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
-            if isinstance(value, torch.Tensor) and value.numel() == 1:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = torch.tensor(float(value))
+            if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex():
                 value = value.detach().reshape(())
                 if pl_module.automatic_optimization and trainer.accumulate_grad_batches > 1:
                     # Lightning divides the returned loss by accumulate_grad_batches
                     value = value * trainer.accumulate_grad_batches
                 self._source = "training_step"
                 return value
+            if self._source == "training_step":
+                # a step that returned nothing (a skipped batch): a logged metric would be a stale value
+                return None
         metrics = trainer.callback_metrics
         if self.monitor is not None:
             if self.monitor not in metrics:
@@ -213,8 +223,17 @@ class TrainingLossCheck(RecipeCallback):
         if key is None:
             return None
         value = metrics[key]
+        if isinstance(value, torch.Tensor):
+            if value.numel() != 1 or value.is_complex():
+                return None  # not a single loss value
+            value = value.detach().reshape(())
+        else:
+            try:
+                value = torch.tensor(float(value))
+            except (TypeError, ValueError):
+                return None
         self._source = f"metric {key!r}"
-        return value.detach().reshape(()) if isinstance(value, torch.Tensor) else torch.tensor(float(value))
+        return value
 
     def _flush(self, trainer: Trainer) -> None:
         pending, steps = self._pending, self._pending_steps

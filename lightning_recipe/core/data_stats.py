@@ -288,6 +288,7 @@ class SplitStats:
         self._flags: list[torch.Tensor] = []
         self._ahash: list[torch.Tensor] = []
         self.class_counts = torch.zeros(0, dtype=torch.float64)
+        self.dense_labels = False  # more than one class label per sample (per pixel, per token)
         self.ignored = 0
         self.out_of_range = 0
         self.out_of_range_examples: list[tuple[int, float]] = []
@@ -390,6 +391,8 @@ class SplitStats:
             self.label_positives = pos if self.label_positives is None else self.label_positives + pos
             self._out_of_range(rows, ~((values == 0) | (values == 1)) & torch.isfinite(rows), idx)
             return label, bad
+        if rows.shape[1] > 1:
+            self.dense_labels = True
         labels = rows if not rows.is_floating_point() else torch.nan_to_num(rows, nan=-1.0)
         labels = labels.to(torch.int64)
         if rows.is_floating_point():
@@ -485,6 +488,9 @@ class SplitStats:
         merged[: self.class_counts.numel()] += self.class_counts
         merged[: other.class_counts.numel()] += other.class_counts
         self.class_counts = merged
+        self.dense_labels = bool(
+            getattr(self, "dense_labels", False) or getattr(other, "dense_labels", False)
+        )
         self.ignored += other.ignored
         self.out_of_range += other.out_of_range
         self.out_of_range_examples = sorted(self.out_of_range_examples + other.out_of_range_examples)[
@@ -755,7 +761,8 @@ def analyse_splits(
         splits: the statistics of each split, by name; ``train`` is compared with every other.
         train: the name of the training split.
         imbalance_ratio: warn when the largest class has at least this many times the samples of
-            the smallest (present) class.
+            the smallest (present) class; judged for one label per sample only (per-token and
+            per-pixel labels are skewed by nature: the ratio is in the summary, not a warning).
         near_constant_ratio: a sample whose standard deviation is below this fraction of the
             median standard deviation of its class (of the split without labels) is near-constant.
             Compared within class, so a class of dim or low-contrast samples is not flagged.
@@ -958,7 +965,12 @@ def analyse_splits(
             summary["class_counts"] = [int(c) for c in cc]
             if s.ignore_index is not None:
                 summary["ignored_labels"] = int(s.ignored)
-            if ratio >= imbalance_ratio:
+            dense = bool(getattr(s, "dense_labels", False))
+            if dense:
+                summary["dense_labels"] = True
+            # judged for one label per sample only: per-token and per-pixel labels are skewed by
+            # nature (a vocabulary is Zipfian, background dominates a mask); the ratio is in the summary
+            if ratio >= imbalance_ratio and not dense:
                 big, small = (
                     int(np.argmax(np.where(cc > 0, cc, -1))),
                     int(np.argmin(np.where(cc > 0, cc, np.inf))),

@@ -22,17 +22,29 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch.utils.data import ConcatDataset, Dataset, Subset, TensorDataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, IterableDataset, Subset, TensorDataset
 
 from lightning_recipe.core.batches import KeySpec, split_batch
 from lightning_recipe.core.tasks import TASKS, TaskLiteral
 
-__all__ = ["TargetStats", "binary_entropy", "collect_target_stats", "entropy", "targets_from_dataset"]
+__all__ = [
+    "UNSIZED_MAX_BATCHES",
+    "TargetStats",
+    "binary_entropy",
+    "collect_target_stats",
+    "entropy",
+    "is_one_shot",
+    "targets_from_dataset",
+]
+
+#: Batches :func:`collect_target_stats` reads from a dataloader without ``len()`` (an iterable,
+#: possibly endless, data set) when no ``max_batches`` is given.
+UNSIZED_MAX_BATCHES = 100
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +70,8 @@ class TargetStats:
     sum_sq: torch.Tensor | None = None
     num_values: torch.Tensor | None = None
     source: str = field(default="", compare=False)
+    batches: int = field(default=0, compare=False)
+    estimated: bool = field(default=False, compare=False)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -90,11 +104,12 @@ class TargetStats:
                     f"TargetStats: negative class label {int(labels.min())} in the targets; pass "
                     "`ignore_index=` if it is a sentinel."
                 )
-            size = num_classes if num_classes is not None else (int(labels.max()) + 1 if labels.numel() else 0)
+            size = (
+                num_classes if num_classes is not None else (int(labels.max()) + 1 if labels.numel() else 0)
+            )
             if labels.numel() and int(labels.max()) >= size:
                 raise ValueError(
-                    f"TargetStats: class label {int(labels.max())} is out of range for "
-                    f"num_classes={size}."
+                    f"TargetStats: class label {int(labels.max())} is out of range for num_classes={size}."
                 )
             counts = torch.bincount(labels, minlength=size).to(torch.float64)
             return cls(task=task, count=int(t.shape[0]) if t.dim() else 1, class_counts=counts)
@@ -153,7 +168,9 @@ class TargetStats:
                 ``len(class_counts)``).
         """
         if self.task == "multiclass":
-            counts = self.class_counts if self.class_counts is not None else torch.zeros(0, dtype=torch.float64)
+            counts = (
+                self.class_counts if self.class_counts is not None else torch.zeros(0, dtype=torch.float64)
+            )
             if size is not None and size > counts.numel():
                 counts = torch.cat([counts, torch.zeros(size - counts.numel(), dtype=torch.float64)])
             return torch.cat([torch.tensor([float(self.count)], dtype=torch.float64), counts])
@@ -171,7 +188,13 @@ class TargetStats:
         if task == "multiclass":
             return cls(task, count, class_counts=rest.clone())
         d = rest.numel() // 3
-        return cls(task, count, sum=rest[:d].clone(), sum_sq=rest[d : 2 * d].clone(), num_values=rest[2 * d :].clone())
+        return cls(
+            task,
+            count,
+            sum=rest[:d].clone(),
+            sum_sq=rest[d : 2 * d].clone(),
+            num_values=rest[2 * d :].clone(),
+        )
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -284,8 +307,14 @@ def collect_target_stats(
     ignore_index: int | None = None,
     progress: bool = True,
     transfer: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    unsized_max_batches: int = UNSIZED_MAX_BATCHES,
 ) -> TargetStats:
     """Compute :class:`TargetStats` over a data set: fast path first, dataloader otherwise.
+
+    A dataloader without ``len()`` (an iterable data set, possibly endless) is read for at most
+    ``max_batches`` or else ``unsized_max_batches`` batches; the result then has
+    ``estimated=True`` and ``batches`` set. Iterating a one-shot source (see :func:`is_one_shot`)
+    consumes what training would read: check it first.
 
     Args:
         task: the task.
@@ -299,6 +328,7 @@ def collect_target_stats(
         ignore_index: multiclass: a sentinel label to leave out.
         progress: show a progress bar while iterating the dataloader.
         transfer: applied to each target tensor read from the dataloader (unused on the fast path).
+        unsized_max_batches: the cap for a dataloader without ``len()`` when ``max_batches`` is ``None``.
 
     Raises:
         ValueError: when neither path yields targets; names ``target_key=``.
@@ -310,7 +340,9 @@ def collect_target_stats(
                 batch_size = getattr(dataloader, "batch_size", None)
                 if batch_size:
                     targets = targets[: max_batches * batch_size]
-            stats = TargetStats.from_targets(targets, task, num_classes=num_classes, ignore_index=ignore_index)
+            stats = TargetStats.from_targets(
+                targets, task, num_classes=num_classes, ignore_index=ignore_index
+            )
             stats.source = "dataset"
             return stats
     if dataloader is None:
@@ -319,11 +351,15 @@ def collect_target_stats(
             "and no dataloader to iterate; pass a dataloader or `target_key=`."
         )
     total: TargetStats | None = None
+    read = 0
     iterator: Iterable = dataloader
     try:
         length = len(dataloader)  # type: ignore[arg-type]
     except TypeError:
         length = None
+    unsized = length is None
+    if unsized and max_batches is None:
+        max_batches = int(unsized_max_batches)
     if max_batches is not None:
         length = min(length, max_batches) if length is not None else max_batches
     bar = None
@@ -340,6 +376,7 @@ def collect_target_stats(
             t = parts.targets if transfer is None else transfer(parts.targets)
             stats = TargetStats.from_targets(t, task, num_classes=num_classes, ignore_index=ignore_index)
             total = stats if total is None else total.merge(stats)
+            read += 1
             if bar is not None:
                 bar.update(1)
     finally:
@@ -352,7 +389,41 @@ def collect_target_stats(
         if missing > 0:
             total.class_counts = torch.cat([total.class_counts, torch.zeros(missing, dtype=torch.float64)])
     total.source = "dataloader"
+    total.batches = read
+    total.estimated = max_batches is not None and read >= max_batches
     return total
+
+
+def is_one_shot(source: Any) -> bool:
+    """True when iterating ``source`` consumes it, so a second pass (training's) would miss what was read.
+
+    A ``DataLoader`` over a map-style dataset, a list, or an ``IterableDataset`` whose
+    ``__iter__`` makes a fresh iterator each call can be read again from the start; an iterator,
+    a generator, or an ``IterableDataset`` that hands out the same iterator every time cannot.
+    (An ``IterableDataset`` that makes a fresh iterator over a shared stream, e.g. a socket, looks
+    re-iterable here: such a data set is the user's to describe, with ``priors=`` and the like.)
+
+    Example:
+        >>> import torch
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> is_one_shot(DataLoader(TensorDataset(torch.zeros(4, 2)))), is_one_shot([1, 2, 3])
+        (False, False)
+        >>> is_one_shot(x for x in range(3))
+        True
+    """
+    data = source.dataset if isinstance(source, DataLoader) else source
+    if data is None:
+        return False
+    if isinstance(source, DataLoader) and not isinstance(data, IterableDataset):
+        return False  # map-style: the sampler draws indices afresh each epoch
+    if isinstance(data, Iterator):
+        return True
+    try:
+        # creating (not running) two iterators: a generator function's body does not start
+        first, second = iter(data), iter(data)
+    except TypeError:
+        return False
+    return first is second or first is data
 
 
 def entropy(p: torch.Tensor) -> float:
@@ -369,4 +440,3 @@ def binary_entropy(p: torch.Tensor) -> torch.Tensor:
     q = p[inside]
     out[inside] = -(q * q.log() + (1 - q) * (1 - q).log())
     return out
-

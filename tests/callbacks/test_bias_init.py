@@ -370,3 +370,150 @@ def test_ddp_each_rank_sets_the_global_prior(tmp_path):
     # LossAtInitCheck reduces its numbers: the same verdict on both ranks
     v0 = (tmp_path / "verdict_rank0.txt").read_text()
     assert v0 == (tmp_path / "verdict_rank1.txt").read_text() and v0.startswith("pass|")
+
+
+# ---------------------------------------------------------------------- manual optimization, odd data sources
+class _GAN(LitModel):
+    """A GAN on breast cancer rows: manual optimization, a discriminator whose logit is real/fake, not a class."""
+
+    def __init__(self) -> None:
+        super().__init__(mlp(30, 1))  # the discriminator
+        self.gen = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 30))
+        self.automatic_optimization = False
+
+    def training_step(self, batch, batch_idx):
+        x = batch[0]
+        opt_g, opt_d = self.optimizers()
+        fake = self.gen(torch.randn(x.shape[0], 4))
+        ones, zeros = torch.ones(x.shape[0], 1), torch.zeros(x.shape[0], 1)
+        d_loss = F.binary_cross_entropy_with_logits(self(x), ones) + F.binary_cross_entropy_with_logits(
+            self(fake.detach()), zeros
+        )
+        opt_d.zero_grad()
+        self.manual_backward(d_loss)
+        opt_d.step()
+        g_loss = F.binary_cross_entropy_with_logits(self(fake), ones)
+        opt_g.zero_grad()
+        self.manual_backward(g_loss)
+        opt_g.step()
+
+    def configure_optimizers(self):
+        return [torch.optim.Adam(self.gen.parameters(), 1e-3), torch.optim.Adam(self.net.parameters(), 1e-3)]
+
+
+def test_manual_optimization_is_skipped_unless_the_task_is_given(tmp_path):
+    x, y = imbalanced_breast_cancer(ratio=9)
+    init = FinalBiasInit()
+    model = _GAN()
+    _, probe = fit(tmp_path / "a", model, loader(x, y, batch_size=32), init, max_steps=2)
+    (finding,) = init.findings
+    assert finding.status == "skipped" and not init.applied
+    assert finding.message.startswith("skipped, because the module uses manual optimization")
+    assert "pass `task=` or `layer=` to set it" in finding.message
+    assert torch.equal(
+        probe.before["net.3.bias"], probe.after["net.3.bias"]
+    )  # the discriminator's bias untouched
+    # the twin: told the task, it sets the bias (the user means it)
+    told = FinalBiasInit(task="binary")
+    _, probe = fit(tmp_path / "b", _GAN(), loader(x, y, batch_size=32), told, max_steps=2)
+    assert told.applied and told.layer_name == "net.3"
+    p = float(np.mean(y))
+    assert float(probe.after["net.3.bias"]) == pytest.approx(math.log(p / (1 - p)), abs=1e-5)
+
+
+class _DictDigits(torch.utils.data.Dataset):
+    """Digits as dict samples: no targets attribute, so the statistics come from iterating the loader."""
+
+    def __init__(self) -> None:
+        x, y = digits_arrays()
+        self.x, self.y = torch.as_tensor(x), torch.as_tensor(y)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"image": self.x[i], "label": self.y[i]}
+
+
+class _LabelRecorder(Callback):
+    def __init__(self) -> None:
+        self.labels: list[list[int]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.labels.append(batch["label"].tolist())
+
+
+class _DictModel(LitModel):
+    def training_step(self, batch, batch_idx):
+        return self.loss_fn(self(batch["image"]), batch["label"])
+
+    validation_step = None
+
+
+def test_scanning_the_loader_leaves_the_training_order_alone(tmp_path):
+    def run(callbacks, sub):
+        recorder = _LabelRecorder()
+        data = DataLoader(
+            _DictDigits(), batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0)
+        )
+        trainer = make_trainer(tmp_path / sub, [*callbacks, recorder], max_steps=4)
+        trainer.fit(_DictModel(mlp(64, 10)), data)
+        return recorder.labels
+
+    init = FinalBiasInit()
+    with_init = run([init], "init")
+    assert init.applied and init.stats.source == "dataloader" and init.stats.count == 1797
+    assert with_init == run([], "plain")  # the loader's own generator was restored: the same batches
+
+
+class _EndlessDigits(torch.utils.data.IterableDataset):
+    def __iter__(self):
+        x, y = digits_arrays()
+        i = 0
+        while True:
+            yield torch.as_tensor(x[i % len(y)]), int(y[i % len(y)])
+            i += 1
+
+
+class _OneShotDigits(torch.utils.data.IterableDataset):
+    def __init__(self) -> None:
+        x, y = digits_arrays()
+        self._rows = iter([(torch.as_tensor(a), int(b)) for a, b in zip(x, y)])
+
+    def __iter__(self):
+        return self._rows
+
+
+def test_an_endless_iterable_dataset_gives_an_estimate_from_a_bounded_scan(tmp_path):
+    init = FinalBiasInit()
+    fit(tmp_path / "a", LitModel(mlp(64, 10)), DataLoader(_EndlessDigits(), batch_size=50), init, max_steps=2)
+    assert init.applied and init.stats.estimated and init.stats.count == 100 * 50
+    assert "of 5000 training targets (estimated from 100 batches)" in init.findings[0].message
+    # an integer limit_train_batches bounds it instead
+    init = FinalBiasInit()
+    fit(
+        tmp_path / "b",
+        LitModel(mlp(64, 10)),
+        DataLoader(_EndlessDigits(), batch_size=50),
+        init,
+        max_steps=2,
+        limit_train_batches=7,
+    )
+    assert init.stats.count == 350 and "(estimated from 7 batches)" in init.findings[0].message
+
+
+def test_a_one_shot_iterator_is_not_read(tmp_path):
+    init = FinalBiasInit()
+    model = LitModel(mlp(64, 10))
+    trainer = make_trainer(tmp_path / "a", [init], max_epochs=1, max_steps=-1)
+    trainer.fit(model, DataLoader(_OneShotDigits(), batch_size=64))
+    assert len(model.train_losses) == math.ceil(1797 / 64)  # training saw every sample
+    (finding,) = init.findings
+    assert finding.status == "skipped" and "one-shot iterator" in finding.message
+    assert "pass `layer=` and `priors=` / `target_mean=`" in finding.message
+    # the twin: given the layer and the priors it needs no data
+    told = FinalBiasInit(layer="net.3", priors=[0.1] * 10)
+    model = LitModel(mlp(64, 10))
+    trainer = make_trainer(tmp_path / "b", [told], max_epochs=1, max_steps=-1)
+    trainer.fit(model, DataLoader(_OneShotDigits(), batch_size=64))
+    assert told.applied and len(model.train_losses) == math.ceil(1797 / 64)

@@ -120,10 +120,166 @@ def test_ignore_index_is_not_out_of_range_when_told(tmp_path):
     y = y.copy()
     y[[3, 30]] = -100
     data = TensorDataset(torch.as_tensor(x), torch.as_tensor(y))
-    flagged = inspect_data(data, num_classes=10, progress=False)
+    # -100 (PyTorch's cross_entropy default) is ignored by default; ignore_index=None counts it
+    assert inspect_data(data, num_classes=10, progress=False).issues == []
+    flagged = inspect_data(data, num_classes=10, ignore_index=None, progress=False)
     assert flagged.issues == ["labels_out_of_range"]
     assert "pass ignore_index=" in flagged.problems[0].message
-    assert inspect_data(data, num_classes=10, ignore_index=-100, progress=False).issues == []
+    y[[3, 30]] = -1  # a negative label that is no sentinel is still caught by default
+    bad = inspect_data(TensorDataset(torch.as_tensor(x), torch.as_tensor(y)), num_classes=10, progress=False)
+    assert bad.issues == ["labels_out_of_range"] and bad.problems[0].numbers["examples"] == [3, 30]
+
+
+def _token_data(n: int = 256, vocab: int = 50, length: int = 12, seed: int = 0):
+    """Language-model data: token ids and next-token targets padded with -100 (Zipfian vocabulary)."""
+    g = torch.Generator().manual_seed(seed)
+    zipf = 1.0 / torch.arange(1, vocab + 1, dtype=torch.float64)
+    tokens = torch.multinomial(zipf, n * length, replacement=True, generator=g).reshape(n, length)
+    lengths = torch.randint(4, length + 1, (n,), generator=g)
+    mask = torch.arange(length)[None] < lengths[:, None]
+    targets = torch.where(mask, tokens.roll(-1, 1), torch.full_like(tokens, -100))
+    return tokens, targets
+
+
+def test_language_model_targets_padded_with_minus_100_are_clean():
+    tokens, targets = _token_data()
+    result = inspect_data(TensorDataset(tokens, targets), progress=False)
+    # no "labels out of range" for the padding and no "class imbalance" for a Zipfian vocabulary
+    assert result.issues == []
+    assert result.summary["train"]["ignored_labels"] == int((targets == -100).sum())
+    assert result.summary["train"]["imbalance_ratio"] > 5 and result.summary["train"]["dense_labels"]
+    # the twin with one label per sample is still judged: 9:1 on breast cancer
+    x, y = breast_cancer_arrays()
+    neg, pos = np.flatnonzero(y == 0), np.flatnonzero(y == 1)[:21]
+    keep = np.sort(np.concatenate([neg, pos]))
+    skewed = inspect_data(TensorDataset(torch.as_tensor(x[keep]), torch.as_tensor(y[keep])), progress=False)
+    assert "class_imbalance" in skewed.issues
+
+
+# ---------------------------------------------------------------------- data it cannot read
+class _TwoInputs(torch.utils.data.Dataset):
+    """Breast cancer as a dict of two feature blocks and a target: no single input to infer."""
+
+    def __init__(self) -> None:
+        x, y = breast_cancer_arrays()
+        self.x, self.y = torch.as_tensor(x), torch.as_tensor(y)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"a": self.x[i, :15], "b": self.x[i, 15:], "target": self.y[i]}
+
+
+class _TwoInputModel(LitModel):
+    def training_step(self, batch, batch_idx):
+        return self.loss_fn(self(torch.cat([batch["a"], batch["b"]], 1)), batch["target"])
+
+    validation_step = None
+
+
+def test_a_batch_it_cannot_read_is_skipped_naming_the_keys_and_training_goes_on(tmp_path):
+    inspector = DataInspector(progress=False)
+    trainer = make_trainer(tmp_path / "a", [inspector], max_steps=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(_TwoInputModel(mlp(30, 2)), DataLoader(_TwoInputs(), batch_size=32))
+    assert trainer.global_step == 3
+    [finding] = inspector.findings
+    assert finding.status == "skipped" and finding.numbers["issue"] == "not_scanned"
+    assert finding.message.startswith("skipped, because the train data could not be scanned")
+    assert "found no inputs in a dict batch with keys ['a', 'b', 'target']" in finding.message
+    assert "input_key=" in finding.message and "target_key=" in finding.message
+    # the twin, told where the inputs are, inspects the data
+    told = DataInspector(input_key="a", progress=False)
+    trainer = make_trainer(tmp_path / "b", [told], max_steps=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(_TwoInputModel(mlp(30, 2)), DataLoader(_TwoInputs(), batch_size=32))
+    assert [f.status for f in told.findings if not f.is_problem] == ["pass"]
+    assert told.result.summary["train"]["samples"] == 569
+    with pytest.raises(
+        ValueError, match=r"inspect_data: skipped, because the train data could not be scanned"
+    ):
+        inspect_data(DataLoader(_TwoInputs(), batch_size=32), progress=False)
+
+
+class _Stream(torch.utils.data.IterableDataset):
+    """Breast cancer rows with noise, endlessly (a fresh stream on every ``iter()``)."""
+
+    def __iter__(self):
+        x, y = breast_cancer_arrays()
+        g = torch.Generator().manual_seed(0)
+        x, y = torch.as_tensor(x), torch.as_tensor(y)
+        while True:
+            i = int(torch.randint(len(y), (1,), generator=g))
+            yield x[i] + 0.05 * torch.randn(30, generator=g), y[i]
+
+
+class _OneShot(torch.utils.data.IterableDataset):
+    """Breast cancer rows from one generator: a second ``iter()`` continues where the first stopped."""
+
+    def __init__(self) -> None:
+        x, y = breast_cancer_arrays()
+        self.n = len(y)
+        self._rows = iter(list(zip(torch.as_tensor(x), torch.as_tensor(y))))
+
+    def __iter__(self):
+        return self._rows
+
+
+class _CountingModel(LitModel):
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.seen = 0
+
+    def training_step(self, batch, batch_idx):
+        self.seen += int(batch[0].shape[0])
+        return super().training_step(batch, batch_idx)
+
+
+def test_an_endless_iterable_dataset_is_read_for_a_bounded_prefix(tmp_path):
+    inspector = DataInspector(progress=False, max_samples=640)
+    trainer = make_trainer(tmp_path / "a", [inspector], max_steps=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(LitModel(mlp(30, 2)), DataLoader(_Stream(), batch_size=64))
+    assert trainer.global_step == 3
+    summary = inspector.findings[-1]
+    assert summary.status == "pass" and inspector.result.summary["train"]["samples"] == 640
+    assert "train: estimated from the first 640 samples" in summary.message
+    assert summary.numbers["estimated_from"] == {"train": 640}
+    # the default bound: 10,000 samples, also for inspect_data
+    result = inspect_data(DataLoader(_Stream(), batch_size=500), progress=False)
+    assert result.summary["train"][
+        "samples"
+    ] == 10_000 and "estimated from the first 10000" in result.markdown() + str(result.findings[-1].message)
+
+
+def test_a_one_shot_iterator_is_not_read_and_training_sees_every_sample(tmp_path):
+    inspector = DataInspector(progress=False)
+    model = _CountingModel(mlp(30, 2))
+    trainer = make_trainer(tmp_path / "a", [inspector], max_epochs=1, max_steps=-1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(model, DataLoader(_OneShot(), batch_size=64))
+    assert model.seen == 569  # nothing taken from training
+    [finding] = inspector.findings
+    assert finding.status == "skipped" and "one-shot iterator" in finding.message
+
+    # the twin: a finite stream that restarts on every iter() is inspected, and training still sees it all
+    class Restarting(_OneShot):
+        def __iter__(self):
+            x, y = breast_cancer_arrays()
+            return iter(list(zip(torch.as_tensor(x), torch.as_tensor(y))))
+
+    inspector, model = DataInspector(progress=False), _CountingModel(mlp(30, 2))
+    trainer = make_trainer(tmp_path / "b", [inspector], max_epochs=1, max_steps=-1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(model, DataLoader(Restarting(), batch_size=64))
+    assert model.seen == 569 and inspector.result.summary["train"]["samples"] == 569
+    assert "estimated" not in inspector.findings[-1].message
 
 
 def test_inspect_data_on_a_datamodule_without_a_trainer_leaves_the_rng_alone():
@@ -252,3 +408,46 @@ def test_ddp_finds_duplicates_across_ranks_and_every_rank_agrees(tmp_path):
     duplicates = [m for s, m in rank0 if "exact duplicates" in m]
     assert duplicates and "#10 = #51" in duplicates[0] and "#100 = #201" in duplicates[0]
     assert "400" in read_events(tmp_path / "tb" / "version_0").texts("recipe/data/summary")[0][1]
+
+
+class _CorruptAt(torch.utils.data.Dataset):
+    """Digits where reading one sample fails (a corrupt file): only the rank that inspects it sees it."""
+
+    def __init__(self, bad: int) -> None:
+        x, y = digits_arrays()
+        self.x, self.y, self.bad = torch.as_tensor(x[:400]), torch.as_tensor(y[:400]), bad
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int):
+        if i == self.bad:
+            raise OSError(f"corrupt sample {i}")
+        return self.x[i], self.y[i]
+
+
+@pytest.mark.slow
+def test_ddp_a_scan_that_fails_on_one_rank_is_skipped_on_every_rank_without_a_hang(tmp_path):
+    from datetime import timedelta
+
+    from lightning.pytorch.strategies import DDPStrategy
+
+    inspector = _RecordingInspector(tmp_path, progress=False)
+    trainer = make_trainer(
+        tmp_path,
+        [inspector],
+        # a short timeout: a rank left waiting in all_gather_object fails the test instead of hanging it
+        strategy=DDPStrategy(start_method="fork", timeout=timedelta(seconds=60)),
+        devices=2,
+        max_steps=1,
+        limit_val_batches=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # rank 1 inspects the odd indices (and hits 399); training reads indices < 64 only
+        trainer.fit(LitModel(small_cnn()), DataLoader(_CorruptAt(399), batch_size=32))
+    rank0 = json.loads((tmp_path / "rank0.json").read_text())
+    rank1 = json.loads((tmp_path / "rank1.json").read_text())
+    assert [s for s, _ in rank0] == [s for s, _ in rank1] == ["skipped"]
+    assert "OSError: corrupt sample 399" in rank1[0][1]
+    assert "another process could not scan the train data" in rank0[0][1]

@@ -290,3 +290,81 @@ def test_quiet_in_the_sanity_check_and_outside_fit(tmp_path):
     trainer = make_trainer(tmp_path, [check], num_sanity_val_steps=2, max_steps=1)
     trainer.fit(LitModel(mlp(64, 10)), digits(), loader(x, y))
     assert len(check.findings) == 1 and check.findings[0].global_step == 0
+
+
+# ---------------------------------------------------------------------- mixed precision, manual optimization
+def _fit_with_grad_scaler(tmp_path, model, check):
+    """precision="16-mixed" with a real GradScaler: Lightning scales the loss before on_before_backward.
+
+    (On CPU Lightning builds no scaler; a CPU ``GradScaler`` stands in for the CUDA one.)
+    """
+    trainer = make_trainer(tmp_path, [check], max_steps=1, precision="16-mixed")
+    trainer.precision_plugin.scaler = torch.amp.GradScaler("cpu")
+    trainer.fit(model, digits())
+    return trainer
+
+
+def test_the_grad_scaler_factor_is_taken_out_of_the_measured_loss(tmp_path):
+    torch.manual_seed(0)
+    model = LitModel(mlp(64, 10))
+    check = LossAtInitCheck()
+    trainer = _fit_with_grad_scaler(tmp_path / "a", model, check)
+    assert trainer.precision_plugin.scaler.get_scale() > 1000  # the loss was multiplied by 65536
+    (finding,) = check.findings
+    assert finding.status == "pass", finding.message
+    assert finding.numbers["measured"] == pytest.approx(model.train_losses[0], rel=1e-3)
+    # the twin bug under the same scaler is still caught
+    torch.manual_seed(0)
+    check = LossAtInitCheck()
+    _fit_with_grad_scaler(tmp_path / "b", LitModel(scaled_mlp(100.0)), check)
+    assert check.findings[0].status == "fail" and check.findings[0].numbers["cause"] == "too_confident"
+
+
+class _ManualGAN(LitModel):
+    """Manual optimization: the first loss passed to backward is a discriminator's real/fake loss."""
+
+    def __init__(self, classify: bool = False) -> None:
+        super().__init__(mlp(64, 10) if classify else mlp(64, 1))
+        self.gen = torch.nn.Linear(4, 64)
+        self.classify = classify
+        self.automatic_optimization = False
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch[0].flatten(1), batch[1]
+        opt_g, opt_d = self.optimizers()
+        if self.classify:  # manual optimization of an ordinary classifier
+            loss = F.cross_entropy(self(x), y)
+            opt_d.zero_grad()
+            self.manual_backward(loss)
+            opt_d.step()
+            return loss
+        fake = self.gen(torch.randn(x.shape[0], 4))
+        ones, zeros = torch.ones(x.shape[0], 1), torch.zeros(x.shape[0], 1)
+        d_loss = F.binary_cross_entropy_with_logits(self(x), ones) + F.binary_cross_entropy_with_logits(
+            self(fake.detach()), zeros
+        )
+        opt_d.zero_grad()
+        self.manual_backward(d_loss)
+        opt_d.step()
+        g_loss = F.binary_cross_entropy_with_logits(self(fake), ones)
+        opt_g.zero_grad()
+        self.manual_backward(g_loss)
+        opt_g.step()
+        return None
+
+    def configure_optimizers(self):
+        return [torch.optim.Adam(self.gen.parameters(), 1e-3), torch.optim.Adam(self.net.parameters(), 1e-3)]
+
+
+def test_manual_optimization_is_skipped_unless_the_task_is_given(tmp_path):
+    torch.manual_seed(0)
+    check, trainer = run(tmp_path / "a", _ManualGAN(), digits(), max_steps=2)
+    (finding,) = check.findings
+    assert finding.status == "skipped" and trainer.global_step == 2
+    assert finding.message.startswith("skipped, because the module uses manual optimization")
+    assert "pass `task=` (and `loss=`) to check it" in finding.message
+    # the twin: a manually optimised classifier, with the task given, is checked
+    torch.manual_seed(0)
+    told = LossAtInitCheck(task="multiclass")
+    run(tmp_path / "b", _ManualGAN(classify=True), digits(), check=told)
+    assert told.findings[0].status == "pass" and "(ln 10): as expected" in told.findings[0].message

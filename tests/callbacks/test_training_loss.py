@@ -277,3 +277,105 @@ def test_ddp_ranks_judge_the_reduced_loss(tmp_path):
     trainer.fit(_digits(), _digits_loader())
     smoothed = read_events(log_dir).scalars("recipe/training_loss/smoothed")
     assert [s for s, _ in smoothed] == [4, 9, 14, 19, 24]
+
+
+# ---------------------------------------------------------------------- unusual training steps never crash it
+class _TwoOptimizerModel(LitModel):
+    """Manual optimization with two optimizers (a GAN-like alternation); returns ``returns`` (a callable)."""
+
+    def __init__(self, returns, log_as: str | None = None, lr: float = 1e-2):
+        super().__init__(mlp(64, 10), "ce", lr=lr)
+        self.automatic_optimization = False
+        self.returns, self.log_as = returns, log_as
+
+    def training_step(self, batch, batch_idx):
+        opt_a, opt_b = self.optimizers()
+        loss = self.loss_fn(self(batch[0]), batch[1])
+        opt = opt_a if batch_idx % 2 == 0 else opt_b
+        opt.zero_grad()
+        self.manual_backward(loss)
+        opt.step()
+        self.train_losses.append(float(loss.detach()))
+        if self.log_as:
+            self.log(self.log_as, loss)
+        return self.returns(loss)
+
+    def configure_optimizers(self):
+        head = list(self.net[-1].parameters())
+        body = [p for p in self.net.parameters() if all(p is not q for q in head)]
+        return [torch.optim.Adam(body, self.lr), torch.optim.Adam(head, self.lr)]
+
+
+@pytest.mark.parametrize(
+    ("returns", "log_as", "source"),
+    [
+        (
+            lambda loss: {"d_loss": loss, "g_loss": loss * 2},
+            None,
+            None,
+        ),  # a dict without "loss", nothing logged
+        (lambda loss: None, None, None),  # returns nothing, logs nothing
+        (lambda loss: loss.detach().repeat(3), None, None),  # a vector, not one loss
+        (lambda loss: {"d_loss": loss}, "train_loss", "metric 'train_loss'"),  # a dict without "loss", logged
+        (lambda loss: None, "train_loss", "metric 'train_loss'"),
+    ],
+)
+def test_unusual_outputs_are_read_or_skipped_never_a_crash(tmp_path, returns, log_as, source):
+    check = TrainingLossCheck(window=4, check_after_steps=32)
+    model = _TwoOptimizerModel(returns, log_as)
+    trainer = _fit(tmp_path, model, _digits_loader(), check, max_steps=40)
+    assert trainer.global_step == 40
+    if source is None:
+        (finding,) = check.findings
+        assert finding.status == "skipped" and "found no training loss" in finding.message
+        assert "return the loss or pass monitor=" in finding.message
+    else:
+        assert check.findings[-1].status == "pass" and check.findings[-1].numbers["source"] == source
+        assert check.tracker.windows[0][1] == pytest.approx(
+            float(np.median(model.train_losses[:4])), rel=1e-5
+        )
+
+
+def test_non_finite_is_caught_from_a_logged_metric_and_from_a_dict(tmp_path):
+    class Exploding(_TwoOptimizerModel):
+        def training_step(self, batch, batch_idx):
+            out = super().training_step(batch, batch_idx)
+            if batch_idx >= 7:
+                self.log("train_loss", torch.tensor(float("nan")))
+            return out
+
+    check = TrainingLossCheck(window=4)
+    _fit(
+        tmp_path / "metric", Exploding(lambda loss: None, "train_loss"), _digits_loader(), check, max_steps=20
+    )
+    (finding,) = check.findings
+    assert finding.status == "fail" and "the training loss became nan at step 7" in finding.message
+    assert finding.numbers["source"] == "metric 'train_loss'"
+
+    check = TrainingLossCheck(window=4)
+    bad = _TwoOptimizerModel(
+        lambda loss: {"loss": loss + float("inf") if len(bad.train_losses) > 5 else loss}
+    )
+    _fit(tmp_path / "dict", bad, _digits_loader(), check, max_steps=20)
+    (finding,) = check.findings
+    assert finding.status == "fail" and "the training loss became inf at step 5" in finding.message
+
+
+class _SkipsBatches(LitModel):
+    """Automatic optimization that skips every third batch by returning None (before logging anything:
+    the logged ``train_loss`` is then the previous batch's)."""
+
+    def training_step(self, batch, batch_idx):
+        if batch_idx % 3 == 2:
+            return None
+        return super().training_step(batch, batch_idx)
+
+
+def test_skipped_batches_are_not_read_from_a_stale_metric(tmp_path):
+    check = TrainingLossCheck(window=4, check_after_steps=12)
+    model = _SkipsBatches(mlp(64, 10), "ce")
+    _fit(tmp_path, model, _digits_loader(), check, max_steps=30)
+    kept = model.train_losses  # the losses of the batches that returned one
+    assert check.tracker.count == len(kept)
+    # the first window holds batches 0-3, of which 0, 1 and 3 returned a loss
+    assert check.tracker.windows[0][1] == pytest.approx(float(np.median(kept[:3])), rel=1e-5)

@@ -211,6 +211,24 @@ def test_dense_targets_with_ignore_index_are_counted_per_pixel():
     assert sum(report.splits["train"]["class_counts"]) == 40 * 7 * 8
 
 
+def test_dense_labels_are_not_judged_for_imbalance_but_one_label_per_sample_is():
+    g = torch.Generator().manual_seed(0)
+    zipf = 1.0 / torch.arange(1, 41, dtype=torch.float64)
+    tokens = torch.multinomial(zipf, 300 * 16, replacement=True, generator=g).reshape(300, 16)
+    a, b = (
+        _stats("train", tokens[:150], tokens[:150]),
+        _stats("train", tokens[150:], tokens[150:], offset=150),
+    )
+    assert a.dense_labels and not SplitStats("x").dense_labels
+    report = analyse_splits({"train": a.merge(pickle.loads(pickle.dumps(b)))})
+    assert _problems(report) == []  # a Zipfian vocabulary is skewed by nature
+    summary = report.splits["train"]
+    assert summary["imbalance_ratio"] > 5.0 and summary["dense_labels"] is True
+    # the same skew with one label per sample is an imbalance
+    per_sample = analyse_splits({"train": _stats("train", tokens.float(), tokens[:, 0])})
+    assert "class_imbalance" in _problems(per_sample)
+
+
 def test_constant_tabular_features_are_found():
     x, y = breast_cancer_arrays()
     x = x.copy()

@@ -1,13 +1,15 @@
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, TensorDataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, IterableDataset, Subset, TensorDataset
 
 from lightning_recipe.core.stats import (
+    UNSIZED_MAX_BATCHES,
     TargetStats,
     binary_entropy,
     collect_target_stats,
     entropy,
+    is_one_shot,
     targets_from_dataset,
 )
 from tests.helpers import diabetes_arrays, digits_arrays
@@ -113,12 +115,60 @@ def test_collect_prefers_fast_path_and_falls_back_to_dataloader():
     fast = collect_target_stats("multiclass", dataset=WithTargets(y.tolist()))
     assert fast.source == "dataset" and fast.class_counts.tolist() == [1.0, 2.0, 3.0]
     ds = NoTargets(y)
-    slow = collect_target_stats("multiclass", dataset=ds, dataloader=DataLoader(ds, batch_size=4), progress=False)
+    slow = collect_target_stats(
+        "multiclass", dataset=ds, dataloader=DataLoader(ds, batch_size=4), progress=False
+    )
     assert slow.source == "dataloader" and torch.equal(slow.class_counts, fast.class_counts)
     part = collect_target_stats(
-        "multiclass", dataset=ds, dataloader=DataLoader(ds, batch_size=4), max_batches=1, num_classes=4, progress=False
+        "multiclass",
+        dataset=ds,
+        dataloader=DataLoader(ds, batch_size=4),
+        max_batches=1,
+        num_classes=4,
+        progress=False,
     )
     assert part.count == 4 and part.class_counts.tolist() == [1.0, 2.0, 1.0, 0.0]
+    assert part.estimated and part.batches == 1 and not slow.estimated and slow.batches == 2
+
+
+class EndlessDigits(IterableDataset):
+    """Digit labels, round and round, forever (a fresh stream on every ``iter()``)."""
+
+    def __iter__(self):
+        _, y = digits_arrays()
+        i = 0
+        while True:
+            yield torch.zeros(2), int(y[i % len(y)])
+            i += 1
+
+
+class OneShot(IterableDataset):
+    def __init__(self):
+        self._it = iter([(torch.zeros(2), 1)] * 4)
+
+    def __iter__(self):
+        return self._it
+
+
+def test_an_endless_loader_is_read_for_a_bounded_number_of_batches():
+    loader = DataLoader(EndlessDigits(), batch_size=8)
+    stats = collect_target_stats("multiclass", dataloader=loader, progress=False)
+    assert stats.estimated and stats.batches == UNSIZED_MAX_BATCHES and stats.count == 8 * UNSIZED_MAX_BATCHES
+    few = collect_target_stats("multiclass", dataloader=loader, unsized_max_batches=3, progress=False)
+    assert few.batches == 3 and few.count == 24
+    # a finite iterable without len() that ends before the cap is read whole: no estimate
+    finite = collect_target_stats(
+        "multiclass", dataloader=(b for b in [(torch.zeros(2, 1), torch.tensor([0, 1]))]), progress=False
+    )
+    assert not finite.estimated and finite.batches == 1
+
+
+def test_one_shot_sources_are_told_from_re_iterable_ones():
+    assert not is_one_shot(DataLoader(TensorDataset(torch.zeros(4, 2)), batch_size=2, shuffle=True))
+    assert not is_one_shot(DataLoader(EndlessDigits(), batch_size=2))
+    assert not is_one_shot([1, 2]) and not is_one_shot(None)
+    assert is_one_shot(DataLoader(OneShot(), batch_size=2)) and is_one_shot(OneShot())
+    assert is_one_shot(iter([1, 2])) and is_one_shot(x for x in range(2))
 
 
 def test_collect_errors_name_the_argument():
