@@ -11,7 +11,8 @@ from typing_extensions import override
 
 from lightning_recipe import logging as recipe_logging
 from lightning_recipe.callbacks.base import OnFail, RecipeCallback, check_positive_int
-from lightning_recipe.core.batches import KeySpec, first_tensor
+from lightning_recipe.core.batches import BatchParts, KeySpec, first_tensor
+from lightning_recipe.core.errors import ArgumentError
 from lightning_recipe.core.inputs import (
     CONSTANT_STD,
     NORMALISED_SCALE,
@@ -56,6 +57,17 @@ def label_text(target: Any, class_names: Sequence[str] | None = None) -> str:
         text = ",".join(names[:4]) + ("…" if len(names) > 4 else "")
         return text or "none"
     return ",".join(f"{float(v):.2g}" for v in flat[:3]) + ("…" if flat.numel() > 3 else "")
+
+
+def _no_targets(batch: Any) -> None:
+    """A ``target_key`` that finds no targets: the inputs alone are still worth showing."""
+    return None
+
+
+def _naming(err: Exception, argument: str) -> str:
+    """The reason in ``err`` as one line that ends by naming the argument resolving it."""
+    text = str(err).strip().rstrip(".")
+    return text + ("." if f"`{argument}=`" in text else f"; pass `{argument}=`.")
 
 
 class BatchInspector(RecipeCallback):
@@ -199,7 +211,9 @@ class BatchInspector(RecipeCallback):
     def inspect(self, trainer: Trainer, batch: Any) -> InputStats | None:
         """Inspect one batch now: log its pictures and statistics, record findings."""
         step = int(trainer.global_step)
-        parts = self.split(batch, self.input_key, self.target_key)
+        parts = self._split(trainer, batch)
+        if parts is None:
+            return None
         x = parts.inputs if isinstance(parts.inputs, torch.Tensor) else first_tensor(parts.inputs)
         if x is None:
             self._note_once(
@@ -235,6 +249,36 @@ class BatchInspector(RecipeCallback):
         if trainer.is_global_zero:
             self._log(trainer, x, targets, stats, step)
         return stats
+
+    def _split(self, trainer: Trainer, batch: Any) -> BatchParts | None:
+        """Split the batch; when the layout cannot be inferred, say which argument resolves it.
+
+        ``ArgumentError`` (an explicit key that does not fit) propagates; a failed inference of the
+        targets still shows the inputs, a failed inference of the inputs skips the inspection.
+        """
+        try:
+            return self.split(batch, self.input_key, self.target_key)
+        except ArgumentError:
+            raise
+        except ValueError as err:
+            target_err = err
+        try:
+            parts = self.split(batch, self.input_key, _no_targets)
+        except ArgumentError:
+            raise
+        except ValueError as err:
+            message = f"skipped, because {_naming(err, 'input_key')}"
+            if "split" not in self._seen_codes:
+                self.warn(f"{self.name}: {message}")
+            self._note_once(trainer, "skipped", "split", message)
+            return None
+        self._note_once(
+            trainer,
+            "skipped",
+            "no_targets",
+            f"labels skipped (the inputs are shown), because {_naming(target_err, 'target_key')}",
+        )
+        return parts
 
     def _note_once(self, trainer: Trainer, status: Any, code: str, message: str) -> None:
         if code in self._seen_codes:

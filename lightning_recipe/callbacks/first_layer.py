@@ -15,6 +15,7 @@ from typing_extensions import override
 from lightning_recipe import logging as recipe_logging
 from lightning_recipe.callbacks.base import OnFail, RecipeCallback, check_positive_int
 from lightning_recipe.core.batches import KeySpec, first_tensor, map_tensors
+from lightning_recipe.core.errors import ArgumentError
 from lightning_recipe.core.filters import (
     filter_tiles,
     grey_mode,
@@ -68,6 +69,11 @@ def _weight_of(module: nn.Module) -> torch.Tensor | None:
     if isinstance(weight, torch.Tensor):
         return weight
     return next((p for p in module.parameters(recurse=False) if p.dim() >= 1), None)
+
+
+def _no_targets(batch: Any) -> None:
+    """The ``target_key`` of the split: the filters need only the inputs, whatever the targets are."""
+    return None
 
 
 class FirstLayerFilters(RecipeCallback):
@@ -223,14 +229,25 @@ class FirstLayerFilters(RecipeCallback):
 
     # ------------------------------------------------------------------ resolution
     def _resolve(self, trainer: Trainer, pl_module: LightningModule, batch: Any) -> None:
-        parts = self.split(batch, self.input_key, None)
-        inputs = parts.inputs
-        x = first_tensor(inputs)
-        input_shape = None if x is None else tuple(x.shape)
         module: nn.Module | None = None
         name = self.layer
         if name is None and self._restored is not None:
             name = self._restored.get("layer_name")
+        try:
+            inputs = self.split(batch, self.input_key, _no_targets).inputs
+        except ArgumentError:
+            raise
+        except ValueError as err:
+            if name is None:  # the inputs are needed to find the first layer
+                reason = str(err).strip().rstrip(".")
+                hint = "" if "`input_key=`" in reason else "; pass `input_key=`"
+                message = f"skipped, because {reason}{hint} (or `layer=`, the first layer's module name)."
+                self.warn(f"{self.name}: {message}")
+                self.record(trainer, "skipped", message)
+                return
+            inputs = None  # the layer is known: only the image shape of a dense layer needs them
+        x = first_tensor(inputs)
+        input_shape = None if x is None else tuple(x.shape)
         if name is not None:
             module = find_layer(pl_module, name, owner=f"{self.name}: layer")
         else:

@@ -40,6 +40,24 @@ class _Curve:
     report: LRCurveReport
 
 
+@dataclass
+class _Tracked:
+    """A simulated optimizer, kept to compare its real LR with the simulation once during the run."""
+
+    names: str
+    optimizer: torch.optim.Optimizer
+    schedulers: list[Any]
+    lrs: np.ndarray  # (steps, groups)
+    counts: np.ndarray  # (steps, schedulers): scheduler steps taken before each optimizer step
+    start_counts: list[int | None]
+
+
+def _scheduler_count(scheduler: Any) -> int | None:
+    """How many times a torch scheduler has been stepped (its ``last_epoch``), if it says."""
+    value = getattr(scheduler, "last_epoch", None)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 class LRScheduleAudit(RecipeCallback):
     """Simulate every LR scheduler over the planned run before training, and flag early decays.
 
@@ -66,6 +84,14 @@ class LRScheduleAudit(RecipeCallback):
     Silent (``pass``) on warm-up, cosine or linear decays and OneCycle spanning the run, step decays
     that stay above ``min_ratio`` (ten-fold decays at 1/3 and 2/3 of the run), a constant LR and no
     scheduler. ``ReduceLROnPlateau`` follows a metric and cannot be simulated: ``skipped``.
+
+    The simulation is of the schedule *as configured*. Once during the run (at optimizer step
+    ``min(200, run)`` and at the first step of the second epoch) the real optimizer's LR is compared
+    with it (a few float reads, no collective): a mismatch is a ``warn`` when the scheduler was
+    stepped more (or less) often than configured, e.g. a manual ``scheduler.step()`` inside
+    ``training_step`` on top of Lightning's own. Under manual optimization Lightning steps no
+    scheduler, the user's code does: the findings say the curve is "as configured", and the same
+    cross-check (indexed by training batch) tells whether the code follows it.
 
     TensorBoard: ``recipe/lr_schedule/schedule`` (the simulated LR over the run, near-zero zone
     shaded) and ``recipe/lr_schedule/simulated_lr`` (scalars at the simulated steps; one tag
@@ -135,6 +161,17 @@ class LRScheduleAudit(RecipeCallback):
         self._audited = False
         self._audited_step: int | None = None
         self._restored_findings: list[dict[str, Any]] = []
+        self._reset_cross_check()
+
+    def _reset_cross_check(self) -> None:
+        self._tracked: list[_Tracked] = []
+        self._checkpoints: list[int] = []  # simulation indices at which the real LR is compared
+        self._next_check: int | None = None
+        self._manual = False
+        self._start_step = 0
+        self._batches = 0
+        self._note = ""
+        self._steps_per_epoch = math.inf
 
     @override
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -146,9 +183,26 @@ class LRScheduleAudit(RecipeCallback):
             if not self.findings:
                 self.findings = [Finding(**f) for f in self._restored_findings]
             return
+        self._reset_cross_check()
         self._audit(trainer, pl_module)
         self._audited = True
         self._audited_step = int(trainer.global_step)
+        self._plan_cross_check()
+
+    @override
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if self._next_check is None:
+            return
+        if self._manual:  # the user steps the optimizers: one simulated step per training batch
+            index = self._batches
+            self._batches += 1
+        else:
+            index = int(trainer.global_step) - self._start_step
+        if index < self._next_check or self.should_skip(trainer):
+            return
+        self._cross_check(trainer, index)
 
     # ------------------------------------------------------------------ checkpoint
     @override
@@ -164,6 +218,11 @@ class LRScheduleAudit(RecipeCallback):
         self._audited = bool(state_dict.get("audited", False))
         self._audited_step = state_dict.get("audited_step")
         self._restored_findings = list(state_dict.get("findings", []))
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.update(_tracked=[], _checkpoints=[], _next_check=None)  # live optimizers stay out
+        return state
 
     # ------------------------------------------------------------------ the audit
     def _audit(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -196,6 +255,14 @@ class LRScheduleAudit(RecipeCallback):
                 f"{type(config.scheduler).__name__}{monitor}: its decays depend on the data and cannot be "
                 "simulated before training",
             )
+        self._manual = not pl_module.automatic_optimization
+        self._start_step = int(trainer.global_step)
+        if self._manual:
+            self._note = (
+                "; simulated as configured (interval/frequency): under manual optimization your code steps "
+                "the scheduler, so the real LR is compared with this curve during the run"
+            )
+        trained = {id(o) for o in trainer.optimizers}
         groups: dict[int, tuple[torch.optim.Optimizer, list[Any]]] = {}
         for config in configs:
             if config in plateau:
@@ -209,10 +276,20 @@ class LRScheduleAudit(RecipeCallback):
                     "it cannot be simulated on a copy",
                 )
                 continue
+            if id(optimizer) not in trained:
+                self.record(
+                    trainer,
+                    "skipped",
+                    f"{describe_scheduler(config.scheduler)} drives a {type(optimizer).__name__} that is not one of "
+                    "the optimizers configure_optimizers returned: not simulated; build the scheduler on the "
+                    "optimizer you return",
+                )
+                continue
             groups.setdefault(id(optimizer), (optimizer, []))[1].append(config)
         custom_step = type(pl_module).lr_scheduler_step is not LightningModule.lr_scheduler_step
         k = int(trainer.accumulate_grad_batches)
         steps_per_epoch = math.inf if math.isinf(batches) else math.ceil(batches / k)
+        self._steps_per_epoch = steps_per_epoch
         start_step, start_epoch = int(trainer.global_step), int(trainer.current_epoch)
         start_batch = (
             0 if math.isinf(steps_per_epoch) else max(start_step - start_epoch * steps_per_epoch, 0) * k
@@ -251,9 +328,30 @@ class LRScheduleAudit(RecipeCallback):
                     f"{names} could not be copied to simulate it ({type(err).__name__}: {err})",
                 )
                 continue
+            if len(sim.lrs) and not np.isfinite(sim.lrs).all():
+                self.record(
+                    trainer,
+                    "skipped",
+                    f"{names} gives a non-finite LR in the simulation (first at optimizer step "
+                    f"{start_step + int(np.argmax(~np.isfinite(sim.lrs).all(axis=1)))}): check its lr_lambda / "
+                    "settings; not judged",
+                )
+                continue
             curves = self._read(sim, optimizer, opt_index, len(groups))
             all_curves.extend(curves)
             self._judge(trainer, sim, opt_configs, names, curves, steps_per_epoch, max_epochs)
+            if not custom_step and sim.error is None and sim.step_counts is not None and len(sim.lrs):
+                schedulers = [c.scheduler for c in opt_configs]
+                self._tracked.append(
+                    _Tracked(
+                        names,
+                        optimizer,
+                        schedulers,
+                        sim.lrs,
+                        sim.step_counts,
+                        [_scheduler_count(x) for x in schedulers],
+                    )
+                )
         if all_curves:
             self._log(trainer, all_curves, steps_per_epoch)
 
@@ -296,7 +394,7 @@ class LRScheduleAudit(RecipeCallback):
                 if any(type(c.scheduler).__name__ == "OneCycleLR" for c in configs)
                 else f"make its length match this run's {total} optimizer steps"
             )
-            self.record(
+            self._say(
                 trainer,
                 "fail",
                 f"{names} raises when stepped after optimizer step {sim.error_step} of {total} "
@@ -316,7 +414,7 @@ class LRScheduleAudit(RecipeCallback):
         prefix = f"of the first {sim.simulated_steps} simulated steps, " if sim.truncated else ""
         if r.verdict == "early_decay":
             assert r.first_near_zero_fraction is not None
-            self.record(
+            self._say(
                 trainer,
                 "fail",
                 f"{names}{where} drives the LR below {self.min_ratio:g}x its peak at {r.first_near_zero_fraction:.0%} "
@@ -327,7 +425,7 @@ class LRScheduleAudit(RecipeCallback):
             return
         if r.verdict == "cycles":
             assert r.first_near_zero_fraction is not None
-            self.record(
+            self._say(
                 trainer,
                 "warn",
                 f"{names}{where} takes the LR to {_ratio(r.min_ratio_reached)}x its peak already at "
@@ -337,9 +435,7 @@ class LRScheduleAudit(RecipeCallback):
             )
             return
         if r.verdict == "zero" and all(c.report.verdict == "zero" for c in curves):
-            self.record(
-                trainer, "warn", f"{names}: the LR is 0 for the whole run; nothing will train", numbers
-            )
+            self._say(trainer, "warn", f"{names}: the LR is 0 for the whole run; nothing will train", numbers)
             return
         for config, count in zip(configs, sim.scheduler_steps):
             planned = getattr(config.scheduler, "total_steps", None)
@@ -348,7 +444,7 @@ class LRScheduleAudit(RecipeCallback):
                 and isinstance(planned, int)
                 and count < 0.5 * planned
             ):
-                self.record(
+                self._say(
                     trainer,
                     "warn",
                     f"OneCycleLR(total_steps={planned}) is stepped only {count} times in this run: it ends at "
@@ -357,7 +453,118 @@ class LRScheduleAudit(RecipeCallback):
                     numbers,
                 )
                 return
-        self.record(trainer, "pass", f"{names}{where}: {self._summary(r, prefix)}", numbers)
+        self._say(trainer, "pass", f"{names}{where}: {self._summary(r, prefix)}", numbers)
+
+    def _say(self, trainer: Trainer, status: Any, message: str, numbers: dict[str, Any]) -> None:
+        """Record one audit verdict; under manual optimization it says the curve is as configured."""
+        numbers = {**numbers, "manual_optimization": True} if self._manual else numbers
+        self.record(trainer, status, message + self._note, numbers)
+
+    # ------------------------------------------------------------------ cross-check with the real run
+    #: The real LR is compared with the simulation at this optimizer step (or the run's last) ...
+    CROSS_CHECK_STEP = 200
+
+    def _plan_cross_check(self) -> None:
+        """... and at the first step of the second epoch: an epoch-long schedule shows there."""
+        if not self._tracked or (self._manual and self._start_step != 0):
+            # a resumed manual run: global_step counts every optimizer's steps, not batches
+            self._tracked = []
+            return
+        length = min(len(t.lrs) for t in self._tracked)
+        points = {min(self.CROSS_CHECK_STEP, length - 1)}
+        steps_per_epoch = self._steps_per_epoch
+        if math.isfinite(steps_per_epoch) and 0 < steps_per_epoch < length:
+            points.add(int(steps_per_epoch) - self._start_step % int(steps_per_epoch))
+        self._checkpoints = sorted(p for p in points if p >= 0)
+        self._next_check = self._checkpoints[0] if self._checkpoints else None
+
+    def _cross_check(self, trainer: Trainer, index: int) -> None:
+        self._checkpoints = [p for p in self._checkpoints if p > index]
+        self._next_check = self._checkpoints[0] if self._checkpoints else None
+        live = {id(c.scheduler) for c in trainer.lr_scheduler_configs}
+        for tracked in self._tracked:
+            if index >= len(tracked.lrs) or any(id(x) not in live for x in tracked.schedulers):
+                continue  # past the simulation, or the schedulers were replaced (StochasticWeightAveraging)
+            groups = tracked.optimizer.param_groups[: tracked.lrs.shape[1]]
+            for g, group in enumerate(groups):
+                try:
+                    real = float(group["lr"])
+                except (KeyError, TypeError, ValueError, RuntimeError):
+                    continue
+                simulated = float(tracked.lrs[index, g])
+                if abs(real - simulated) > 1e-6 * max(abs(real), abs(simulated)):
+                    self._mismatch(trainer, tracked, index, g, real, simulated)
+                    self._tracked, self._checkpoints, self._next_check = [], [], None
+                    return
+
+    def _mismatch(
+        self, trainer: Trainer, tracked: _Tracked, index: int, group: int, real: float, simulated: float
+    ) -> None:
+        where = f"batch {index}" if self._manual else f"step {int(trainer.global_step)}"
+        real_counts = [
+            None if start is None or _scheduler_count(x) is None else int(_scheduler_count(x)) - start  # type: ignore[operator]
+            for x, start in zip(tracked.schedulers, tracked.start_counts)
+        ]
+        expected = [int(c) for c in tracked.counts[index]]
+        known = all(c is not None for c in real_counts)
+        more = known and any(r > e for r, e in zip(real_counts, expected))  # type: ignore[operator]
+        fewer = known and any(r < e for r, e in zip(real_counts, expected))  # type: ignore[operator]
+        numbers = {
+            "real_lr": real,
+            "simulated_lr": simulated,
+            "index": index,
+            "group": group,
+            "scheduler_steps": real_counts,
+            "configured_scheduler_steps": expected,
+            "manual_optimization": self._manual,
+        }
+        head = (
+            f"the real LR ({real:.6g}) differs from the configured schedule ({simulated:.6g}) at {where}"
+            + (f" (param group {group})" if len(tracked.optimizer.param_groups) > 1 else "")
+        )
+        counted = f"{tracked.names} was stepped {_counts(real_counts)} times, the configuration steps it {_counts(expected)}"
+        if more:
+            fix = (
+                "make interval=/frequency= in configure_optimizers say how your training_step steps it, so the "
+                "audit simulates the schedule the run follows"
+                if self._manual
+                else "remove the manual call (Lightning steps it by its interval='step'/'epoch')"
+            )
+            message = (
+                f"{head}: the scheduler is stepped more often than configured (a manual .step() in "
+                f"training_step?): {counted}; {fix}"
+            )
+            self.record(trainer, "warn", message, numbers)
+        elif fewer:
+            fix = (
+                "under manual optimization Lightning does not step schedulers: call "
+                "self.lr_schedulers().step() in training_step as configured"
+                if self._manual
+                else "something skips its .step() (an lr_scheduler_step override?)"
+            )
+            self.record(
+                trainer,
+                "warn",
+                f"{head}: the scheduler is stepped less often than configured: {counted}; {fix}",
+                numbers,
+            )
+        elif known:
+            self.record(
+                trainer,
+                "skipped",
+                f"{head}, though the scheduler was stepped as configured: something else sets the LR "
+                "(an optimizer_step override, a callback, a param-group write); the audited curve is not "
+                "the one this run follows",
+                numbers,
+            )
+        else:
+            self.record(
+                trainer,
+                "warn",
+                f"{head}: the scheduler is stepped more often than configured (a manual .step() in "
+                "training_step?), or something else sets the LR; the audited curve is not the one this run follows",
+                numbers,
+            )
 
     def _summary(self, r: LRCurveReport, prefix: str) -> str:
         if r.verdict == "constant":
@@ -419,6 +626,10 @@ class LRScheduleAudit(RecipeCallback):
             lambda: _schedule_figure(data, min_ratio, steps_per_epoch, start),
             start,
         )
+
+
+def _counts(values: list[Any]) -> str:
+    return "/".join("?" if v is None else str(v) for v in values)
 
 
 def _ratio(value: float) -> str:

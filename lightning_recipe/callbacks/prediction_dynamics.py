@@ -38,6 +38,11 @@ def _output_tensor(output: Any) -> torch.Tensor | None:
     return first_tensor(output)
 
 
+def _one_line(err: Exception, limit: int = 160) -> str:
+    text = " ".join(str(err).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def predictions_for(
     task: str, output: torch.Tensor, targets: torch.Tensor
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -61,13 +66,25 @@ def predictions_for(
     if task == "multiclass":
         if out.dim() == 2:
             probs = torch.softmax(out, dim=1)
-            value = probs.gather(1, y.long().reshape(n, 1)).reshape(n)
+            y = y.long().reshape(n)
+            valid = (y >= 0) & (y < probs.shape[1])  # ignore_index (-100) and other out-of-range labels
+            value = probs.gather(1, y.clamp(0, probs.shape[1] - 1).reshape(n, 1)).reshape(n)
+            value = torch.where(valid, value, torch.full_like(value, math.nan))
             return value.numpy(), probs.numpy(), probs.argmax(1).numpy()
         if tuple(y.shape) == tuple(out.shape[:-1]) and tuple(y.shape) != (n, *out.shape[2:]):
             out = out.movedim(-1, 1)  # (N, T, C) logits: classes last
         probs = torch.softmax(out, dim=1)
-        value = probs.gather(1, y.long().unsqueeze(1)).reshape(n, -1).mean(1)
-        mean_probs = probs.reshape(n, probs.shape[1], -1).mean(2)
+        k = probs.shape[1]
+        y = y.long()
+        # positions labelled ignore_index (-100, padding) or out of range take no part in the means
+        valid = ((y >= 0) & (y < k)).reshape(n, -1).float()
+        picked = probs.gather(1, y.clamp(0, k - 1).unsqueeze(1)).reshape(n, -1)
+        count = valid.sum(1)
+        value = (picked * valid).sum(1) / count.clamp_min(1)
+        value = torch.where(count > 0, value, torch.full_like(value, math.nan))
+        flat = probs.reshape(n, k, -1)
+        mean_probs = (flat * valid.unsqueeze(1)).sum(2) / count.clamp_min(1).unsqueeze(1)
+        mean_probs = torch.where((count > 0).unsqueeze(1), mean_probs, flat.mean(2))
         return value.numpy(), mean_probs.numpy(), mean_probs.argmax(1).numpy()
     if task == "binary":
         p = torch.sigmoid(out.reshape(n, -1)[:, 0])
@@ -268,7 +285,7 @@ class PredictionDynamics(RecipeCallback):
             parts = self.split(batch, self.input_key, self.target_key, require_targets=True)
         except ValueError as err:
             self._disabled = True
-            self.record(trainer, "skipped", f"cannot plot prediction dynamics: {err}")
+            self.record(trainer, "skipped", f"skipped, because {err}")
             return
         n = self.num_samples
         self._inputs = map_tensors(parts.inputs, lambda t: t[:n].detach().cpu().clone())
@@ -304,9 +321,24 @@ class PredictionDynamics(RecipeCallback):
             context = trainer.precision_plugin.forward_context()
         except Exception:  # pragma: no cover
             context = nullcontext()
-        with preserved_state(pl_module), torch.no_grad(), context:
-            pl_module.eval()
-            output = self.forward(pl_module, inputs) if self.forward is not None else pl_module(inputs)
+        try:
+            with preserved_state(pl_module), torch.no_grad(), context:
+                pl_module.eval()
+                output = self.forward(pl_module, inputs) if self.forward is not None else pl_module(inputs)
+        except Exception as err:
+            self._disabled = True
+            shape = tuple(t.shape) if isinstance(t := first_tensor(inputs), torch.Tensor) else None
+            how = "forward=(pl_module, inputs)" if self.forward is not None else "pl_module(inputs)"
+            self.record(
+                trainer,
+                "skipped",
+                f"skipped, because the model could not be called as {how} on the fixed batch's inputs "
+                f"{shape} ({type(err).__name__}: {_one_line(err)}); pass `forward=` "
+                "(a callable(pl_module, inputs) returning the predictions).",
+                {"error": type(err).__name__},
+            )
+            self.warn(f"{self.name}: {self.findings[-1].message}")
+            return None
         out = _output_tensor(output)
         return None if out is None else out.detach().float().cpu()
 
@@ -314,6 +346,8 @@ class PredictionDynamics(RecipeCallback):
         if self._disabled or self._inputs is None or self._targets is None:
             return
         out = self._predict(trainer, pl_module)
+        if self._disabled:
+            return
         if out is None or out.dim() == 0 or out.shape[0] != self._targets.shape[0]:
             self._disabled = True
             shape = None if out is None else tuple(out.shape)
@@ -329,7 +363,7 @@ class PredictionDynamics(RecipeCallback):
                 self.task = infer_task(self._targets, out, self.task_argument)
             except ValueError as err:
                 self._disabled = True
-                self.record(trainer, "skipped", f"cannot plot prediction dynamics: {err}")
+                self.record(trainer, "skipped", f"skipped, because {err}")
                 return
         value, preds, decided = predictions_for(self.task, out, self._targets)
         pred_tensor = torch.from_numpy(np.ascontiguousarray(preds, dtype=np.float32))
@@ -346,7 +380,8 @@ class PredictionDynamics(RecipeCallback):
             t = targets.reshape(targets.shape[0], -1)[:, 0].float().numpy()
             scalars[_PREFIX + "mean_abs_error"] = float(np.abs(value - t).mean())
         else:
-            scalars[_PREFIX + "mean_true_prob"] = float(value.mean())
+            if np.isfinite(value).any():  # samples whose labels are all ignore_index have no value
+                scalars[_PREFIX + "mean_true_prob"] = float(np.nanmean(value))
         recipe_logging.log_scalars(trainer, scalars, step)
         self._submit_figures(trainer, step, preds, decided)
 
@@ -470,9 +505,15 @@ def _trajectory_figure(
             tax.set_xticks([])
             tax.set_yticks([])
         ax = fig.add_subplot(grid[r, col])
-        title, right = _panel_title(
-            task, i, targets if targets is not None else np.zeros(n), preds, decided, names
-        )
+        if task == "multiclass" and targets is not None and targets.ndim > 1:  # per-position classes
+            last = values[-1, i]
+            labelled = bool(np.isfinite(last))
+            title = f"#{i} mean p(true)={last:.2f}" if labelled else f"#{i}: no labelled position"
+            right = labelled and last > 0.5
+        else:
+            title, right = _panel_title(
+                task, i, targets if targets is not None else np.zeros(n), preds, decided, names
+            )
         color = "#1f77b4" if regression else ("#2ca02c" if right else "#d62728")
         ax.plot(steps, values[:, i], color=color, lw=1.3, marker="o" if len(steps) < 12 else None, ms=2.5)
         if regression and targets is not None:
@@ -489,6 +530,8 @@ def _trajectory_figure(
         ax.tick_params(labelsize=5.5, length=2, pad=1)
         if len(steps) == 1:
             ax.set_xlim(steps[0] - 1, steps[0] + 1)
+        elif not np.isfinite(values[:, i]).any():
+            ax.set_xlim(steps[0], steps[-1])
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)
     fig.suptitle(f"{ylabel} over training steps (fixed batch), step {step}", fontsize=8.5)
@@ -534,7 +577,8 @@ def _predictions_figure(
     k = preds.shape[1]
     if task == "multiclass" and targets is not None and targets.ndim == 1:
         truth = np.zeros_like(preds, dtype=bool)
-        truth[np.arange(n), targets.astype(int).clip(0, k - 1)] = True
+        labelled = (targets >= 0) & (targets < k)  # not ignore_index
+        truth[np.arange(n)[labelled], targets[labelled].astype(int)] = True
     elif targets is not None and targets.reshape(n, -1).shape[1] == k:
         truth = targets.reshape(n, -1) > 0.5
     else:

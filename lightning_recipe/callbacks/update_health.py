@@ -85,6 +85,16 @@ def _log_grad(norm: float) -> float:
     return math.log10(norm) if norm > 0 else math.nan
 
 
+def _fingerprint(p: torch.Tensor) -> torch.Tensor:
+    """Sum and sum of squares of a parameter, in float64 on its device: changes when it is updated."""
+    with torch.no_grad():
+        t = p.detach()
+        if t.is_sparse:
+            t = t.coalesce().values()
+        t = t.to(torch.float64)
+        return torch.stack([t.sum(), t.pow(2).sum()])
+
+
 def _any_nonzero(params: list[nn.Parameter]) -> bool:
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
@@ -117,7 +127,8 @@ class UpdateHealth(RecipeCallback):
       and is not flagged.
     * ``eval_mode`` (warn): a submodule is in eval mode while the model trains and it contains
       dropout or batch-norm statistics *and* trainable parameters. A frozen part (eval mode, no
-      trainable parameter) is deliberate and not reported.
+      trainable parameter) is deliberate and not reported. The whole model in eval mode (a
+      ``self.eval()`` in ``on_train_start`` or ``training_step``) is reported the same way.
     * ``dead_layer`` (fail): every unit of a ReLU-like module is zero on the whole batch.
     * ``update_ratio`` (warn): the median layer's update is as large as its weights
       (``log10 ratio >= 0``) on ``patience`` consecutive checks, or ten times larger on one: the
@@ -128,8 +139,14 @@ class UpdateHealth(RecipeCallback):
     that go through Lightning (``manual_backward`` in manual optimization). After a resume, what
     the checkpointed run found is restated (``numbers["carried_over"]``).
 
-    Parameters that ``requires_grad=False`` or that no optimizer holds are deliberately frozen and
-    never reported; tied weights count once; buffers are ignored. Dead units are measured on
+    * ``no_optimizer`` (warn, at the first check): parameters that require grad and get gradients
+      but are in no optimizer's param groups (and nothing else changed them): they never train,
+      e.g. ``configure_optimizers`` returns ``Adam(self.head.parameters())``. A part left out of
+      the optimizer *and* put in eval mode is a deliberately frozen backbone, not reported.
+
+    Parameters that ``requires_grad=False`` are deliberately frozen and never reported, nor are
+    parameters outside every optimizer that get no gradient (unused, or frozen by ``no_grad``);
+    tied weights count once; buffers are ignored. Dead units are measured on
     ``nn.ReLU``/``nn.ReLU6`` modules (``activation_types``); functional calls (``F.relu``) cannot be
     hooked and are not covered. Leaky ReLU, GELU and SiLU have no exactly-zero dead state.
 
@@ -227,6 +244,7 @@ class UpdateHealth(RecipeCallback):
         self._owner: dict[int, tuple[str, str]] = {}
         self._disabled: str | None = None
         self._history: dict[str, deque[float]] = {}
+        self._orphans: list[tuple[str, nn.Parameter, torch.Tensor]] = []
 
     def _reset_progress(self) -> None:
         self.checks = 0
@@ -253,6 +271,7 @@ class UpdateHealth(RecipeCallback):
         self._reset_progress()
         self.last_check = {}
         self._history = {}
+        self._orphans = []
         self._release()
         name = type(trainer.strategy).__name__
         self._disabled = None
@@ -271,6 +290,7 @@ class UpdateHealth(RecipeCallback):
             return
         self._owner = layer_of_parameters(pl_module)
         self._restate_reported(trainer)
+        self._orphans = self._find_orphans(trainer, pl_module)
 
     @override
     def on_train_batch_start(
@@ -407,7 +427,7 @@ class UpdateHealth(RecipeCallback):
         # Lightning attaches the module's bound ``log``/``log_dict`` to every callback; in-flight
         # measurements hold live tensors. Neither belongs in a pickled callback.
         state = super().__getstate__()
-        state.update(_pending=None, _armed={}, _owner={})
+        state.update(_pending=None, _armed={}, _owner={}, _orphans=[])
         return state
 
     # ------------------------------------------------------------------ measuring
@@ -465,6 +485,60 @@ class UpdateHealth(RecipeCallback):
             grad_max[idx] = mx
         nonzero = [bool(v > 0) for v in grad_max.tolist()]
         return _OptimizerMeasure(params, before, grad_sq, present, nonzero, lr_zero)
+
+    @staticmethod
+    def _find_orphans(
+        trainer: Trainer, pl_module: LightningModule
+    ) -> list[tuple[str, nn.Parameter, torch.Tensor]]:
+        """Trainable parameters that no optimizer holds, with a fingerprint of their values.
+
+        Decided from the model and the optimizers alone, the same on every rank. The fingerprint
+        (sum and sum of squares) tells at the first check whether something else updates them.
+        """
+        held = {id(p) for opt in trainer.optimizers for group in opt.param_groups for p in group["params"]}
+        orphans = []
+        seen: set[int] = set()
+        for name, p in pl_module.named_parameters():
+            if p.requires_grad and id(p) not in held and id(p) not in seen:
+                seen.add(id(p))
+                orphans.append((name, p, _fingerprint(p)))
+        return orphans
+
+    def _orphan_finding(self, trainer: Trainer) -> None:
+        """At the first check: trainable parameters outside every optimizer that get gradients."""
+        orphans, self._orphans = self._orphans, []
+        if "no_optimizer" in self._reported:
+            return
+        # gets gradients, yet nothing changed it since the start (a one-time read per orphan)
+        stuck = [
+            name
+            for name, p, before in orphans
+            if p.grad is not None
+            and self._owner_training(trainer, p)
+            and bool((_fingerprint(p) == before.to(p.device)).all())
+        ]
+        if not self.decide(trainer, bool(stuck), all_=False) or not stuck:
+            return
+        self._reported["no_optimizer"] = stuck
+        shown = ", ".join(f"`{n}`" for n in stuck[:4]) + (
+            f" and {len(stuck) - 4} more" if len(stuck) > 4 else ""
+        )
+        self.record(
+            trainer,
+            "warn",
+            f"{shown} require grad and get gradients but are in no optimizer: they never train; pass them to the "
+            "optimizer in configure_optimizers (e.g. self.parameters()), or set requires_grad=False if frozen on purpose",
+            {"problem": "no_optimizer", "parameters": stuck[:16], "count": len(stuck)},
+        )
+
+    def _owner_training(self, trainer: Trainer, p: nn.Parameter) -> bool:
+        """False when the layer holding ``p`` is in eval mode: left out of the optimizer and put in
+        eval mode, it is a deliberately frozen part (a frozen backbone), not a forgotten one."""
+        layer = self._owner.get(id(p), ("", ""))[0]
+        try:
+            return bool(trainer.lightning_module.get_submodule(layer).training)
+        except AttributeError:
+            return True
 
     def _decide_gradients_reset(self, trainer: Trainer, armed: _Armed) -> None:
         if "gradients_not_reset" in self._reported:
@@ -619,6 +693,8 @@ class UpdateHealth(RecipeCallback):
         for n, r in zip(order, log_ratio):
             self._history.setdefault(n, deque(maxlen=self.HISTORY)).append(r)
         self._parameter_findings(trainer)
+        if self._orphans:
+            self._orphan_finding(trainer)
         if eval_any and check.eval_problems:
             self._eval_finding(trainer, check)
         self._dead_findings(trainer, dead)
@@ -706,12 +782,23 @@ class UpdateHealth(RecipeCallback):
         first = new[0]
         affected = ", ".join(first.affected[:3]) + (" …" if len(first.affected) > 3 else "")
         others = f" (and {len(new) - 1} more: {', '.join(p.name for p in new[1:4])})" if len(new) > 1 else ""
+        if first.name == "":
+            message = (
+                f"the whole model is in eval mode while it trains ({first.trainable} parameter tensors trained): its "
+                f"dropout/batch norm ({affected}) behave as at inference; remove the self.eval() call from "
+                "on_train_start/training_step (Lightning puts the model in train mode), or call .eval() only on the "
+                "frozen part"
+            )
+        else:
+            message = (
+                f"'{first.name}' is in eval mode while the model trains, yet {first.trainable} of its parameter "
+                f"tensors are trained: its dropout/batch norm ({affected}) behave as at inference{others}; remove "
+                "the .eval() call, or freeze it (requires_grad=False) if that is the intent"
+            )
         self.record(
             trainer,
             "warn",
-            f"'{first.name}' is in eval mode while the model trains, yet {first.trainable} of its parameter tensors are "
-            f"trained: its dropout/batch norm ({affected}) behave as at inference{others}; remove the .eval() call, "
-            "or freeze it (requires_grad=False) if that is the intent",
+            message,
             {
                 "problem": "eval_mode",
                 "modules": [p.name for p in new],

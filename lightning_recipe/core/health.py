@@ -313,10 +313,15 @@ def modules_left_in_eval(model: nn.Module, trainable: set[int]) -> list[EvalMode
     it contains a mode-dependent module (:func:`mode_dependent`) **and** parameters in
     ``trainable`` (ids of parameters that require grad and are in an optimizer). A deliberately
     frozen part (eval mode, nothing in it trained) and an eval-mode part without dropout or
-    batch norm are not reported. Returns nothing when ``model`` itself is in eval mode.
+    batch norm are not reported.
+
+    When ``model`` itself is in eval mode (a ``self.eval()`` in ``on_train_start`` or
+    ``training_step``), the whole model is the eval root, reported with the name ``""``; its
+    ``affected`` modules leave out those inside a frozen part (the nearest enclosing module that
+    holds parameters holds no trained one: a frozen backbone's batch norm).
     """
     if not model.training:
-        return []
+        return _whole_model_in_eval(model, trainable)
     problems: list[EvalModeProblem] = []
 
     def visit(prefix: str, module: nn.Module) -> None:
@@ -334,6 +339,29 @@ def modules_left_in_eval(model: nn.Module, trainable: set[int]) -> list[EvalMode
 
     visit("", model)
     return problems
+
+
+def _whole_model_in_eval(model: nn.Module, trainable: set[int]) -> list[EvalModeProblem]:
+    n_trainable = sum(1 for p in model.parameters() if id(p) in trainable)
+    if not n_trainable:
+        return []
+    modules = dict(model.named_modules())
+    holds: dict[str, bool | None] = {}  # module name -> holds a trained parameter (None: no parameter)
+
+    def trained_nearby(name: str) -> bool:
+        path = name
+        while True:
+            if path not in holds:
+                params = list(modules[path].parameters())
+                holds[path] = any(id(p) in trainable for p in params) if params else None
+            if holds[path] is not None:
+                return bool(holds[path])
+            if not path:
+                return False
+            path = path.rsplit(".", 1)[0] if "." in path else ""
+
+    affected = [name or "(root)" for name, m in modules.items() if mode_dependent(m) and trained_nearby(name)]
+    return [EvalModeProblem("", affected, n_trainable)] if affected else []
 
 
 # ---------------------------------------------------------------------- figure

@@ -137,6 +137,8 @@ class Simulation:
         scheduler_steps: how many times each scheduler was stepped.
         error: the exception a scheduler raised while stepped (the real run would raise too).
         error_step: the optimizer step after which it raised.
+        step_counts: ``(simulated_steps, n_schedulers)``: how many times each scheduler had been
+            stepped before each optimizer step (to compare with the real schedulers' counts).
     """
 
     lrs: np.ndarray
@@ -145,6 +147,7 @@ class Simulation:
     scheduler_steps: list[int] = field(default_factory=list)
     error: str | None = None
     error_step: int | None = None
+    step_counts: np.ndarray | None = None
 
     @property
     def simulated_steps(self) -> int:
@@ -213,6 +216,7 @@ def simulate_lr(
     remaining = max(total - start_step, 0)
     limit = min(remaining, max_simulated_steps)
     lrs = np.empty((limit, n_groups), dtype=np.float64)
+    step_counts = np.zeros((limit, len(plan)), dtype=np.int64)
     counts = [0] * len(plan)
     k = max(int(accumulate_grad_batches), 1)
     n = 0
@@ -225,6 +229,7 @@ def simulate_lr(
                 last_batch = not math.isinf(batches_per_epoch) and batch + 1 >= batches_per_epoch
                 if (batch + 1) % k == 0 or last_batch:
                     lrs[n] = _group_lrs(opt)
+                    step_counts[n] = counts
                     n += 1
                     for i, (sched, interval, freq) in enumerate(plan):
                         if interval == "step" and (batch + 1) % freq == 0:
@@ -248,6 +253,7 @@ def simulate_lr(
         scheduler_steps=counts,
         error=error,
         error_step=start_step + n if error is not None else None,
+        step_counts=step_counts[:n],
     )
 
 

@@ -202,3 +202,88 @@ def test_failing_decode_names_the_argument(tmp_path):
         )
     assert trainer.global_step == 1  # the inspector stops itself; training goes on
     assert cb.findings[-1].status == "skipped" and "decode=" in cb.findings[-1].message
+
+
+class _SrcTgt(torch.utils.data.Dataset):
+    """A dict batch with keys the inference does not know: ``{"src": x, "tgt": y}``."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"src": self.x[i], "tgt": self.y[i]}
+
+
+class _DictModel(LitModel):
+    def training_step(self, batch, batch_idx):
+        return self.loss_fn(self(batch["src"]), batch["tgt"])
+
+
+def _src_tgt_loader():
+    x, y = breast_cancer_arrays()
+    return torch.utils.data.DataLoader(
+        _SrcTgt(torch.as_tensor(x[:64]), torch.as_tensor(y[:64])), batch_size=16
+    )
+
+
+def test_unknown_dict_keys_are_skipped_naming_input_key_and_training_goes_on(tmp_path):
+    cb = BatchInspector(every_n_train_steps=1)
+    trainer = make_trainer(tmp_path, [cb], max_steps=3)
+    with pytest.warns(
+        RecipeWarning, match=r"skipped, because found no inputs .*\['src', 'tgt'\].*`input_key=`"
+    ):
+        trainer.fit(_DictModel(mlp(30, 2)), _src_tgt_loader())
+    assert trainer.global_step == 3
+    assert [f.status for f in cb.findings] == ["skipped"]  # once, not at every inspected step
+    assert "pass `input_key=`" in cb.findings[0].message
+    assert P + "input_std" not in read_events(trainer.logger).all_tags()
+
+
+def test_unknown_dict_keys_with_keys_passed_are_inspected(tmp_path):
+    cb = BatchInspector(input_key="src", target_key="tgt")
+    trainer = make_trainer(tmp_path, [cb], max_steps=1)
+    trainer.fit(_DictModel(mlp(30, 2)), _src_tgt_loader())
+    assert [f.status for f in cb.findings] == ["pass"]
+    ev = read_events(trainer.logger)
+    assert ev.histograms(P + "labels") and ev.texts(P + "rows")
+
+
+class _Named(torch.utils.data.Dataset):
+    """``(x, "name")`` samples: the targets are strings, not a tensor."""
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.x = x
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        return self.x[i], f"item{i}"
+
+
+class _Unsupervised(LitModel):
+    def training_step(self, batch, batch_idx):
+        return self(batch[0]).pow(2).mean()
+
+
+def test_targets_that_cannot_be_read_still_show_the_inputs(tmp_path):
+    x, _ = breast_cancer_arrays()
+    x = torch.as_tensor(x[:64])
+    cb = BatchInspector()
+    trainer = make_trainer(tmp_path, [cb], max_steps=1)
+    trainer.fit(_Unsupervised(mlp(30, 2)), torch.utils.data.DataLoader(_Named(x), batch_size=16))
+    assert [f.status for f in cb.findings] == ["skipped", "pass"]
+    assert "labels skipped (the inputs are shown)" in cb.findings[0].message
+    assert "pass `target_key=`" in cb.findings[0].message
+    ev = read_events(trainer.logger)
+    assert ev.scalars(P + "input_std") and ev.texts(P + "rows") and P + "labels" not in ev.all_tags()
+
+
+def test_explicit_key_that_does_not_fit_still_raises(tmp_path):
+    cb = BatchInspector(input_key="image")
+    trainer = make_trainer(tmp_path, [cb], max_steps=1)
+    with pytest.raises(ValueError, match=r"input_key='image': no such key in the batch"):
+        trainer.fit(_DictModel(mlp(30, 2)), _src_tgt_loader())

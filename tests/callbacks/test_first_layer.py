@@ -209,3 +209,48 @@ def test_state_dict_pickle_and_resume_keeps_the_init(tmp_path):
 def test_argument_errors(kwargs, error, match):
     with pytest.raises(error, match=match):
         FirstLayerFilters(**kwargs)
+
+
+class _SrcTgt(torch.utils.data.Dataset):
+    """Digits as a dict batch with keys the inference does not know: ``{"src": x, "tgt": y}``."""
+
+    def __init__(self, n: int = 64) -> None:
+        x, y = digits_arrays()
+        self.x, self.y = torch.as_tensor(x[:n]), torch.as_tensor(y[:n])
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"src": self.x[i], "tgt": self.y[i]}
+
+
+class _DictModel(LitModel):
+    def training_step(self, batch, batch_idx):
+        return self.loss_fn(self(batch["src"]), batch["tgt"])
+
+
+def _fit_dict(tmp_path, cb):
+    torch.manual_seed(0)
+    trainer = make_trainer(tmp_path, [cb], max_epochs=1, max_steps=-1)
+    trainer.fit(_DictModel(small_cnn()), torch.utils.data.DataLoader(_SrcTgt(), batch_size=16))
+    return trainer
+
+
+def test_unknown_dict_keys_are_skipped_naming_input_key_and_training_goes_on(tmp_path):
+    from lightning_recipe import RecipeWarning
+
+    cb = FirstLayerFilters()
+    with pytest.warns(RecipeWarning, match=r"skipped, because found no inputs .*`input_key=` \(or `layer=`"):
+        trainer = _fit_dict(tmp_path, cb)
+    assert trainer.global_step == 4
+    assert [f.status for f in cb.findings] == ["skipped"] and cb.layer_name is None
+    assert P + "filters" not in read_events(trainer.logger).all_tags()
+
+
+@pytest.mark.parametrize("kwargs", [{"input_key": "src"}, {"layer": "net.0"}])
+def test_unknown_dict_keys_with_input_key_or_layer_show_the_filters(tmp_path, kwargs):
+    cb = FirstLayerFilters(**kwargs)
+    trainer = _fit_dict(tmp_path, cb)
+    assert cb.layer_name == "net.0" and all(f.status != "skipped" for f in cb.findings)
+    assert [s for s, *_ in read_events(trainer.logger).images(P + "filters")] == [0, 4]

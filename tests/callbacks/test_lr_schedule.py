@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from lightning.pytorch import Callback
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, StochasticWeightAveraging
 from torch.optim import lr_scheduler as sch
 
 from lightning_recipe import LRScheduleAudit, RecipeCheckError
@@ -216,6 +216,7 @@ def test_simulation_matches_the_real_run_and_leaves_it_untouched(
     assert len(simulated) == len(after.lrs) == STEPS // accumulate
     np.testing.assert_allclose(simulated, after.lrs, rtol=1e-12)
     assert before.states == after.states  # the audit changed neither optimizer nor scheduler
+    assert [f.status for f in audit.findings] == ["pass"]  # and the cross-check with the real LR is silent
 
     without = _RecordLR()
     trainer = make_trainer(
@@ -318,3 +319,131 @@ def test_ddp_every_rank_audits_and_rank_zero_logs(tmp_path):
     events = read_events(log_dir)
     assert len(events.images("recipe/lr_schedule/schedule")) == 1  # rank zero only
     assert events.scalars("recipe/lr_schedule/simulated_lr")[0][0] == 0
+
+
+# ---------------------------------------------------------------------- the real LR against the simulation
+class _StepsByHand(LitModel):
+    """Steps the scheduler inside training_step, on top of Lightning's own stepping (the bug)."""
+
+    def training_step(self, batch, batch_idx):
+        self.lr_schedulers().step()
+        return super().training_step(batch, batch_idx)
+
+
+class _Manual(LitModel):
+    """Manual optimization: the code steps the scheduler (``per_epoch``, ``per_batch`` or ``never``)."""
+
+    def __init__(self, stepping: str) -> None:
+        super().__init__(mlp(64, 10), "ce", lr=0.1, optimizer="sgd")
+        self.automatic_optimization = False
+        self.stepping = stepping
+
+    def training_step(self, batch, batch_idx):
+        opt = self.optimizers()
+        loss = self.loss_fn(self(batch[0]), batch[1])
+        opt.zero_grad()
+        self.manual_backward(loss)
+        opt.step()
+        if self.stepping == "per_batch" or (self.stepping == "per_epoch" and self.trainer.is_last_batch):
+            self.lr_schedulers().step()
+        return loss
+
+    def configure_optimizers(self):
+        opt = torch.optim.SGD(self.parameters(), lr=self.lr)
+        return {"optimizer": opt, "lr_scheduler": sch.StepLR(opt, step_size=1, gamma=0.5)}  # per epoch
+
+
+def _run(tmp_path, model, callbacks=(), epochs=3):
+    audit = LRScheduleAudit()
+    trainer = make_trainer(
+        tmp_path,
+        [audit, *callbacks],
+        max_epochs=epochs,
+        max_steps=-1,
+        limit_train_batches=BATCHES,
+        logger=False,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(model, _data())
+    return audit
+
+
+def test_scheduler_stepped_by_hand_in_training_step_is_caught(tmp_path):
+    torch.manual_seed(0)
+    model = _StepsByHand(
+        mlp(64, 10), "ce", lr=0.1, optimizer="sgd", scheduler=lambda o: sch.StepLR(o, step_size=2, gamma=0.1)
+    )  # interval="epoch" (Lightning's default), and stepped every batch by hand as well
+    audit = _run(tmp_path, model)
+    # as configured the schedule is fine; as run it is not
+    assert [f.status for f in audit.findings] == ["pass", "warn"]
+    message = audit.findings[1].message
+    assert message.startswith(
+        f"the real LR ({0.1 * 0.1**10:.6g}) differs from the configured schedule (0.1) at step 20"
+    )
+    assert (
+        "the scheduler is stepped more often than configured (a manual .step() in training_step?)" in message
+    )
+    assert "was stepped 21 times, the configuration steps it 1" in message
+    assert audit.findings[1].numbers["scheduler_steps"] == [21]
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "interval", "callbacks"),
+    [
+        (lambda o: sch.StepLR(o, step_size=2, gamma=0.1), "epoch", ()),
+        (
+            lambda o: sch.SequentialLR(
+                o, [sch.LinearLR(o, 1e-3, 1.0, 15), sch.CosineAnnealingLR(o, 45)], [15]
+            ),
+            "step",
+            (),
+        ),
+        (lambda o: sch.LambdaLR(o, lambda s: min(1.0, (s + 1) / 30)), "step", ()),  # warm-up
+        (lambda o: sch.OneCycleLR(o, max_lr=0.1, total_steps=3 * BATCHES), "step", ()),
+        (lambda o: sch.ReduceLROnPlateau(o), "epoch", ()),  # not simulated: no cross-check
+        (
+            lambda o: sch.StepLR(o, step_size=1, gamma=0.5),
+            "epoch",
+            (StochasticWeightAveraging(swa_lrs=0.05, swa_epoch_start=1),),  # replaces the scheduler
+        ),
+    ],
+)
+def test_real_lr_matches_the_simulation_on_healthy_runs(tmp_path, scheduler, interval, callbacks):
+    audit = _run(tmp_path, _model(scheduler, interval=interval, monitor="train_loss"), callbacks)
+    assert [f.status for f in audit.findings] in (["pass"], ["skipped"]), [str(f) for f in audit.findings]
+    assert not any("real LR" in f.message for f in audit.findings)
+
+
+def test_manual_optimization_is_audited_as_configured_and_cross_checked(tmp_path):
+    audit = _run(tmp_path / "ok", _Manual("per_epoch"))
+    assert [f.status for f in audit.findings] == ["pass"]
+    assert "simulated as configured" in audit.findings[0].message
+    assert audit.findings[0].numbers["manual_optimization"] is True
+
+    audit = _run(tmp_path / "batch", _Manual("per_batch"))
+    assert [f.status for f in audit.findings] == ["pass", "warn"]
+    assert "at batch 20: the scheduler is stepped more often than configured" in audit.findings[1].message
+    assert "make interval=/frequency= in configure_optimizers say how your training_step steps it" in (
+        audit.findings[1].message
+    )
+
+    audit = _run(tmp_path / "never", _Manual("never"))
+    assert [f.status for f in audit.findings] == ["pass", "warn"]
+    assert (
+        "the scheduler is stepped less often than configured: StepLR(step_size=1, gamma=0.5) was stepped 0 times"
+        in (audit.findings[1].message)
+    )
+    assert "call self.lr_schedulers().step() in training_step" in audit.findings[1].message
+
+
+def test_pickled_audit_leaves_the_live_optimizer_behind(tmp_path):
+    audit = LRScheduleAudit()
+    trainer = make_trainer(
+        tmp_path, [audit], max_epochs=2, max_steps=-1, limit_train_batches=BATCHES, logger=False
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(_model(lambda o: sch.StepLR(o, 1000), interval="step"), _data())
+    copy = pickle.loads(pickle.dumps(audit))
+    assert copy._tracked == [] and copy._next_check is None and copy.findings == audit.findings

@@ -199,3 +199,117 @@ def test_all_three_under_two_process_ddp(tmp_path):
     assert [s for s, *_ in ev.images(P + "trajectories")] == [0, 2, 4]
     assert next(s for s, *_ in ev.images("recipe/first_layer/filters")) == 0
     assert [s for s, *_ in ev.images("recipe/batch_inspector/images")] == [0, 2]
+
+
+class _NoForward(LitModel):
+    """Calls ``self.net`` in its steps and defines no ``forward``: ``pl_module(x)`` raises."""
+
+    forward = torch.nn.Module.forward  # the unimplemented default
+
+    def training_step(self, batch, batch_idx):
+        return self.loss_fn(self.net(batch[0]), batch[1])
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val_loss", self.loss_fn(self.net(batch[0]), batch[1]))
+
+
+class _LatentForward(LitModel):
+    """A generator-style module: ``forward`` takes 4-d latents, not the data's 30 features."""
+
+    def __init__(self) -> None:
+        super().__init__(mlp(30, 2))
+        self.gen = torch.nn.Linear(4, 30)
+
+    def forward(self, z):
+        return self.gen(z)
+
+    def training_step(self, batch, batch_idx):
+        return self.loss_fn(self.net(batch[0]), batch[1])
+
+
+def test_module_without_forward_is_skipped_naming_forward_and_training_goes_on(tmp_path):
+    from lightning_recipe import RecipeWarning
+
+    x, y = breast_cancer_arrays()
+    cb = PredictionDynamics(num_samples=4, every_n_train_steps=1)
+    trainer = make_trainer(tmp_path, [cb], max_steps=3)
+    with pytest.warns(
+        RecipeWarning, match=r"could not be called as pl_module\(inputs\) .*NotImplementedError"
+    ):
+        trainer.fit(_NoForward(mlp(30, 2)), loader(x[:64], y[:64], batch_size=16))
+    assert trainer.global_step == 3
+    assert [f.status for f in cb.findings] == ["skipped"]  # once: it disables itself
+    assert "pass `forward=`" in cb.findings[0].message
+    assert P + "trajectories" not in read_events(trainer.logger).all_tags()
+
+    cb2 = PredictionDynamics(num_samples=4, every_n_train_steps=1, forward=lambda m, x: m.net(x))
+    make_trainer(tmp_path / "b", [cb2], max_steps=2).fit(
+        _NoForward(mlp(30, 2)), loader(x[:64], y[:64], batch_size=16)
+    )
+    assert cb2.findings == [] and cb2.steps == [0, 1, 2]
+
+
+def test_forward_taking_latents_is_skipped_naming_forward(tmp_path):
+    x, y = breast_cancer_arrays()
+    cb = PredictionDynamics(num_samples=4)
+    trainer = make_trainer(tmp_path, [cb], max_steps=2)
+    trainer.fit(_LatentForward(), loader(x[:64], y[:64], batch_size=16))
+    assert trainer.global_step == 2
+    assert [f.status for f in cb.findings] == ["skipped"]
+    assert "RuntimeError" in cb.findings[0].message and "(4, 30)" in cb.findings[0].message
+
+
+class _NextPixel(LitModel):
+    """Next-token model over digit rows: (N, T) token ids in, (N, T, V) logits out."""
+
+    def __init__(self, vocab: int = 17) -> None:
+        super().__init__(torch.nn.Identity())
+        self.vocab = vocab
+        self.emb = torch.nn.Embedding(vocab, 16)
+        self.rnn = torch.nn.GRU(16, 24, batch_first=True)
+        self.head = torch.nn.Linear(24, vocab)
+
+    def forward(self, ids):
+        return self.head(self.rnn(self.emb(ids))[0])
+
+    def training_step(self, batch, batch_idx):
+        ids, targets = batch
+        return torch.nn.functional.cross_entropy(self(ids).reshape(-1, self.vocab), targets.reshape(-1))
+
+
+def _next_pixel_data(n: int = 128):
+    """Digits read as 64-token sequences (pixel intensities 0..16), targets shifted by one and the
+    tail of every row padded with ignore_index -100, at a different length per row."""
+    x, _ = digits_arrays()
+    ids = torch.as_tensor(x[:n].reshape(n, -1)).round().long().clamp(0, 16)
+    targets = ids.roll(-1, 1)
+    lengths = 20 + (torch.arange(n) * 7) % 44
+    targets[torch.arange(64)[None] >= lengths[:, None]] = -100
+    targets[0] = -100  # a row with no labelled position at all
+    return ids, targets
+
+
+def test_sequence_targets_padded_with_ignore_index_are_masked(tmp_path):
+    ids, targets = _next_pixel_data()
+    cb = PredictionDynamics(num_samples=6, every_n_train_steps=2, source="train")
+    torch.manual_seed(0)
+    trainer = make_trainer(tmp_path, [cb], max_steps=4)
+    trainer.fit(_NextPixel(), loader(ids, targets, batch_size=32))
+    assert cb.task == "multiclass" and cb.findings == [] and cb.steps == [0, 2, 4]
+    ev = read_events(trainer.logger)
+    probs = [v for _, v in ev.scalars(P + "mean_true_prob")]
+    assert len(probs) == 3 and all(0 < p < 1 for p in probs)
+    assert len(ev.images(P + "trajectories")) == 3
+
+
+def test_predictions_for_leaves_ignore_index_out_of_the_means():
+    logits = torch.randn(3, 5, 4)  # (N, T, V)
+    targets = torch.tensor([[1, 2, -100, -100, -100], [0, 1, 2, 3, 0], [-100] * 5])
+    value, probs, _ = predictions_for("multiclass", logits, targets)
+    p = torch.softmax(logits, dim=-1)
+    assert value[0] == pytest.approx(float((p[0, 0, 1] + p[0, 1, 2]) / 2), rel=1e-6)
+    assert value[1] == pytest.approx(float(p[1, torch.arange(5), targets[1]].mean()), rel=1e-6)
+    assert np.isnan(value[2])  # nothing labelled: no value, not a crash
+    assert probs[0] == pytest.approx(p[0, :2].mean(0).numpy(), rel=1e-6)
+    flat_value, _, _ = predictions_for("multiclass", torch.zeros(2, 3), torch.tensor([2, -100]))
+    assert flat_value[0] == pytest.approx(1 / 3) and np.isnan(flat_value[1])

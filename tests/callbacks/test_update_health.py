@@ -608,3 +608,113 @@ def test_update_health_ddp_takes_the_same_decisions_on_every_rank(tmp_path):
     events = read_events(log_dir)
     assert [v for _, v in events.scalars(f"{TAG}/dead_fraction/relu")] == [0.0, 0.0, 0.0]
     assert len(events.images(f"{TAG}/layers")) == 2
+
+
+# ---------------------------------------------------------------------- parameters in no optimizer
+class HeadOnlyOptimizer(LitModel):
+    """The bug: configure_optimizers passes only the last layer; the first one never trains."""
+
+    def configure_optimizers(self) -> Any:
+        return torch.optim.Adam(self.net[3].parameters(), lr=self.lr)
+
+
+class FrozenByRequiresGrad(HeadOnlyOptimizer):
+    """Twin: the first layer is left out of the optimizer *and* frozen with requires_grad=False."""
+
+    def __init__(self) -> None:
+        super().__init__(mlp(64, 10))
+        self.net[1].requires_grad_(False)
+
+
+class UnusedOutsideOptimizer(LitModel):
+    """Twin: a parameter outside the optimizer that takes no part in the loss gets no gradient."""
+
+    def __init__(self) -> None:
+        super().__init__(mlp(64, 10))
+        self.spare = nn.Parameter(torch.zeros(3))
+
+
+class HandUpdatedScale(LitModel):
+    """Twin: a learned output scale outside the optimizer, updated by hand from its gradient."""
+
+    def __init__(self) -> None:
+        super().__init__(mlp(64, 10))
+        self.scale = nn.Parameter(torch.ones(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x) * self.scale
+
+    def configure_optimizers(self) -> Any:
+        return torch.optim.Adam(self.net.parameters(), lr=self.lr)
+
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        with torch.no_grad():
+            self.scale -= 0.01 * self.scale.grad
+            self.scale.grad.zero_()  # it keeps a gradient: what tells it apart is that it changes
+
+
+def test_update_health_flags_parameters_in_no_optimizer(tmp_path):
+    health = fit(tmp_path, HeadOnlyOptimizer(mlp(64, 10)))
+    f = finding(health, "no_optimizer")
+    assert f.status == "warn" and f.global_step == 1  # at the first check
+    assert f.numbers["parameters"] == ["net.1.weight", "net.1.bias"]
+    assert f.message.startswith(
+        "`net.1.weight`, `net.1.bias` require grad and get gradients but are in no optimizer: they never train"
+    )
+    assert problems(health) == ["no_optimizer"]
+
+
+@pytest.mark.parametrize(
+    "model_fn",
+    [
+        pytest.param(FrozenByRequiresGrad, id="requires-grad-false"),
+        pytest.param(UnusedOutsideOptimizer, id="no-gradient"),
+        pytest.param(HandUpdatedScale, id="updated-by-hand"),
+        pytest.param(lambda: FrozenBackbone(in_optimizer=False), id="frozen-backbone-in-eval"),
+    ],
+)
+def test_update_health_parameters_outside_the_optimizer_on_purpose_are_silent(tmp_path, model_fn):
+    health = fit(tmp_path, model_fn())
+    assert "no_optimizer" not in problems(health), [str(f) for f in health.findings]
+
+
+# ---------------------------------------------------------------------- the whole model in eval mode
+class WholeModelEval(LitModel):
+    """The bug: ``self.eval()`` in a hook or in training_step; dropout and batch norm act as at inference."""
+
+    def __init__(self, where: str = "on_train_start", net: nn.Module | None = None) -> None:
+        super().__init__(
+            net
+            or nn.Sequential(
+                nn.Flatten(),
+                nn.Linear(64, 32),
+                nn.BatchNorm1d(32),
+                nn.ReLU(),
+                nn.Dropout(0.3),
+                nn.Linear(32, 10),
+            )
+        )
+        self.where = where
+
+    def on_train_start(self) -> None:
+        if self.where == "on_train_start":
+            self.eval()
+
+    def training_step(self, batch, batch_idx):
+        if self.where == "training_step":
+            self.eval()
+        return super().training_step(batch, batch_idx)
+
+
+@pytest.mark.parametrize(("where", "step"), [("on_train_start", 0), ("training_step", 1)])
+def test_update_health_flags_the_whole_model_in_eval(tmp_path, where, step):
+    health = fit(tmp_path, WholeModelEval(where))
+    f = finding(health, "eval_mode")
+    assert f.numbers["modules"] == [""] and f.numbers["step"] == step
+    assert f.numbers["affected"] == ["net.2", "net.4"]
+    assert f.message.startswith("the whole model is in eval mode while it trains")
+    assert "remove the self.eval() call" in f.message
+
+
+def test_update_health_whole_model_in_eval_without_dropout_or_bn_is_silent(tmp_path):
+    assert problems(fit(tmp_path, WholeModelEval(net=mlp(64, 10)))) == []

@@ -238,7 +238,21 @@ def test_modules_left_in_eval_reports_trained_parts_with_dropout_or_bn():
     found = modules_left_in_eval(model, _trainable(model))
     assert [(p.name, p.affected, p.trainable) for p in found] == [("0", ["0.1"], 2)]
     assert modules_left_in_eval(model, set()) == []  # nothing in an optimizer: all deliberate
-    assert modules_left_in_eval(model.eval(), _trainable(model)) == []  # the model itself in eval
+    # the model itself in eval (a self.eval() in training_step): the whole model is the eval root
+    (whole,) = modules_left_in_eval(model.eval(), _trainable(model))
+    assert (whole.name, whole.affected, whole.trainable) == ("", ["0.1", "3.1"], 6)  # frozen 1.1 left out
+    assert modules_left_in_eval(model.eval(), set()) == []  # nothing trained: deliberate
+
+
+def test_whole_model_in_eval_leaves_out_what_sits_in_a_frozen_part():
+    backbone = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3), nn.Dropout(0.2)).requires_grad_(False)
+    linear_probe = nn.Sequential(backbone, nn.Linear(3, 2)).eval()  # frozen backbone, trained head
+    assert modules_left_in_eval(linear_probe, _trainable(linear_probe)) == []
+    head_dropout = nn.Sequential(backbone, nn.Dropout(0.5), nn.Linear(3, 2)).eval()
+    (found,) = modules_left_in_eval(head_dropout, _trainable(head_dropout))
+    assert (found.name, found.affected, found.trainable) == ("", ["1"], 2)  # before the trained head
+    plain = nn.Sequential(nn.Linear(3, 3), nn.ReLU()).eval()  # nothing mode-dependent
+    assert modules_left_in_eval(plain, _trainable(plain)) == []
 
 
 def test_modules_left_in_eval_nested_root_and_single_module():

@@ -146,6 +146,8 @@ def test_interval_frequency_and_accumulation_follow_lightning():
     )
     assert sim.total_steps == 15 and sim.steps_per_epoch == 5
     assert sim.lrs[:, 0].tolist() == [0.1] * 5 + [0.05] * 5 + [0.025] * 5
+    # how often the scheduler was stepped before each optimizer step (compared with the real one's count)
+    assert sim.step_counts[:, 0].tolist() == [0] * 5 + [1] * 5 + [2] * 5
 
 
 def test_max_steps_and_truncation():
