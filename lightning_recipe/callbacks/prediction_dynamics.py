@@ -468,43 +468,45 @@ def _trajectory_figure(
     names: list[str] | None,
     step: int,
 ) -> Any:
-    from matplotlib.gridspec import GridSpec
-    from matplotlib.ticker import MaxNLocator
+    """Per-sample trajectories as small multiples drawn on ONE axis (a figure with one axis per
+    panel costs about ten times as much to render)."""
+    from matplotlib.patches import Rectangle
 
     n = values.shape[1]
     ncols = 4 if n > 6 else max(1, n)
     nrows = math.ceil(n / ncols)
-    thumb_w = 0.55 if thumbs is not None else 0.0
-    panel_w, panel_h = 1.55, 1.05
-    fig = new_figure(ncols * (panel_w + thumb_w) + 0.2, nrows * panel_h + 0.45, dpi=80)
-    ratios = [thumb_w, panel_w] * ncols if thumbs is not None else [panel_w] * ncols
-    grid = GridSpec(
-        nrows,
-        len(ratios),
-        figure=fig,
-        width_ratios=ratios,
-        left=0.04,
-        right=0.99,
-        bottom=0.06,
-        top=1 - 0.42 / (nrows * panel_h + 0.45),
-        wspace=0.25 if thumbs is None else 0.08,
-        hspace=0.55,
-    )
     regression = task == "regression"
     ylabel = {
         "multiclass": "p(true class)",
         "binary": "p(true label)",
         "multilabel": "mean p(true labels)",
     }.get(task, "prediction")
+    # cell layout in axis units: [thumbnail | plot], a title band above each plot
+    tw = 0.8 if thumbs is not None else 0.35  # room for the thumbnail, or for the y labels
+    pw, ph, gap_x, band, gap_y = 2.2, 1.0, 0.35, 0.32, 0.18
+    cell_w, cell_h = tw + pw + gap_x, ph + band + gap_y
+    panel_w_in, panel_h_in = 0.72 * cell_w, 0.72 * cell_h
+    fig = new_figure(ncols * panel_w_in + 0.3, nrows * panel_h_in + 0.55, dpi=80)
+    ax = fig.add_axes((0.01, 0.04, 0.98, 1 - 0.04 - 0.5 / (nrows * panel_h_in + 0.55)))
+    ax.set_xlim(-0.05, ncols * cell_w)
+    ax.set_ylim(-nrows * cell_h, 0.05)
+    ax.set_axis_off()
+    s0, s1 = float(steps[0]), float(steps[-1])
+    span = (s1 - s0) or 1.0
+    xs = (steps - s0) / span
     for i in range(n):
         r, c = divmod(i, ncols)
-        col = 2 * c + 1 if thumbs is not None else c
+        left, top = c * cell_w, -r * cell_h - band
+        x0, y0 = left + tw, top - ph  # plot box: [x0, x0 + pw] x [y0, y0 + ph]
         if thumbs is not None:
-            tax = fig.add_subplot(grid[r, col - 1])
-            tax.imshow(thumbs[i], interpolation="nearest")
-            tax.set_xticks([])
-            tax.set_yticks([])
-        ax = fig.add_subplot(grid[r, col])
+            size = min(tw - 0.08, ph)
+            ax.imshow(
+                thumbs[i],
+                extent=(left, left + size, y0 + (ph - size) / 2, y0 + (ph + size) / 2),
+                interpolation="nearest",
+                aspect="auto",
+                zorder=2,
+            )
         if task == "multiclass" and targets is not None and targets.ndim > 1:  # per-position classes
             last = values[-1, i]
             labelled = bool(np.isfinite(last))
@@ -515,25 +517,49 @@ def _trajectory_figure(
                 task, i, targets if targets is not None else np.zeros(n), preds, decided, names
             )
         color = "#1f77b4" if regression else ("#2ca02c" if right else "#d62728")
-        ax.plot(steps, values[:, i], color=color, lw=1.3, marker="o" if len(steps) < 12 else None, ms=2.5)
-        if regression and targets is not None:
-            ax.axhline(float(targets.reshape(n, -1)[i, 0]), color="k", ls="--", lw=0.9)
-        elif not regression:
-            ax.set_ylim(-0.03, 1.03)
-            ax.axhline(0.5, color="0.8", lw=0.6, zorder=0)
-        ax.set_title(title, fontsize=7, pad=2, color="k" if regression else color)
-        if not regression:
-            ax.set_yticks([0, 0.5, 1], ["0", ".5", "1"] if c == 0 else [])
-        ax.xaxis.set_major_locator(MaxNLocator(nbins=2, integer=True))
-        if r != nrows - 1 and i + ncols < n:
-            ax.tick_params(labelbottom=False)
-        ax.tick_params(labelsize=5.5, length=2, pad=1)
-        if len(steps) == 1:
-            ax.set_xlim(steps[0] - 1, steps[0] + 1)
-        elif not np.isfinite(values[:, i]).any():
-            ax.set_xlim(steps[0], steps[-1])
-        for side in ("top", "right"):
-            ax.spines[side].set_visible(False)
+        v = values[:, i].astype(np.float64)
+        if regression:
+            finite = v[np.isfinite(v)]
+            ref = [] if targets is None else [float(targets.reshape(n, -1)[i, 0])]
+            pool = np.concatenate([finite, np.asarray(ref)]) if finite.size or ref else np.zeros(1)
+            lo, hi = float(pool.min()), float(pool.max())
+            pad = 0.08 * ((hi - lo) or abs(hi) or 1.0)
+            lo, hi = lo - pad, hi + pad
+            for ref_value in ref:
+                yy = y0 + ph * (ref_value - lo) / (hi - lo)
+                ax.plot([x0, x0 + pw], [yy, yy], color="k", ls="--", lw=0.8, zorder=3)
+            ax.text(x0 - 0.04, y0, f"{lo:.3g}", fontsize=5.5, ha="right", va="bottom", color="0.35")
+            ax.text(x0 - 0.04, y0 + ph, f"{hi:.3g}", fontsize=5.5, ha="right", va="top", color="0.35")
+        else:
+            lo, hi = -0.03, 1.03
+            mid = y0 + ph * (0.5 - lo) / (hi - lo)
+            ax.plot([x0, x0 + pw], [mid, mid], color="0.85", lw=0.6, zorder=1)
+            if c == 0 or thumbs is not None:
+                for value, text in ((0.0, "0"), (1.0, "1")):
+                    ax.text(
+                        x0 - 0.04,
+                        y0 + ph * (value - lo) / (hi - lo),
+                        text,
+                        fontsize=5.5,
+                        ha="right",
+                        va="center",
+                        color="0.35",
+                    )
+        ax.add_patch(Rectangle((x0, y0), pw, ph, fill=False, lw=0.6, edgecolor="0.6", zorder=1))
+        ys = y0 + ph * (np.clip(v, lo, hi) - lo) / (hi - lo)
+        ax.plot(x0 + pw * xs, ys, color=color, lw=1.3, marker="o" if len(xs) < 12 else None, ms=2.5, zorder=4)
+        ax.text(
+            x0 + pw / 2,
+            top + 0.04,
+            title,
+            fontsize=7,
+            ha="center",
+            va="bottom",
+            color="k" if regression else color,
+        )
+        if r == nrows - 1 or i + ncols >= n:
+            ax.text(x0, y0 - 0.04, f"{int(s0)}", fontsize=5.5, ha="left", va="top", color="0.35")
+            ax.text(x0 + pw, y0 - 0.04, f"{int(s1)}", fontsize=5.5, ha="right", va="top", color="0.35")
     fig.suptitle(f"{ylabel} over training steps (fixed batch), step {step}", fontsize=8.5)
     return fig
 
