@@ -23,7 +23,13 @@ from lightning_recipe.core.baselines import (
 from lightning_recipe.core.batches import KeySpec, first_tensor, split_batch
 from lightning_recipe.core.plots import new_figure
 from lightning_recipe.core.state import preserved_state
-from lightning_recipe.core.stats import TargetStats, collect_target_stats, targets_from_dataset
+from lightning_recipe.core.stats import (
+    UNSIZED_MAX_BATCHES,
+    TargetStats,
+    collect_target_stats,
+    is_one_shot,
+    targets_from_dataset,
+)
 from lightning_recipe.core.tasks import TaskLiteral, check_task_argument, infer_task
 
 __all__ = ["DumbBaselines"]
@@ -82,11 +88,15 @@ class DumbBaselines(RecipeCallback):
         margin: the fraction of the baseline's distance to a perfect score (0 for a loss, 1 for
             an accuracy) by which the metric must be better to count as beating it.
         num_classes: multiclass: the number of classes (default: the model's output width).
-        ignore_index: multiclass: a sentinel label to leave out (e.g. ``-100``).
+        ignore_index: multiclass: a sentinel label to leave out; ``-100`` by default, as
+            ``F.cross_entropy`` (padding in language-model targets); ``None`` counts every label.
         input_key: where the inputs are in a batch (for the forward pass that infers the task).
         target_key: where the targets are in a batch.
         max_batches: read at most this many batches when the targets must be read from a
-            dataloader (not from the dataset).
+            dataloader (not from the dataset); a dataloader without ``len()`` (an iterable data
+            set) is read for at most 100 batches unless this is set. A one-shot stream (an
+            iterator, a data set whose ``__iter__`` hands out the same iterator) is never read:
+            ``skipped``. Reading a dataloader leaves its shuffle order (``generator=``) as it was.
         log_figure: log the ``comparison`` figure at the end of fit.
         on_fail: accepted for symmetry with the other checks; the verdict is ``pass``, ``warn`` or
             ``skipped``.
@@ -143,7 +153,7 @@ class DumbBaselines(RecipeCallback):
         human_baseline: float | None = None,
         margin: float = 0.01,
         num_classes: int | None = None,
-        ignore_index: int | None = None,
+        ignore_index: int | None = -100,
         input_key: KeySpec = None,
         target_key: KeySpec = None,
         max_batches: int | None = None,
@@ -216,8 +226,7 @@ class DumbBaselines(RecipeCallback):
         reason = ""
         scores: BaselineScores | None = None
         try:
-            with preserved_state(None):  # iterating a dataloader draws a seed from the global RNG
-                scores = self._compute(trainer, pl_module)
+            scores = self._compute(trainer, pl_module)
         except _Skip as err:
             reason = str(err)
         if not self.decide(trainer, scores is not None, all_=True):
@@ -286,6 +295,22 @@ class DumbBaselines(RecipeCallback):
                 "or a datamodule with `val_dataloader()`"
             )
         train_loader = self.first_dataloader(self.train_dataloader(trainer))
+        for role, loader in (("training", train_loader), ("validation", val_loader)):
+            if loader is not None and is_one_shot(loader):
+                data = getattr(loader, "dataset", loader)
+                raise _Skip(
+                    f"the {role} data ({type(data).__name__}) is a one-shot stream (`iter()` hands out the same "
+                    "iterator each time): reading its targets would take batches away from the real run; give "
+                    "the dataset an `__iter__` that starts a new pass on each call (a generator)"
+                )
+        # iterating a dataloader draws a seed from the global RNG and advances its private
+        # generators (shuffle order): put both back so that training sees the same batches
+        with preserved_state(None, loaders=[train_loader, val_loader]):
+            return self._scores(trainer, pl_module, train_loader, val_loader)
+
+    def _scores(
+        self, trainer: Trainer, pl_module: LightningModule, train_loader: Any, val_loader: Any
+    ) -> BaselineScores:
         try:
             task, num_classes = self._resolve_task(trainer, pl_module, val_loader)
             loss = resolve_loss(task, self.loss, self.name)
@@ -374,8 +399,14 @@ class DumbBaselines(RecipeCallback):
             assert targets is not None
             return baseline_sums(prediction, torch.as_tensor(targets), task, loss, self.ignore_index)
         total = torch.zeros(3, dtype=torch.float64)
+        limit = self.max_batches
+        if limit is None:
+            try:
+                len(loader)
+            except TypeError:  # an iterable data set, possibly endless: an estimate from its start
+                limit = UNSIZED_MAX_BATCHES
         for i, batch in enumerate(loader):
-            if self.max_batches is not None and i >= self.max_batches:
+            if limit is not None and i >= limit:
                 break
             parts = split_batch(
                 batch, input_key=self.input_key, target_key=self.target_key, require_targets=True

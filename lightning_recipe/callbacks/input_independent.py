@@ -12,7 +12,7 @@ from lightning.pytorch import LightningModule, Trainer
 from typing_extensions import override
 
 from lightning_recipe import logging as recipe_logging
-from lightning_recipe.callbacks._shadow import ShadowTrainer, ShadowUnsupported
+from lightning_recipe.callbacks._shadow import ShadowTrainer, ShadowUnsupported, replay_problem
 from lightning_recipe.callbacks.base import OnFail, RecipeCallback, check_positive_int
 from lightning_recipe.core.batches import KeySpec, batch_size_of, map_tensors, split_batch
 from lightning_recipe.core.errors import ArgumentError
@@ -66,8 +66,17 @@ class InputIndependentBaseline(RecipeCallback):
       reach the net);
     * otherwise another round, up to ``max_steps``; then ``skipped`` as inconclusive, saying which
       copy was still learning. Also ``skipped`` (with what to pass) without validation data,
-      without targets in the batch, for a zeroed copy whose loss is not finite, or a module that
-      cannot be copied and trained (manual optimization).
+      without targets in the batch, for a zeroed copy whose loss is not finite, a module that
+      cannot be copied and trained (manual optimization), or training data that cannot be read
+      again without taking batches from the real run (an iterator, or an ``IterableDataset`` whose
+      ``__iter__`` hands out the same iterator; one whose ``__iter__`` starts a new pass, such as
+      a generator, is read).
+
+    The copies read the real training dataloader from its start; the state of its private
+    generators (``DataLoader(generator=...)``, the sampler's) is put back afterwards, so the real
+    run sees the same batches in the same order. Inside the copies, ``self.trainer`` is a
+    read-only view of the real trainer: ``self.optimizers()`` / ``self.lr_schedulers()`` give the
+    copy's own, and ``self.log`` does nothing.
 
     TensorBoard, at the step the check ran (0): ``recipe/input_independent/real_val_loss``,
     ``.../zeroed_val_loss``, ``.../relative_gap`` (``(zeroed - real) / zeroed``), and the figure
@@ -225,9 +234,19 @@ class InputIndependentBaseline(RecipeCallback):
             )
             return
         train_loader = self.first_dataloader(self.train_dataloader(trainer))
+        problem = replay_problem(train_loader)
+        if problem is not None:
+            self._finish(
+                trainer,
+                "skipped",
+                f"cannot replay the training data for the copies: {problem}; give the dataset an `__iter__` "
+                "that starts a new pass on each call (a generator), or use a map-style Dataset",
+            )
+            return
         rounds = self.max_steps // self.steps
         verdict: tuple[str, str] | None = None
-        with preserved_state(pl_module):
+        # the copies read the real loaders: put back their private generators (shuffle order) too
+        with preserved_state(pl_module, loaders=[train_loader, val_loader]):
             run = _Run(self, trainer, pl_module, train_loader, val_loader)
             try:
                 for k in range(rounds + 1):

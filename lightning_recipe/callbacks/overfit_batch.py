@@ -29,6 +29,10 @@ CLASSIFICATION_TARGET = 0.05
 RELATIVE_TARGET = 0.01
 #: ...or explain this fraction of the targets' variance with its predictions (R²).
 R2_TARGET = 0.99
+#: A loss within this factor of the label-smoothing floor has reached it.
+SMOOTHING_SLACK = 1.05
+#: A last loss above this multiple of the initial one: the copy diverged.
+DIVERGED = 2.0
 
 
 class OverfitBatchCheck(RecipeCallback):
@@ -40,8 +44,12 @@ class OverfitBatchCheck(RecipeCallback):
     aligning perfectly once we reach the minimum loss."* On the first training batch, before the
     first optimizer step, this trains a deep copy of the module on ``num_samples`` examples of
     that batch with the user's own ``training_step`` and the first optimizer of
-    ``configure_optimizers`` (schedulers ignored), for at most ``max_steps`` steps. The real
-    model, optimizer, batch and random state are untouched.
+    ``configure_optimizers``, for at most ``max_steps`` steps. Schedulers are not stepped: the
+    copy trains at the schedule's working rate (a warm-up's ``initial_lr``, the ``max_lr`` of
+    ``OneCycleLR`` / ``CyclicLR``). The real model, optimizer, scheduler, logger, batch and random
+    state are untouched: in the copy, ``self.trainer`` is a read-only view of the real trainer,
+    ``self.optimizers()`` / ``self.lr_schedulers()`` return the copy's own, ``self.log`` does
+    nothing.
 
     How "lowest achievable" is judged (``target_loss=`` overrides it):
 
@@ -49,14 +57,23 @@ class OverfitBatchCheck(RecipeCallback):
       loss, whichever is larger (cross-entropy and BCE have a minimum of 0);
     * regression: the predictions must explain 99% of the targets' variance on the examples
       (R² >= 0.99), or the loss must fall to 1% of its initial value;
-    * no targets in the batch: the loss must fall to 1% of its initial value.
+    * no targets in the batch: the loss must fall to 1% of its initial value;
+    * label smoothing: with an ``nn.CrossEntropyLoss(label_smoothing=eps)`` in the module, the
+      loss must fall to 1.05 times the smoothing floor (the entropy of the smoothed target); a
+      multiclass loss that stops with every example right and the same probability ``p < 1`` of
+      its class everywhere passes when it is the floor of an ``eps`` that agrees (within 25%)
+      with the ``eps = (1 - p) C / (C - 1)`` that ``p`` implies;
+    * sequence targets ``(N, T)`` with logits ``(N, T, V)`` or ``(N, V, T)``: positions labelled
+      ``-100`` (or outside the classes) are padding, left out of the accuracy and the figure.
 
     It stops as soon as the target is reached (``pass``). It stops early with a ``fail`` when the
     loss plateaus above the target: over the last ``patience`` steps the (smoothed) loss improved
     by less than 1% of its total improvement so far. The message gives the floor it reached and
     what typically causes it: cross-entropy applied to probabilities (the floor is
     ``ln(1 + (C - 1) / e)``, 1.46 for 10 classes), frozen parameters, a zero learning rate,
-    ``Dropout(p=1.0)``. A loss still decreasing at ``max_steps`` gives a ``warn`` (inconclusive).
+    ``Dropout(p=1.0)``. A loss that ends above twice its initial value ``fail``s as "the loss
+    rose": the learning rate is too high for the batch. A loss still decreasing at ``max_steps``
+    gives a ``warn`` (inconclusive).
 
     Augmentation: the examples are fixed (those of the first batch, as the dataloader augmented
     them). Augmentation applied inside the module (e.g. in ``training_step``) can be switched off
@@ -255,6 +272,7 @@ class OverfitBatchCheck(RecipeCallback):
 
         outputs0 = self._predict(shadow, inputs)
         kind, task = _kind(targets, outputs0, self.task)
+        smoothing = self._declared_smoothing(module, outputs0, targets, task)
         losses: list[float] = []
         reached = plateau = False
         r2: float | None = None
@@ -266,7 +284,7 @@ class OverfitBatchCheck(RecipeCallback):
                 if not math.isfinite(value):
                     break
                 if target is None:
-                    target = self._target(kind, value)
+                    target = self._target(kind, value, smoothing)
                     if target is None:
                         self.losses = losses
                         return (
@@ -317,11 +335,23 @@ class OverfitBatchCheck(RecipeCallback):
         }
         if r2 is not None:
             numbers["r2"] = r2
+        if smoothing is not None:
+            numbers["label_smoothing"], numbers["smoothing_floor"] = smoothing
         plot = _plot_data(losses, target, outputs, targets, task)
         if plot is not None and "accuracy" in plot:
             numbers["accuracy"] = plot["accuracy"]
         steps = numbers["steps"]
         if losses and not math.isfinite(losses[-1]):
+            finite = [v for v in losses if math.isfinite(v)]
+            if initial > 0 and len(finite) > 1 and finite[-1] > DIVERGED * initial:
+                return (
+                    "fail",
+                    f"cannot overfit {n} examples: the loss rose from {initial:.4g} to {finite[-1]:.4g}, then "
+                    f"{losses[-1]} at step {len(losses) - 1}: the learning rate{_learning_rate(shadow.optimizer)} "
+                    "is too high for this batch; lower it",
+                    numbers,
+                    plot,
+                )
             return (
                 "fail",
                 f"the loss became {losses[-1]} at step {len(losses) - 1} while overfitting {n} examples "
@@ -335,13 +365,40 @@ class OverfitBatchCheck(RecipeCallback):
                 if kind == "regression" and r2 is not None and r2 >= R2_TARGET
                 else f"loss {best:.4g}"
             )
+            why = ""
+            if smoothing is not None:
+                why = f": the floor of label smoothing {smoothing[0]:.3g} is {smoothing[1]:.4g}"
             return (
                 "pass",
-                f"overfit {n} examples in {steps} steps: {how} (from {initial:.4g}; target {_target_text(kind, target)})",
+                f"overfit {n} examples in {steps} steps: {how} (from {initial:.4g}; target "
+                f"{_target_text(kind, target)}{why})",
                 numbers,
                 plot,
             )
-        hint = _hint(hints, changed, task, outputs, best, self.target_loss is None)
+        if task == "multiclass" and self.target_loss is None and smoothing is None:
+            floor = _smoothing_from_outputs(outputs, targets, best)
+            if floor is not None:
+                eps, p, classes = floor
+                numbers["label_smoothing"], numbers["smoothing_floor"] = eps, _smoothing_floor(eps, classes)
+                return (
+                    "pass",
+                    f"overfit {n} examples in {steps} steps: the loss stopped at {best:.4g} (from {initial:.4g}) "
+                    f"with every example right at the same probability {p:.3g}: a floor consistent with label "
+                    f"smoothing eps≈{eps:.2g} over {classes} classes",
+                    numbers,
+                    plot,
+                )
+        last = losses[-1] if losses else float("nan")
+        if not hints and initial > 0 and last > DIVERGED * initial:
+            lr = _learning_rate(shadow.optimizer)
+            return (
+                "fail",
+                f"cannot overfit {n} examples: the loss rose from {initial:.4g} to {last:.4g} in {steps} steps "
+                f"(lowest {best:.4g}): the learning rate{lr} is too high for this batch; lower it",
+                numbers,
+                plot,
+            )
+        hint = _hint(hints, changed, task, outputs, targets, best, self.target_loss is None)
         if plateau or not changed or hints:
             return (
                 "fail",
@@ -358,14 +415,39 @@ class OverfitBatchCheck(RecipeCallback):
             plot,
         )
 
-    def _target(self, kind: str, initial: float) -> float | None:
+    def _target(
+        self, kind: str, initial: float, smoothing: tuple[float, float] | None = None
+    ) -> float | None:
         if self.target_loss is not None:
             return self.target_loss
         if not initial > 0:
             return None
         if kind == "classification":
-            return max(CLASSIFICATION_TARGET, 2 * RELATIVE_TARGET * initial)
+            target = max(CLASSIFICATION_TARGET, 2 * RELATIVE_TARGET * initial)
+            if smoothing is not None:  # a cross-entropy with label smoothing has a minimum above 0
+                target = max(target, SMOOTHING_SLACK * smoothing[1])
+            return target
         return RELATIVE_TARGET * initial
+
+    def _declared_smoothing(
+        self, module: nn.Module, outputs: torch.Tensor | None, targets: Any, task: str | None
+    ) -> tuple[float, float] | None:
+        """``(eps, floor)`` of an ``nn.CrossEntropyLoss(label_smoothing=eps)`` inside the module."""
+        if self.target_loss is not None or task != "multiclass":
+            return None
+        eps = max(
+            (
+                float(m.label_smoothing)
+                for m in module.modules()
+                if isinstance(m, nn.CrossEntropyLoss) and isinstance(m.label_smoothing, (int, float))
+            ),
+            default=0.0,
+        )
+        view = _class_view(outputs, targets)
+        if not 0.0 < eps < 1.0 or view is None:
+            return None
+        classes = int(view[0].shape[1])
+        return eps, _smoothing_floor(eps, classes)
 
     def _predict(self, shadow: ShadowTrainer, inputs: Any) -> torch.Tensor | None:
         if inputs is None:
@@ -466,6 +548,100 @@ def _target_text(kind: str, target: float | None) -> str:
     return f"<= {t}"
 
 
+def _class_view(
+    outputs: torch.Tensor | None, targets: Any
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """``(scores (M, C), labels (M,), example (M,))`` of every labelled position of a multiclass output.
+
+    Outputs ``(N, C, ...)`` with targets ``(N, ...)`` (``F.cross_entropy``'s layout) or ``(N, T, C)``
+    with ``(N, T)`` (language models); positions whose label is out of ``[0, C)`` (padding,
+    ``ignore_index=-100``) are left out. ``None`` when outputs and targets do not fit that way.
+    """
+    if outputs is None or not isinstance(targets, torch.Tensor) or targets.is_floating_point():
+        return None
+    y = targets.detach().cpu().long()
+    out = outputs.detach().float().cpu()
+    if y.dim() == 0 or out.dim() != y.dim() + 1 or out.shape[0] != y.shape[0] or y.shape[0] == 0:
+        return None
+    if out.shape[2:] == y.shape[1:]:
+        scores = out.movedim(1, -1).reshape(-1, out.shape[1])
+    elif out.shape[:-1] == y.shape:
+        scores = out.reshape(-1, out.shape[-1])
+    else:
+        return None
+    labels = y.reshape(-1)
+    example = torch.arange(y.shape[0]).repeat_interleave(labels.numel() // y.shape[0])
+    keep = (labels >= 0) & (labels < scores.shape[1])
+    if not bool(keep.any()) or scores.shape[1] < 2:
+        return None
+    return scores[keep], labels[keep], example[keep]
+
+
+def _are_probabilities(scores: torch.Tensor) -> bool:
+    return bool(
+        (scores >= 0).all()
+        and (scores <= 1).all()
+        and torch.allclose(scores.sum(-1), torch.ones(1), atol=1e-3)
+    )
+
+
+def _smoothing_floor(eps: float, classes: int) -> float:
+    """The lowest cross-entropy with label smoothing ``eps`` over ``classes``: the entropy of the smoothed target."""
+    high, low = 1.0 - eps + eps / classes, eps / classes
+    return -(high * math.log(high)) - (classes - 1) * (low * math.log(low) if low > 0 else 0.0)
+
+
+def _smoothing_for_floor(loss: float, classes: int) -> float | None:
+    """The label smoothing ``eps`` whose floor is ``loss`` (the floor grows with ``eps`` up to ``(C - 1) / C``)."""
+    top = (classes - 1) / classes
+    if not 0.0 < loss < _smoothing_floor(top, classes):
+        return None
+    lo, hi = 0.0, top
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if _smoothing_floor(mid, classes) < loss else (lo, mid)
+    return (lo + hi) / 2
+
+
+def _smoothing_from_outputs(
+    outputs: torch.Tensor | None, targets: Any, loss: float
+) -> tuple[float, float, int] | None:
+    """``(eps, p, classes)`` when a plateau at ``loss`` is the floor of label smoothing, else ``None``.
+
+    Minimising a smoothed cross-entropy leaves every labelled position right with the same
+    probability ``p < 1`` of its class, ``p = 1 - eps (C - 1) / C``. The outputs must show that,
+    and the ``eps`` they imply must agree (within 25%) with the ``eps`` whose floor is the loss
+    (the loss is measured in training mode, the outputs in eval mode: dropout makes them differ a
+    little). A bug that caps the confidence (bounded logits) leaves a loss of about ``-log p``,
+    far below the smoothing floor of that ``p``: it does not pass.
+    """
+    view = _class_view(outputs, targets)
+    if view is None or not math.isfinite(loss):
+        return None
+    scores, labels, _ = view
+    probs = scores if _are_probabilities(scores) else scores.softmax(-1)
+    if not bool((probs.argmax(-1) == labels).all()):
+        return None
+    p_true = probs.gather(1, labels.unsqueeze(1)).squeeze(1).double()
+    p = float(p_true.mean())
+    classes = int(scores.shape[1])
+    from_outputs = (1.0 - p) * classes / (classes - 1)
+    spread = float(p_true.max() - p_true.min())
+    if not 0.005 <= from_outputs < 1.0 or spread > max(0.02, 0.25 * (1.0 - p)):
+        return None
+    from_loss = _smoothing_for_floor(loss, classes)
+    if from_loss is None or abs(from_loss - from_outputs) > 0.25 * max(from_loss, from_outputs):
+        return None
+    return from_loss, p, classes
+
+
+def _learning_rate(optimizer: torch.optim.Optimizer) -> str:
+    rates = sorted({float(g["lr"]) for g in optimizer.param_groups if isinstance(g.get("lr"), (int, float))})
+    if not rates:
+        return ""
+    return f" ({rates[0]:.3g})" if len(rates) == 1 else f" (up to {rates[-1]:.3g})"
+
+
 def _static_hints(module: nn.Module, optimizer: torch.optim.Optimizer) -> list[str]:
     hints = []
     trainable = [p for p in module.parameters() if p.requires_grad]
@@ -486,21 +662,23 @@ def _static_hints(module: nn.Module, optimizer: torch.optim.Optimizer) -> list[s
 
 
 def _hint(
-    static: list[str], changed: bool, task: str | None, outputs: torch.Tensor | None, best: float, auto: bool
+    static: list[str],
+    changed: bool,
+    task: str | None,
+    outputs: torch.Tensor | None,
+    targets: Any,
+    best: float,
+    auto: bool,
 ) -> str:
     if static:
         return "; ".join(static)
     if not changed:
         return "no parameter changed: the loss is not connected to the trainable parameters, or every gradient is 0"
-    if task == "multiclass" and outputs is not None and outputs.dim() >= 2 and outputs.shape[1] >= 2:
-        c = int(outputs.shape[1])
+    view = _class_view(outputs, targets) if task == "multiclass" else None
+    if view is not None:
+        c = int(view[0].shape[1])
         floor = math.log(1 + (c - 1) / math.e)
-        probs = bool(
-            (outputs >= 0).all()
-            and (outputs <= 1).all()
-            and torch.allclose(outputs.sum(1), torch.ones(1), atol=1e-3)
-        )
-        if probs or abs(best - floor) <= 0.05 * floor:
+        if _are_probabilities(view[0]) or abs(best - floor) <= 0.05 * floor:
             return (
                 f"the floor of cross-entropy applied to probabilities is ln(1 + {c - 1}/e) = {floor:.3g} for {c} "
                 "classes: pass logits (not softmax outputs) to cross_entropy, or use nll_loss(log_softmax(z))"
@@ -533,16 +711,22 @@ def _plot_data(
     n = y.shape[0] if y.dim() else 0
     if n == 0 or out.shape[0] != n:
         return data
-    if task == "multiclass" and out.dim() == y.dim() + 1 and not y.is_floating_point():
-        probs = out.softmax(1) if not bool((out >= 0).all() and (out <= 1).all()) else out
-        pred = out.argmax(1)
-        p_true = probs.gather(1, y.long().unsqueeze(1)).squeeze(1)
+    view = _class_view(out, y) if task == "multiclass" else None
+    if view is not None:
+        scores, labels, example = view
+        probs = scores if _are_probabilities(scores) else scores.softmax(-1)
+        pred = scores.argmax(-1)
+        p_true = probs.gather(1, labels.unsqueeze(1)).squeeze(1)
+        # one point per example: its first labelled position
+        first = torch.ones_like(example, dtype=torch.bool)
+        first[1:] = example[1:] != example[:-1]
         data.update(
             mode="class",
-            label=y.reshape(n, -1)[:, 0].numpy().astype(np.float64),
-            pred=pred.reshape(n, -1)[:, 0].numpy().astype(np.float64),
-            p_true=p_true.reshape(n, -1)[:, 0].numpy(),
-            accuracy=float((pred == y).float().mean()),
+            label=labels[first].numpy().astype(np.float64),
+            pred=pred[first].numpy().astype(np.float64),
+            p_true=p_true[first].numpy(),
+            accuracy=float((pred == labels).float().mean()),
+            per_position=bool(labels.numel() > int(first.sum())),
         )
         return data
     if task in ("binary", "multilabel") and out.numel() == y.numel():
@@ -611,7 +795,12 @@ def _summary_figure(data: dict[str, Any], verdict: str) -> Any:
                 ha="center",
                 fontsize=6,
             )
-        ax2.set_xlabel("example (number: predicted probability of its label)", fontsize=8)
+        ax2.set_xlabel(
+            "example at its 1st labelled position (number: P(label))"
+            if data.get("per_position")
+            else "example (number: predicted probability of its label)",
+            fontsize=8,
+        )
         ax2.set_ylabel("class", fontsize=8)
         ax2.set_title(f"label vs prediction: accuracy {data['accuracy']:.0%}", fontsize=8)
         ax2.set_xticks(idx)

@@ -267,6 +267,8 @@ def _embedding_leaves(
                     t.shape == ids.shape and t.device == ids.device and torch.equal(t, ids)
                     for t in id_tensors
                 )
+                if not matched and not _per_sample_ids(ids, n, batch_dim):
+                    return None  # positions (arange) or indices shared by every sample: not the batch's data
                 leaf = output.detach().requires_grad_(True)
                 count = sum(1 for recorded, _, _ in leaves if recorded.startswith(f"embedding {_name!r}"))
                 label = f"embedding {_name!r}" + (f" (call {count + 1})" if count else "")
@@ -279,6 +281,25 @@ def _embedding_leaves(
     finally:
         for h in handles:
             h.remove()
+
+
+def _per_sample_ids(ids: torch.Tensor | None, n: int, batch_dim: int) -> bool:
+    """Whether an embedding's index tensor (that is not one of the inputs) holds per-sample data.
+
+    It must have the batch dimension and differ from sample to sample. Position indices do not:
+    ``arange(T)`` (which looks like a batch when ``T == n``), or positions expanded over the
+    batch (every sample's row the same).
+    """
+    if ids is None or ids.dim() <= batch_dim or ids.shape[batch_dim] != n or n < 2:
+        return False
+    rows = ids.detach().movedim(batch_dim, 0)
+    if bool((rows == rows[:1]).all()):
+        return False  # the same indices for every sample
+    if rows.dim() == 1 and not rows.is_floating_point():
+        steps = rows[1:] - rows[:-1]
+        if bool((steps == 1).all()):
+            return False  # consecutive positions (arange(T), offset or not), not samples
+    return True
 
 
 def _select_outputs(outputs: Any, n: int, batch_dim: int) -> list[tuple[str, torch.Tensor]]:

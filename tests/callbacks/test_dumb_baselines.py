@@ -386,3 +386,95 @@ def test_dumb_baselines_same_verdict_on_every_rank_under_ddp(tmp_path):
     assert ranks[0][0]["numbers"]["prior_loss"] == pytest.approx(expected.loss)
     events = read_events(log_dir)
     assert len(events.scalars(f"{TAG}/prior_loss")) == 3  # rank zero writes: step 0 + two validations
+
+
+# ---------------------------------------------------------------------- sequences, shuffled loaders, streams
+class _Tokens(torch.utils.data.Dataset):
+    """Digits as token sequences (pixel intensities 0-16): predict the next pixel; the last 8 are padding."""
+
+    def __init__(self, x: np.ndarray) -> None:
+        self.tokens = (torch.as_tensor(x).reshape(len(x), -1) * 16).round().long()
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        seq = self.tokens[i]
+        labels = seq[1:].clone()
+        labels[-8:] = -100  # padding, ignored by F.cross_entropy (its default ignore_index)
+        return {"input_ids": seq[:-1], "labels": labels}
+
+
+class TinyLM(LitModel):
+    def __init__(self) -> None:
+        super().__init__(torch.nn.Sequential(torch.nn.Embedding(17, 32), torch.nn.Linear(32, 17)))
+        self.seen: list[list[int]] = []
+
+    def _loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        logits = self(batch["input_ids"])  # (N, T, 17)
+        return F.cross_entropy(logits.transpose(1, 2), batch["labels"])
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        self.seen.append(batch["labels"][:4, 0].tolist())
+        return self._loss(batch)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self.log("val_loss", self._loss(batch))
+
+
+def test_dumb_baselines_leave_out_padding_labels_by_default(tmp_path):
+    (xt, _), (xv, _) = digits_data()
+    data = (
+        torch.utils.data.DataLoader(_Tokens(xt), batch_size=64, shuffle=True),
+        torch.utils.data.DataLoader(_Tokens(xv), batch_size=128),
+    )
+    baselines = DumbBaselines()
+    fit(tmp_path, TinyLM(), baselines, data, max_epochs=2)
+    [finding] = baselines.findings
+    assert finding.status == "pass", finding.message
+    assert baselines.scores is not None and 1.0 < baselines.scores.loss < math.log(17)
+    explicit = DumbBaselines(ignore_index=None)  # every label counts: -100 is out of range
+    fit(tmp_path / "none", TinyLM(), explicit, data, max_steps=1)
+    assert (
+        explicit.findings[0].status == "skipped"
+        and "negative class label -100" in explicit.findings[0].message
+    )
+
+
+def test_dumb_baselines_leave_a_generator_seeded_shuffle_order_unchanged(tmp_path):
+    (xt, _), (xv, _) = digits_data()
+
+    def run(callbacks: list[Any]) -> tuple[dict[str, torch.Tensor], list[list[int]]]:
+        torch.manual_seed(0)
+        model = TinyLM()
+        train = torch.utils.data.DataLoader(
+            _Tokens(xt), batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(5)
+        )
+        trainer = make_trainer(tmp_path, callbacks, max_steps=5, logger=False)
+        trainer.fit(model, train, torch.utils.data.DataLoader(_Tokens(xv), batch_size=128))
+        return final_params(model), model.seen
+
+    baselines = DumbBaselines()
+    params_with, seen_with = run([baselines])
+    assert baselines.scores is not None  # it read the training loader (no targets on the dataset)
+    params_without, seen_without = run([])
+    assert seen_with == seen_without
+    assert_same_params(params_without, params_with)
+
+
+class _OneShot(torch.utils.data.IterableDataset):
+    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+        self._it = iter(zip(torch.as_tensor(x), torch.as_tensor(y)))
+
+    def __iter__(self):
+        return self._it
+
+
+def test_dumb_baselines_skip_a_one_shot_training_stream(tmp_path):
+    (xt, yt), (xv, yv) = digits_data()
+    baselines = DumbBaselines()
+    train = torch.utils.data.DataLoader(_OneShot(xt, yt), batch_size=64)
+    fit(tmp_path, LitModel(mlp(64, 10)), baselines, (train, loader(xv, yv)), max_steps=3)
+    [finding] = baselines.findings
+    assert finding.status == "skipped"
+    assert "the training data (_OneShot) is a one-shot stream" in finding.message

@@ -380,3 +380,111 @@ def test_input_independent_same_verdict_on_every_rank_under_ddp(tmp_path, shuffl
     assert ranks[0][0]["numbers"]["real_val_loss"] == ranks[1][0]["numbers"]["real_val_loss"]
     events = read_events(log_dir)
     assert len(events.scalars(f"{TAG}/real_val_loss")) == 1  # rank zero writes
+
+
+# ---------------------------------------------------------------------- the real run's data and trainer
+def test_input_independent_leaves_a_generator_seeded_shuffle_order_unchanged(tmp_path):
+    (xt, yt), (xv, yv) = _split(*digits_arrays())
+
+    def run(callbacks: list[Callback]) -> tuple[dict[str, torch.Tensor], list[list[int]]]:
+        torch.manual_seed(7)
+        model = RecordsLabels(mlp(64, 10, dropout=0.5))
+        train = loader(xt, yt, shuffle=True, generator=torch.Generator().manual_seed(5))
+        trainer = make_trainer(tmp_path, callbacks, max_steps=6, logger=False)
+        trainer.fit(model, train, loader(xv, yv, batch_size=64))
+        return final_params(model), model.seen
+
+    check = InputIndependentBaseline(steps=20, max_steps=20)
+    params_without, seen_without = run([])
+    params_with, seen_with = run([check])
+    assert check.findings and check.findings[0].status != "skipped", check.findings[0].message
+    assert seen_with == seen_without  # the same batches in the same order
+    assert_same_params(params_without, params_with)
+
+
+class RecordsLabels(LitModel):
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__(net)
+        self.seen: list[list[int]] = []
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        self.seen.append(batch[1][:8].tolist())
+        return super().training_step(batch, batch_idx)
+
+
+class _Stream(torch.utils.data.IterableDataset):
+    """Yields (x, y) pairs from arrays; each ``iter()`` starts a new pass."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+        self.x, self.y, self.i = torch.as_tensor(x), torch.as_tensor(y), 0
+
+    def __iter__(self):
+        for x, y in zip(self.x, self.y):
+            self.i += 1
+            yield x, y
+
+
+class _OneShotStream(_Stream):
+    """A stream: ``__iter__`` returns the same iterator, what one pass reads is gone."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+        super().__init__(x, y)
+        self._it = super().__iter__()
+
+    def __iter__(self):
+        return self._it
+
+
+@pytest.mark.parametrize("one_shot", [True, False], ids=["one-shot-stream", "re-iterable"])
+def test_input_independent_reads_an_iterable_dataset_only_when_it_can_be_replayed(tmp_path, one_shot):
+    (xt, yt), (xv, yv) = _split(*digits_arrays())
+    kind = _OneShotStream if one_shot else _Stream
+    stream = kind(xt, yt)
+    check = InputIndependentBaseline()
+    fit(
+        tmp_path,
+        LitModel(mlp(64, 10)),
+        check,
+        (DataLoader(stream, batch_size=32), loader(xv, yv, batch_size=64)),
+    )
+    [finding] = check.findings
+    if one_shot:
+        assert finding.status == "skipped"
+        assert "_OneShotStream) is a one-shot stream" in finding.message
+        alone = kind(xt, yt)
+        make_trainer(tmp_path / "alone", max_steps=1).fit(
+            LitModel(mlp(64, 10)), DataLoader(alone, batch_size=32)
+        )
+        assert stream.i == alone.i  # the check took nothing from the stream
+    else:
+        assert finding.status == "pass", finding.message
+
+
+class ReadsTrainer(LitModel):
+    """Reads its trainer and scheduler in ``training_step``, as many real modules do to log the LR."""
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+        self.log("sched_lr", self.lr_schedulers().get_last_lr()[0])
+        scale = 1.0 if self.trainer.current_epoch >= 0 else 0.0
+        return super().training_step(batch, batch_idx) * scale
+
+
+def test_input_independent_runs_on_a_module_that_reads_its_trainer(tmp_path):
+    def decay(opt: torch.optim.Optimizer) -> dict:
+        return {"scheduler": torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.9), "interval": "step"}
+
+    def run(callbacks: list[Callback], sub: str):
+        torch.manual_seed(0)
+        model = ReadsTrainer(mlp(64, 10, dropout=0.3), scheduler=decay)
+        trainer = make_trainer(tmp_path / sub, callbacks, max_steps=3)
+        trainer.fit(model, *digits_loaders())
+        lrs = read_events(trainer.logger).scalars("lr")
+        return final_params(model), lrs, trainer.lr_scheduler_configs[0].scheduler.last_epoch
+
+    check = InputIndependentBaseline()
+    with_check = run([check], "with")
+    assert check.findings[0].status == "pass", check.findings[0].message
+    without = run([], "without")
+    assert_same_params(without[0], with_check[0])
+    assert with_check[1:] == without[1:] and with_check[2] == 3

@@ -137,17 +137,95 @@ def test_overfit_batch_regression_broadcasting_bug_fails(tmp_path):
     assert finding.numbers["r2"] < 0.5
 
 
-def test_overfit_batch_label_smoothing_passes_with_target_loss(tmp_path):
+def test_overfit_batch_label_smoothing_floor_passes(tmp_path):
     torch.manual_seed(0)
     smooth = lambda z, y: F.cross_entropy(z, y, label_smoothing=0.1)  # noqa: E731
     auto = OverfitBatchCheck()
-    with pytest.warns(UserWarning, match="pass `target_loss=`"):
-        fit(tmp_path / "a", LitModel(mlp(64, 10), loss=smooth), [auto], max_steps=1)
-    assert auto.findings[0].status == "fail"
+    fit(tmp_path / "a", LitModel(mlp(64, 10), loss=smooth), [auto], max_steps=1)
+    (finding,) = auto.findings
+    assert finding.status == "pass", finding.message
+    assert "a floor consistent with label smoothing eps≈0.1 over 10 classes" in finding.message
+    assert finding.numbers["label_smoothing"] == pytest.approx(0.1, abs=0.01)
+    assert finding.numbers["smoothing_floor"] == pytest.approx(0.50, abs=0.01)
     torch.manual_seed(0)
     told = OverfitBatchCheck(target_loss=0.55)
     fit(tmp_path / "b", LitModel(mlp(64, 10), loss=smooth), [told], max_steps=1)
     assert told.findings[0].status == "pass"
+    assert "label_smoothing" not in told.findings[0].numbers  # the user's target: no guessing
+
+
+class SmoothedModule(LitModel):
+    """Label smoothing declared as an ``nn.CrossEntropyLoss`` submodule, 3 classes (digits 0-2)."""
+
+    def __init__(self) -> None:
+        super().__init__(mlp(64, 3))
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=0.1)
+        self.loss_fn = self.criterion
+
+
+def test_overfit_batch_reads_label_smoothing_from_a_cross_entropy_module(tmp_path):
+    x, y = digits_arrays()
+    keep = y < 3
+    torch.manual_seed(0)
+    check = OverfitBatchCheck()
+    fit(tmp_path, SmoothedModule(), [check], data=loader(x[keep], y[keep]), max_steps=1)
+    (finding,) = check.findings
+    assert finding.status == "pass", finding.message
+    assert "the floor of label smoothing 0.1 is 0.2" in finding.message  # H(0.933, 0.033, 0.033) = 0.28
+    assert finding.numbers["target_loss"] == pytest.approx(1.05 * finding.numbers["smoothing_floor"])
+
+
+def test_overfit_batch_label_smoothing_does_not_hide_probabilities_fed_to_cross_entropy(tmp_path):
+    torch.manual_seed(0)
+    smooth = lambda p, y: F.cross_entropy(p, y, label_smoothing=0.1)  # noqa: E731
+    check = OverfitBatchCheck()
+    with pytest.warns(UserWarning, match="pass logits"):
+        fit(
+            tmp_path,
+            LitModel(nn.Sequential(mlp(64, 10), nn.Softmax(dim=1)), loss=smooth),
+            [check],
+            max_steps=1,
+        )
+    assert check.findings[0].status == "fail"
+
+
+class CappedLogits(nn.Module):
+    """A bug that caps the confidence: logits squashed into [-2, 2], so p(label) <= 0.86 (loss >= 0.15)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = mlp(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 2 * torch.tanh(self.net(x))
+
+
+def test_overfit_batch_capped_confidence_is_not_taken_for_label_smoothing(tmp_path):
+    torch.manual_seed(0)
+    check = OverfitBatchCheck()
+    with pytest.warns(UserWarning, match="cannot overfit 8 examples: the loss plateaued at 0.15"):
+        fit(tmp_path, LitModel(CappedLogits()), [check], max_steps=1)
+    assert check.findings[0].status == "fail" and "label_smoothing" not in check.findings[0].numbers
+
+
+@pytest.mark.parametrize("lr, then", [(0.1, "then inf"), (0.062, "in ")], ids=["to-inf", "slowly"])
+def test_overfit_batch_says_when_the_loss_rose(tmp_path, lr, then):
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    class Boring(BoringModel):  # Lightning's demo: SGD on one example of 32 random features
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=lr)
+
+    torch.manual_seed(0)
+    model = Boring()
+    check = OverfitBatchCheck()
+    with pytest.warns(UserWarning, match="too high for this batch"):
+        make_trainer(tmp_path, [check], max_steps=1).fit(model, model.train_dataloader())
+    (finding,) = check.findings
+    assert finding.status == "fail"
+    assert "cannot overfit 1 examples: the loss rose from 0.5" in finding.message, finding.message
+    assert then in finding.message and "plateaued" not in finding.message
+    assert f"the learning rate ({lr:.3g}) is too high for this batch; lower it" in finding.message
 
 
 def test_overfit_batch_slow_learning_rate_is_inconclusive_not_failed(tmp_path):
@@ -325,3 +403,107 @@ def test_overfit_batch_same_verdict_on_every_rank_under_ddp(tmp_path):
     assert finding["status"] == "fail" and finding["numbers"]["rank"] == 1
     assert "1.46" in finding["message"]
     assert len(read_events(log_dir).images(FIGURE)) == 1
+
+
+# ---------------------------------------------------------------------- modules that read their trainer
+def step_decay(opt: torch.optim.Optimizer) -> dict:
+    return {"scheduler": torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.9), "interval": "step"}
+
+
+class TrainerReading(LitModel):
+    """Reads its trainer, optimizer and scheduler in ``training_step`` and writes to the logger directly."""
+
+    def training_step(self, batch, batch_idx):
+        lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+        assert self.optimizers().param_groups[0]["lr"] == lr
+        self.log("lr", lr)
+        self.log_dict({"sched_lr": self.lr_schedulers().get_last_lr()[0], "epoch": float(self.current_epoch)})
+        self.logger.experiment.add_scalar("direct_lr", lr, self.trainer.global_step)
+        self.trainer.should_stop = False  # a write: must stay on the copy's view
+        return super().training_step(batch, batch_idx)
+
+
+def test_overfit_batch_runs_on_a_module_that_reads_its_trainer_and_leaves_it_untouched(tmp_path):
+    def run(callbacks, sub):
+        torch.manual_seed(0)
+        model = TrainerReading(small_cnn(dropout=0.3), lr=3e-3, scheduler=step_decay)
+        trainer = fit(tmp_path / sub, model, callbacks, data=digits_loader(shuffle=True), max_steps=4)
+        events = read_events(trainer.logger)
+        logged = {tag: events.scalars(tag) for tag in ("lr", "sched_lr", "direct_lr")}
+        return final_params(model), logged, trainer.lr_scheduler_configs[0].scheduler.state_dict()
+
+    check = OverfitBatchCheck()
+    params_with, logged_with, sched_with = run([check], "with")
+    (finding,) = check.findings
+    assert finding.status == "pass", finding.message
+    params_without, logged_without, sched_without = run([], "without")
+    assert_same_params(params_without, params_with)
+    assert logged_with == logged_without and len(logged_with["direct_lr"]) == 4
+    assert sched_with == sched_without and sched_with["last_epoch"] == 4
+
+
+def test_overfit_batch_one_cycle_schedule_trains_the_copy_at_its_working_rate(tmp_path):
+    def one_cycle(opt: torch.optim.Optimizer) -> dict:
+        return {
+            "scheduler": torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=1000),
+            "interval": "step",
+        }
+
+    torch.manual_seed(0)  # starts at max_lr / 25 = 1.2e-4: too slow to overfit within max_steps
+    check = OverfitBatchCheck()
+    fit(tmp_path, LitModel(mlp(64, 10), lr=3e-3, scheduler=one_cycle), [check], max_steps=1)
+    (finding,) = check.findings
+    assert finding.status == "pass", finding.message
+
+
+# ---------------------------------------------------------------------- sequence targets with padding
+class _Tokens(torch.utils.data.Dataset):
+    """Digits as 11 pixel tokens (0-16) predicting the next one; the last 4 labels are padding."""
+
+    def __init__(self) -> None:
+        x, _ = digits_arrays()
+        self.tokens = (torch.as_tensor(x).reshape(len(x), -1)[:, 20:32] * 16).round().long()
+
+    def __len__(self) -> int:
+        return 256
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        labels = self.tokens[i, 1:].clone()
+        labels[-4:] = -100
+        return {"input_ids": self.tokens[i, :-1], "labels": labels}
+
+
+class TinyLM(LitModel):
+    """Logits (N, T, V) with V = 50 > T = 11 from the whole sequence; cross-entropy ignores -100 by default."""
+
+    def __init__(self, broken: bool = False) -> None:
+        super().__init__(
+            nn.Sequential(nn.Flatten(), nn.Linear(11 * 16, 128), nn.ReLU(), nn.Linear(128, 11 * 50))
+        )
+        self.embed = nn.Embedding(50, 16)
+        self.broken = broken
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        logits = self.net(self.embed(ids)).reshape(len(ids), 11, 50)
+        return logits.softmax(-1) if self.broken else logits  # broken: cross-entropy on probabilities
+
+    def training_step(self, batch, batch_idx):
+        return F.cross_entropy(self(batch["input_ids"]).transpose(1, 2), batch["labels"])
+
+
+@pytest.mark.parametrize("broken", [False, True], ids=["healthy", "softmax-then-cross-entropy"])
+def test_overfit_batch_sequence_targets_with_padding(tmp_path, broken):
+    torch.manual_seed(0)
+    check = OverfitBatchCheck(input_key="input_ids", target_key="labels")
+    data = torch.utils.data.DataLoader(_Tokens(), batch_size=32)
+    if broken:
+        with pytest.warns(UserWarning, match=r"ln\(1 \+ 49/e\) = 2.95 for 50 classes"):
+            trainer = fit(tmp_path, TinyLM(broken), [check], data=data, max_steps=1)
+    else:
+        trainer = fit(tmp_path, TinyLM(broken), [check], data=data, max_steps=1)
+    (finding,) = check.findings
+    assert finding.status == ("fail" if broken else "pass"), finding.message
+    assert 0 < finding.numbers["accuracy"] <= 1  # over the 56 labelled positions, padding left out
+    assert finding.numbers["kind"] == "classification"
+    ((_, _, _, png),) = read_events(trainer.logger).images(FIGURE)
+    (tmp_path / "summary.png").write_bytes(png)

@@ -154,6 +154,35 @@ def test_integer_inputs_are_charted_at_the_embedding_output(mix, expected):
     assert independence_verdict(chart)[0] == expected
 
 
+class ShiftedTokenNet(TokenNet):
+    """Looks up ``ids + 1`` (no embedding call sees the input tensor itself) and positions with T == N."""
+
+    def __init__(self, mix: bool, expand: bool) -> None:
+        super().__init__(mix)
+        self.tok = nn.Embedding(21, 8)
+        self.expand = expand
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(ids.shape[1])
+        if self.expand:
+            positions = positions.unsqueeze(0).expand_as(ids)
+        h = self.tok(ids + 1) + self.pos(positions)
+        if self.mix:
+            h = h - h.mean(0)
+        return self.out(h)
+
+
+@pytest.mark.parametrize("expand", [False, True], ids=["arange", "expanded"])
+@pytest.mark.parametrize("mix, expected", [(False, "pass"), (True, "fail")])
+def test_position_embeddings_are_not_taken_for_samples_when_no_lookup_matches_the_ids(mix, expected, expand):
+    torch.manual_seed(0)
+    net = ShiftedTokenNet(mix, expand)
+    ids = torch.randint(0, 20, (N, N))
+    chart = chart_dependencies(net, ids, modules=net)
+    assert [s.name for s in chart.sources] == ["embedding 'tok'"]
+    assert independence_verdict(chart)[0] == expected
+
+
 def test_integer_inputs_without_embedding_say_what_to_pass():
     with pytest.raises(DependencyError, match=r"integer tensors and no nn.Embedding.*`input_key=`"):
         chart_dependencies(lambda ids: ids.float() * 2, torch.arange(N)[:, None])
