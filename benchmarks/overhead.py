@@ -32,7 +32,6 @@ from digits import DigitsConvNet, DigitsData
 from lightning_recipe import logging as recipe_logging
 from lightning_recipe import recipe_callbacks
 
-
 #: Checks that run once, before or at the start of training (their cost does not grow with the run).
 ONE_TIME = (
     "DataInspector",
