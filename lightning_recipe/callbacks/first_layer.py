@@ -39,6 +39,9 @@ _NOISE_SMOOTHNESS = 0.15
 #: ...provided they barely moved (relative change below this) or what training added has no
 #: spatial structure either (smoothness of the change below :data:`_NOISE_GAIN`).
 _BARELY_MOVED = 0.05
+#: Spatial structure is judged only on filters at least this wide and high: 3x3 kernels (and any
+#: kernel followed by normalisation) train into healthy filters that need not look smooth.
+_MIN_STRUCTURE_SIZE = 5
 
 
 def filter_grid(tiles: np.ndarray, ncols: int | None = None) -> np.ndarray:
@@ -401,7 +404,11 @@ class FirstLayerFilters(RecipeCallback):
                 "at init); raise the learning rate, or check that the layer is not frozen or its gradient cut.",
                 numbers,
             )
-        elif still_noise and (not math.isfinite(delta) or delta < _NOISE_GAIN):
+        elif (
+            still_noise
+            and min(tiles.shape[-2:]) >= _MIN_STRUCTURE_SIZE
+            and (not math.isfinite(delta) or delta < _NOISE_GAIN)
+        ):
             self._noise_verdict = "warn"
             self.record(
                 trainer,

@@ -118,6 +118,22 @@ def test_healthy_mlp_on_digits_passes(tmp_path):
     assert [f.status for f in cb.findings] == ["pass"]
 
 
+def test_healthy_batchnorm_cnn_with_3x3_kernels_passes(tmp_path):
+    # normalisation after a 3x3 conv leaves trained filters that need not look smooth: no verdict on
+    # their spatial structure, only on whether they moved
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 16, 3, padding=1),
+        torch.nn.BatchNorm2d(16),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(256, 10),
+    )
+    cb = FirstLayerFilters(check_noise_after_epochs=3)
+    _fit(tmp_path, cb, data=_digits(n=1000), net=net, max_epochs=3, max_steps=-1)
+    assert [f.status for f in cb.findings] == ["pass"]
+
+
 def test_scrambled_pixels_leave_noise_like_filters(tmp_path):
     cb = FirstLayerFilters(check_noise_after_epochs=3)
     _fit(tmp_path, cb, data=_digits(n=1000, permute=True), net=mlp(64, 10), max_epochs=3, max_steps=-1)
