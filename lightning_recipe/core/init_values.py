@@ -735,14 +735,16 @@ def diagnose(
                 return verdict(
                     "fail",
                     f"{head}: logits are far too confident (rms {_fmt(dev)} from the bias, std {_fmt(spread)} "
-                    "across samples); scale down the final layer's weights",
+                    "across samples); scale down the final layer's weights, and check the inputs are "
+                    "normalised (BatchInspector)",
                     "too_confident",
                 )
             target_std = ev["target_std"]
             return verdict(
                 "fail",
                 f"{head}: predictions spread far too wide (rms {_fmt(dev)} from the bias vs target std "
-                f"{_fmt(target_std)}); scale down the final layer's weights",
+                f"{_fmt(target_std)}); scale down the final layer's weights, and check the inputs are "
+                "normalised (BatchInspector)",
                 "too_confident",
             )
         tail = (
