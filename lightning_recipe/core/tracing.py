@@ -98,6 +98,13 @@ def _has_own_parameters(module: nn.Module) -> bool:
     return any(True for _ in module.parameters(recurse=False))
 
 
+def _is_parametric_leaf(module: nn.Module) -> bool:
+    """A layer: a module without submodules that owns parameters. A container that also owns a
+    parameter (a positional embedding, a ViT ``cls_token``, ``MultiheadAttention``'s in-projection)
+    is not a layer: its forward hook fires after its children's, so it would pass for the head."""
+    return _has_own_parameters(module) and not any(True for _ in module.children())
+
+
 def trace_layers(
     model: nn.Module,
     run: Callable[[nn.Module], Any],
@@ -105,22 +112,22 @@ def trace_layers(
 ) -> LayerTrace:
     """Run ``run(model)`` once and record the parametric modules in execution order.
 
-    A module is recorded when it owns parameters directly (``parameters(recurse=False)``), the
-    first time it runs (a module called twice keeps its first position). The traced model itself
-    is left out when it has submodules: its own parameters (a positional embedding, a ViT
-    ``cls_token``) are not a layer, and its hook would fire last, after the real head. Hooks are removed in
+    A module is recorded when it is a parametric leaf (it owns parameters and has no submodules),
+    the first time it runs (a module called twice keeps its first position). Containers that also
+    own a parameter (a positional embedding, a ViT ``cls_token``) are not layers: their hook would
+    fire last, after the real head. Hooks are removed in
     ``finally``. The caller decides grad mode, train/eval mode and state preservation (wrap the
     call in :func:`~lightning_recipe.core.state.preserved_state`).
 
     Args:
         model: the model whose modules are traced.
         run: called with ``model``; runs the forward pass (e.g. ``lambda m: m(x)``).
-        include: optional predicate selecting which modules to record (default: own parameters).
+        include: optional predicate selecting which modules to record (default: parametric leaves).
 
     Returns:
         a :class:`LayerTrace`; its ``output`` attribute holds what ``run`` returned.
     """
-    select = include or _has_own_parameters
+    select = include or _is_parametric_leaf
     names = {id(m): n for n, m in model.named_modules()}
     records: list[LayerRecord] = []
     seen: set[int] = set()
@@ -143,12 +150,7 @@ def trace_layers(
             )
         )
 
-    has_children = any(True for _ in model.children())
-    handles = [
-        m.register_forward_hook(hook)
-        for m in model.modules()
-        if select(m) and not (m is model and has_children and include is None)
-    ]
+    handles = [m.register_forward_hook(hook) for m in model.modules() if select(m)]
     try:
         output = run(model)
     finally:

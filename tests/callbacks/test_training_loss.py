@@ -117,6 +117,7 @@ def test_loss_rising_after_progress_is_flagged(tmp_path):
 
 def test_too_high_sgd_lr_on_digits_is_flagged_above_start(tmp_path):
     check = TrainingLossCheck()
+    torch.manual_seed(0)  # the model's init decides which of the two warnings a diverging run gets
     _fit(
         tmp_path,
         LitModel(small_cnn(), "ce", lr=10.0, optimizer="sgd"),

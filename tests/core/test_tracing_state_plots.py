@@ -129,9 +129,11 @@ class WithPositions(nn.Module):
         return self.head(self.embed(x) + self.pos)
 
 
-def test_trace_leaves_out_a_root_that_owns_parameters():
+def test_trace_leaves_out_containers_that_own_parameters():
     trace = trace_layers(WithPositions(), lambda m: m(torch.randn(3, 4)))
     assert trace.names() == ["embed", "head"] and trace.final.name == "head"
+    nested = nn.Sequential(WithPositions())  # the container is a submodule, not the root
+    assert trace_layers(nested, lambda m: m(torch.randn(3, 4))).final.name == "0.head"
     bare = nn.Linear(4, 2)  # a model that is a single layer is its own first and final layer
     assert trace_layers(bare, lambda m: m(torch.randn(3, 4))).final.module is bare
 
