@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing import event_accumulator as ea
 from tensorboard.util import tensor_util
@@ -242,3 +244,24 @@ def assert_same_params(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), f"parameter {k} differs"
+
+
+class DumpFindings(Callback):
+    """Write each rank's findings to ``directory/rank{r}.json`` at the end of fit (DDP tests: state
+    set inside spawned or forked workers does not come back to the test process)."""
+
+    def __init__(self, directory: Any, *checks: Any) -> None:
+        self.directory = Path(directory)
+        self.checks = checks
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        from lightning_recipe import RecipeReport
+
+        sources = self.checks or [cb for cb in trainer.callbacks if not isinstance(cb, RecipeReport)]
+        found = [f.to_dict() for cb in sources for f in getattr(cb, "findings", [])]
+        (self.directory / f"rank{trainer.global_rank}.json").write_text(json.dumps(found))
+
+
+def read_rank_findings(directory: Any, world_size: int = 2) -> list[list[dict[str, Any]]]:
+    """What :class:`DumpFindings` wrote, one list per rank."""
+    return [json.loads((Path(directory) / f"rank{r}.json").read_text()) for r in range(world_size)]

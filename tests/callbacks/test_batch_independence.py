@@ -14,6 +14,7 @@ from torch.nn import functional as F
 
 from lightning_recipe import BatchIndependenceCheck, RecipeCheckError, RecipeReport
 from tests.helpers import (
+    DumpFindings,
     LitModel,
     assert_same_params,
     digits_arrays,
@@ -375,15 +376,6 @@ class RankMixing(nn.Module):
         return self.net(x - x.mean(0) if rank == 1 else x)
 
 
-class _DumpFindings(Callback):
-    def __init__(self, directory) -> None:
-        self.directory = directory
-
-    def on_train_end(self, trainer, pl_module):
-        found = [f.to_dict() for cb in trainer.callbacks for f in getattr(cb, "findings", [])]
-        (self.directory / f"rank{trainer.global_rank}.json").write_text(json.dumps(found))
-
-
 @pytest.mark.slow
 def test_batch_independence_same_verdict_on_every_rank_under_ddp(tmp_path):
     from datetime import timedelta
@@ -393,7 +385,7 @@ def test_batch_independence_same_verdict_on_every_rank_under_ddp(tmp_path):
     torch.manual_seed(0)
     trainer = make_trainer(
         tmp_path,
-        [BatchIndependenceCheck(), _DumpFindings(tmp_path)],
+        [BatchIndependenceCheck(), DumpFindings(tmp_path)],
         max_steps=1,
         devices=2,
         strategy=DDPStrategy(start_method="fork", timeout=timedelta(seconds=60)),

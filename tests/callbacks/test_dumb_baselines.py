@@ -20,6 +20,7 @@ from lightning_recipe import DumbBaselines
 from lightning_recipe.core.baselines import dumb_baselines
 from lightning_recipe.core.stats import TargetStats
 from tests.helpers import (
+    DumpFindings,
     LitModel,
     assert_same_params,
     diabetes_arrays,
@@ -350,15 +351,6 @@ def test_dumb_baselines_are_quiet_during_the_sanity_check(tmp_path):
 
 
 # ---------------------------------------------------------------------- DDP
-class _DumpFindings(Callback):
-    def __init__(self, path: Any, check: DumbBaselines) -> None:
-        self.path, self.check = path, check
-
-    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
-        payload = [f.to_dict() for f in self.check.findings]
-        (self.path / f"rank{trainer.global_rank}.json").write_text(json.dumps(payload))
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_dumb_baselines_same_verdict_on_every_rank_under_ddp(tmp_path):
@@ -367,7 +359,7 @@ def test_dumb_baselines_same_verdict_on_every_rank_under_ddp(tmp_path):
     strategy = DDPStrategy(start_method="fork", timeout=timedelta(seconds=60))
     trainer = make_trainer(
         tmp_path,
-        [baselines, _DumpFindings(tmp_path, baselines)],
+        [baselines, DumpFindings(tmp_path, baselines)],
         max_epochs=2,
         max_steps=-1,
         devices=2,

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 
 from lightning_recipe import InputIndependentBaseline, RecipeCheckError
 from tests.helpers import (
+    DumpFindings,
     LitModel,
     assert_same_params,
     breast_cancer_arrays,
@@ -350,15 +351,6 @@ def test_input_independent_is_quiet_during_the_sanity_check(tmp_path):
 
 
 # ---------------------------------------------------------------------- DDP
-class _DumpFindings(Callback):
-    def __init__(self, path: Any, check: InputIndependentBaseline) -> None:
-        self.path, self.check = path, check
-
-    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
-        payload = [f.to_dict() for f in self.check.findings]
-        (self.path / f"rank{trainer.global_rank}.json").write_text(json.dumps(payload))
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("shuffle_labels", [False, True], ids=["healthy", "shuffled"])
@@ -366,7 +358,7 @@ def test_input_independent_same_verdict_on_every_rank_under_ddp(tmp_path, shuffl
     check = InputIndependentBaseline()
     strategy = DDPStrategy(start_method="fork", timeout=timedelta(seconds=60))
     trainer = make_trainer(
-        tmp_path, [check, _DumpFindings(tmp_path, check)], max_steps=2, devices=2, strategy=strategy
+        tmp_path, [check, DumpFindings(tmp_path, check)], max_steps=2, devices=2, strategy=strategy
     )
     log_dir = trainer.logger.log_dir
     torch.manual_seed(0)

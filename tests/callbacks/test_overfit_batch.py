@@ -13,6 +13,7 @@ from torch.nn import functional as F
 
 from lightning_recipe import OverfitBatchCheck, RecipeCheckError
 from tests.helpers import (
+    DumpFindings,
     LitModel,
     assert_same_params,
     breast_cancer_arrays,
@@ -372,15 +373,6 @@ class RankBroken(LitModel):
         return F.cross_entropy(z, y)
 
 
-class _DumpFindings(Callback):
-    def __init__(self, directory) -> None:
-        self.directory = directory
-
-    def on_train_end(self, trainer, pl_module):
-        found = [f.to_dict() for cb in trainer.callbacks for f in getattr(cb, "findings", [])]
-        (self.directory / f"rank{trainer.global_rank}.json").write_text(json.dumps(found))
-
-
 @pytest.mark.slow
 def test_overfit_batch_same_verdict_on_every_rank_under_ddp(tmp_path):
     from datetime import timedelta
@@ -390,7 +382,7 @@ def test_overfit_batch_same_verdict_on_every_rank_under_ddp(tmp_path):
     torch.manual_seed(0)
     trainer = make_trainer(
         tmp_path,
-        [OverfitBatchCheck(), _DumpFindings(tmp_path)],
+        [OverfitBatchCheck(), DumpFindings(tmp_path)],
         max_steps=1,
         devices=2,
         strategy=DDPStrategy(start_method="fork", timeout=timedelta(seconds=60)),
