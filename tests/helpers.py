@@ -213,6 +213,43 @@ class LitModel(LightningModule):
         return {"optimizer": opt, "lr_scheduler": sched}
 
 
+class ManualGAN(LitModel):
+    """Manual optimization with two optimizers: ``net`` is a discriminator whose one logit means
+    real/fake (not a class), ``gen`` a generator. With ``classes`` it is an ordinary classifier
+    optimized by hand instead (the twin whose loss is the task loss)."""
+
+    def __init__(self, features: int, classes: int | None = None) -> None:
+        super().__init__(mlp(features, classes or 1))
+        self.gen = nn.Linear(4, features)
+        self.classes = classes
+        self.automatic_optimization = False
+
+    def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+        x, y = batch[0].flatten(1), batch[1]
+        opt_g, opt_d = self.optimizers()
+        if self.classes:
+            loss = F.cross_entropy(self(x), y)
+            opt_d.zero_grad()
+            self.manual_backward(loss)
+            opt_d.step()
+            return loss
+        fake = self.gen(torch.randn(x.shape[0], 4))
+        ones, zeros = torch.ones(x.shape[0], 1), torch.zeros(x.shape[0], 1)
+        d_loss = F.binary_cross_entropy_with_logits(self(x), ones)
+        d_loss = d_loss + F.binary_cross_entropy_with_logits(self(fake.detach()), zeros)
+        opt_d.zero_grad()
+        self.manual_backward(d_loss)
+        opt_d.step()
+        g_loss = F.binary_cross_entropy_with_logits(self(fake), ones)
+        opt_g.zero_grad()
+        self.manual_backward(g_loss)
+        opt_g.step()
+        return None
+
+    def configure_optimizers(self) -> Any:
+        return [torch.optim.Adam(self.gen.parameters(), 1e-3), torch.optim.Adam(self.net.parameters(), 1e-3)]
+
+
 # ---------------------------------------------------------------------- trainers
 def make_trainer(tmp_path: Any, callbacks: Sequence[Any] = (), logger: bool | Any = True, **kwargs: Any) -> Trainer:
     """A quiet CPU Trainer writing TensorBoard logs under ``tmp_path`` (version 0)."""

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightning_recipe import FinalBiasInit, LossAtInitCheck
 from tests.helpers import (
     LitModel,
+    ManualGAN,
     diabetes_arrays,
     digits_arrays,
     imbalanced_breast_cancer,
@@ -373,38 +374,10 @@ def test_ddp_each_rank_sets_the_global_prior(tmp_path):
 
 
 # ---------------------------------------------------------------------- manual optimization, odd data sources
-class _GAN(LitModel):
-    """A GAN on breast cancer rows: manual optimization, a discriminator whose logit is real/fake, not a class."""
-
-    def __init__(self) -> None:
-        super().__init__(mlp(30, 1))  # the discriminator
-        self.gen = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 30))
-        self.automatic_optimization = False
-
-    def training_step(self, batch, batch_idx):
-        x = batch[0]
-        opt_g, opt_d = self.optimizers()
-        fake = self.gen(torch.randn(x.shape[0], 4))
-        ones, zeros = torch.ones(x.shape[0], 1), torch.zeros(x.shape[0], 1)
-        d_loss = F.binary_cross_entropy_with_logits(self(x), ones) + F.binary_cross_entropy_with_logits(
-            self(fake.detach()), zeros
-        )
-        opt_d.zero_grad()
-        self.manual_backward(d_loss)
-        opt_d.step()
-        g_loss = F.binary_cross_entropy_with_logits(self(fake), ones)
-        opt_g.zero_grad()
-        self.manual_backward(g_loss)
-        opt_g.step()
-
-    def configure_optimizers(self):
-        return [torch.optim.Adam(self.gen.parameters(), 1e-3), torch.optim.Adam(self.net.parameters(), 1e-3)]
-
-
 def test_manual_optimization_is_skipped_unless_the_task_is_given(tmp_path):
     x, y = imbalanced_breast_cancer(ratio=9)
     init = FinalBiasInit()
-    model = _GAN()
+    model = ManualGAN(30)
     _, probe = fit(tmp_path / "a", model, loader(x, y, batch_size=32), init, max_steps=2)
     (finding,) = init.findings
     assert finding.status == "skipped" and not init.applied
@@ -415,7 +388,7 @@ def test_manual_optimization_is_skipped_unless_the_task_is_given(tmp_path):
     )  # the discriminator's bias untouched
     # the twin: told the task, it sets the bias (the user means it)
     told = FinalBiasInit(task="binary")
-    _, probe = fit(tmp_path / "b", _GAN(), loader(x, y, batch_size=32), told, max_steps=2)
+    _, probe = fit(tmp_path / "b", ManualGAN(30), loader(x, y, batch_size=32), told, max_steps=2)
     assert told.applied and told.layer_name == "net.3"
     p = float(np.mean(y))
     assert float(probe.after["net.3.bias"]) == pytest.approx(math.log(p / (1 - p)), abs=1e-5)

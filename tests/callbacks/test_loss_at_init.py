@@ -15,6 +15,7 @@ from torch.nn import functional as F
 from lightning_recipe import FinalBiasInit, LossAtInitCheck, RecipeCheckError
 from tests.helpers import (
     LitModel,
+    ManualGAN,
     assert_same_params,
     diabetes_arrays,
     digits_arrays,
@@ -320,45 +321,9 @@ def test_the_grad_scaler_factor_is_taken_out_of_the_measured_loss(tmp_path):
     assert check.findings[0].status == "fail" and check.findings[0].numbers["cause"] == "too_confident"
 
 
-class _ManualGAN(LitModel):
-    """Manual optimization: the first loss passed to backward is a discriminator's real/fake loss."""
-
-    def __init__(self, classify: bool = False) -> None:
-        super().__init__(mlp(64, 10) if classify else mlp(64, 1))
-        self.gen = torch.nn.Linear(4, 64)
-        self.classify = classify
-        self.automatic_optimization = False
-
-    def training_step(self, batch, batch_idx):
-        x, y = batch[0].flatten(1), batch[1]
-        opt_g, opt_d = self.optimizers()
-        if self.classify:  # manual optimization of an ordinary classifier
-            loss = F.cross_entropy(self(x), y)
-            opt_d.zero_grad()
-            self.manual_backward(loss)
-            opt_d.step()
-            return loss
-        fake = self.gen(torch.randn(x.shape[0], 4))
-        ones, zeros = torch.ones(x.shape[0], 1), torch.zeros(x.shape[0], 1)
-        d_loss = F.binary_cross_entropy_with_logits(self(x), ones) + F.binary_cross_entropy_with_logits(
-            self(fake.detach()), zeros
-        )
-        opt_d.zero_grad()
-        self.manual_backward(d_loss)
-        opt_d.step()
-        g_loss = F.binary_cross_entropy_with_logits(self(fake), ones)
-        opt_g.zero_grad()
-        self.manual_backward(g_loss)
-        opt_g.step()
-        return None
-
-    def configure_optimizers(self):
-        return [torch.optim.Adam(self.gen.parameters(), 1e-3), torch.optim.Adam(self.net.parameters(), 1e-3)]
-
-
 def test_manual_optimization_is_skipped_unless_the_task_is_given(tmp_path):
     torch.manual_seed(0)
-    check, trainer = run(tmp_path / "a", _ManualGAN(), digits(), max_steps=2)
+    check, trainer = run(tmp_path / "a", ManualGAN(64), digits(), max_steps=2)
     (finding,) = check.findings
     assert finding.status == "skipped" and trainer.global_step == 2
     assert finding.message.startswith("skipped, because the module uses manual optimization")
@@ -366,5 +331,5 @@ def test_manual_optimization_is_skipped_unless_the_task_is_given(tmp_path):
     # the twin: a manually optimised classifier, with the task given, is checked
     torch.manual_seed(0)
     told = LossAtInitCheck(task="multiclass")
-    run(tmp_path / "b", _ManualGAN(classify=True), digits(), check=told)
+    run(tmp_path / "b", ManualGAN(64, classes=10), digits(), check=told)
     assert told.findings[0].status == "pass" and "(ln 10): as expected" in told.findings[0].message
