@@ -183,6 +183,16 @@ class RecipeCallback(Callback):
             raise RecipeCheckError(finding)
         return finding
 
+    def one_time_state(self, done: bool) -> dict[str, Any]:
+        """Checkpoint state of a check that runs once: whether it ran, and its verdicts, so a resumed
+        run shows them without running the check again."""
+        return {"done": bool(done), "findings": [f.to_dict() for f in self.findings]}
+
+    def load_one_time_state(self, state_dict: dict[str, Any]) -> bool:
+        """Restore :meth:`one_time_state` (older checkpoints without it load as "not run"); returns ``done``."""
+        self.findings = [Finding(**f) for f in state_dict.get("findings", [])]
+        return bool(state_dict.get("done", False))
+
     def warn(self, message: str) -> None:
         """Warn once per message, on rank zero, with the :class:`RecipeWarning` category."""
         if message in self._warned:

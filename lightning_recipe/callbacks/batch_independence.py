@@ -184,13 +184,12 @@ class BatchIndependenceCheck(RecipeCallback):
     # ------------------------------------------------------------------ checkpoint
     @override
     def state_dict(self) -> dict[str, Any]:
-        return {"done": self._done, "findings": [f.to_dict() for f in self.findings]}
+        return self.one_time_state(self._done)
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._done = bool(state_dict.get("done", False))
-        self._restored = list(state_dict.get("findings", []))
-        self.findings = [Finding(**f) for f in self._restored]
+        self._done = self.load_one_time_state(state_dict)
+        self._restored = [f.to_dict() for f in self.findings]
 
     # ------------------------------------------------------------------ work
     def _run(self, trainer: Trainer | None, pl_module: nn.Module, batch: Any) -> list[Finding]:

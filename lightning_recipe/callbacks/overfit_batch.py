@@ -210,12 +210,11 @@ class OverfitBatchCheck(RecipeCallback):
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        return {"done": self._done, "findings": [f.to_dict() for f in self.findings]}
+        return self.one_time_state(self._done)
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._done = bool(state_dict.get("done", False))
-        self.findings = [Finding(**f) for f in state_dict.get("findings", [])]
+        self._done = self.load_one_time_state(state_dict)
 
     # ------------------------------------------------------------------ work
     def _run(self, trainer: Trainer | None, pl_module: LightningModule, batch: Any) -> Finding:
