@@ -38,13 +38,15 @@ class TrainingLossCheck(RecipeCallback):
 
     * **non-finite** (``fail``): a ``nan``/``inf`` loss, reported at the end of its window;
     * **flat** (``warn``): after ``check_after_steps`` steps, no evidence of any decrease: a rank
-      correlation of loss against step with ``|z| < 3``. A slowly but steadily decreasing curve
+      correlation of loss against step with ``z > -3`` *and* a smoothed loss that did not fall by
+      more than 20% (a curve that fell 4x is never "not falling"). A slowly but steadily decreasing curve
       (a well-initialised model that starts low) passes: the test asks "is there a trend", not
       "is it large";
     * **rising**: a significant upward trend over the first ``check_after_steps`` steps, or later
       two window medians that give back more than half of the progress made, well beyond the
       noise (``fail`` when the loss is back above where it started, else ``warn``);
-    * **hockey stick** (``warn``): the smoothed loss falls 4x or more within the first few steps,
+    * **hockey stick** (``warn``, decided before the trend test): the loss falls 3x or more from
+      step 0 within the first few steps,
       then less than 1.5x over the rest of the first ``check_after_steps``: the network spent its
       first steps learning the output bias (see ``FinalBiasInit``).
 

@@ -6,20 +6,27 @@ here is made on robust summaries, never on single values:
 * the curve is cut into windows of ``window`` values; each window is summarised by its **median**
   (the smoothed loss) and its median absolute deviation (MAD, the noise);
 * **non-finite**: any ``nan``/``inf`` value, reported at once with its step;
-* **flat / rising early**: after the first ``check_after`` steps, Spearman's rank correlation of
-  loss against step over all those values, as a z-score ``z = r * sqrt(n - 1)``. ``z <= -3`` is a
-  decreasing curve; ``|z| < 3`` is flat (no evidence of any decrease: a frozen model or an LR of 0
-  gives ``|z| < 3`` 99.7% of the time, while a curve that decreases, however slowly, drives ``z``
-  down as steps accumulate); ``z >= 3`` is rising. A rank test ignores the scale and the shape of
-  the noise, and a well-initialised model that starts low and decreases slowly is still
-  "decreasing". The curve is also "flat" (not falling) when the median of its last tenth is above
-  its start (``min(first value, median of the first 3)``) by more than 3 x the late noise (1.4826 x
-  MAD): a loss that spiked and settled above where it began has not learned anything;
+* **the early checks**, once, after the first ``check_after`` steps, in this order (an order that
+  cannot contradict the numbers a message quotes):
+
+  1. **rising**: Spearman's rank correlation of loss against step, as a z-score
+     ``z = r * sqrt(n - 1)``, is ``>= 3`` *and* the median of the last tenth is above that of the
+     first tenth;
+  2. **not falling, above the start**: the median of the last tenth is above the start
+     (``min(first value, median of the first 3)``) by more than 3 x the late noise (1.4826 x MAD):
+     a loss that spiked and settled above where it began has not learned anything;
+  3. **hockey stick** (below);
+  4. **flat** (not falling): ``z > -3`` (no evidence of any decrease: a frozen model or an LR of
+     0 gives ``|z| < 3`` 99.7% of the time) *and* the smoothed loss did not fall meaningfully
+     (by more than 20%, from the start or the first tenth's median to the last tenth's). A curve that fell 4x is never "not falling", whatever the trend test says of
+     its flat tail;
+  5. otherwise **decreasing**: a rank test ignores the scale and the shape of the noise, so a
+     well-initialised model that starts low and decreases slowly is still "decreasing";
 * **rising later**: two consecutive window medians above the best window median so far by more
   than ``max(0.5 * (initial - best), 6 * standard error of a window median)``, i.e. the loss gave
   back more than half of the progress it had made, well beyond the noise;
-* **hockey stick** (positive losses only): the smoothed loss falls at least 4x within the first
-  few steps (``min(20, max(3, n // 10))``) and then by less than 1.5x over the rest of the first
+* **hockey stick** (positive losses only): the loss falls from its value at step 0 at least 3x
+  within the first few steps (to the median around step ``min(20, max(3, n // 10))``) (``min(20, max(3, n // 10))``) and then by less than 1.5x over the rest of the first
   ``check_after`` steps: the network spent its first steps learning the output bias.
 
 Memory is bounded: the first ``check_after`` values (thinned by two whenever they exceed
@@ -58,8 +65,13 @@ TREND_Z = 3.0
 RISE_Z = 6.0
 #: ... and give back more than this fraction of the progress made so far.
 RISE_FRACTION = 0.5
-#: Hockey stick: the loss falls at least this many times within the first few steps ...
-HOCKEY_EARLY_DROP = 4.0
+#: A fall of the smoothed loss (from the start or the median of the first tenth of the early values,
+#: whichever is higher, to the median of the last tenth) larger than this fraction of its starting
+#: level is a meaningful fall: such a curve is never judged "not falling".
+MEANINGFUL_FALL = 0.2
+#: Hockey stick: the loss falls at least this many times within the first few steps (a curve that
+#: falls 4x in its first 5 steps clears it with a margin) ...
+HOCKEY_EARLY_DROP = 3.0
 #: ... and by less than this factor over the rest of the first ``check_after`` steps.
 HOCKEY_LATE_DROP = 1.5
 #: Standard error of the median of n normal values is about this times sigma / sqrt(n); sigma is
@@ -115,7 +127,7 @@ class HockeyStick:
     """The shape of the start of a loss curve.
 
     Attributes:
-        start: ``min(first value, median of the first 3)``; ``after_few``: smoothed loss after ``few_steps``;
+        start: the first value (the loss at init); ``after_few``: smoothed loss after ``few_steps``;
         end: median of the last tenth; ``early_drop = start / after_few``;
         ``late_drop = after_few / end``; ``is_hockey_stick``.
     """
@@ -146,7 +158,7 @@ def hockey_stick(
     few_steps = min(20, max(3, (n * stride) // 10))
     k = max(few_steps // max(stride, 1), 2)
     half = max(1, k // 3)
-    start = min(float(x[0]), float(np.median(x[:3])))  # a spike after step 0 is no bias to learn
+    start = float(x[0])  # the loss at init: a spike after step 0 does not move it
     after_few = float(np.median(x[max(k - half, 3) : k + half + 1]))
     tail = max(n // 10, 3)
     end = float(np.median(x[-tail:]))
@@ -299,26 +311,33 @@ class LossTracker:
             "values": int(x.size) * self.early_stride,
             "steps": step + 1,
         }
+        # Decided in an order that cannot contradict the numbers in the message: a curve whose
+        # smoothed loss fell by a meaningful amount is never "not falling" nor "rising", and the
+        # hockey-stick shape (a drop in the first steps, flat after) is named before any trend test,
+        # which over a window that starts with the drop may see only the flat part.
+        _, late_mad = robust_summary(x[-tenth:])
+        start = min(float(x[0]), float(np.median(x[:3])))
+        top = max(start, first)
+        numbers["start"] = start
+        numbers["fell"] = bool(top - last > MEANINGFUL_FALL * abs(top))
+        numbers["above_start"] = bool(last > start + 3 * 1.4826 * late_mad)
         events: list[LossEvent] = []
-        if z >= TREND_Z:
+        if z >= TREND_Z and last > first:
             if "rising" not in self.reported:
                 self.reported.add("rising")
                 events.append(LossEvent("rising", step, {**numbers, "best": first, "smoothed": last}))
             return events
-        start = min(float(x[0]), float(np.median(x[:3])))
-        _, late_mad = robust_summary(x[-tenth:])
-        numbers["start"] = start
-        numbers["above_start"] = bool(last > start + 3 * 1.4826 * late_mad)
-        if z > -TREND_Z or numbers["above_start"]:
+        if numbers["above_start"]:
             self.reported.add("flat")
             return [LossEvent("flat", step, numbers)]
         shape = hockey_stick(x, self.early_stride)
         if shape is not None and shape.is_hockey_stick:
             self.reported.add("hockey_stick")
-            events.append(LossEvent("hockey_stick", step, {**numbers, **shape.__dict__}))
-        else:
-            events.append(LossEvent("decreasing", step, numbers))
-        return events
+            return [LossEvent("hockey_stick", step, {**numbers, **shape.__dict__})]
+        if z > -TREND_Z and not numbers["fell"]:
+            self.reported.add("flat")
+            return [LossEvent("flat", step, numbers)]
+        return [LossEvent("decreasing", step, numbers)]
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:

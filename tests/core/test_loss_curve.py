@@ -124,3 +124,42 @@ def test_trend_z_and_robust_summary():
     assert trend_z([5, 4, 3, 2, 1]) == pytest.approx(-2.0)
     assert trend_z([1, 1, 1]) == 0.0 and trend_z([1, 2]) == 0.0
     assert robust_summary([1, 2, 3, 100]) == (2.5, 1.0)
+
+
+# ---------------------------------------------------------------------- decision order (issue 11)
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("noise", [0.0, 0.02, 0.1])
+def test_a_4x_drop_in_5_steps_then_flat_is_a_hockey_stick_never_flat(seed, noise):
+    rng = np.random.default_rng(seed)
+    t = np.arange(100)
+    # 4x down in 5 steps, then flat: the trend test over the whole window sees mostly the flat tail
+    loss = np.where(t < 5, 4.0 - 3.0 * t / 5, 1.0) * (1 + noise * rng.standard_normal(t.size))
+    events = LossTracker(check_after=100).update(loss.tolist(), t.tolist())
+    assert [e.kind for e in events] == ["hockey_stick"]
+    assert events[0].numbers["early_drop"] >= 3.5
+
+
+def test_a_meaningful_fall_with_a_weak_trend_is_decreasing_not_flat():
+    # fell 2x over 6 steps (not fast enough for a hockey stick), then flat noise: z is weak
+    rng = np.random.default_rng(0)
+    t = np.arange(100)
+    loss = np.where(t < 6, 2.0 - t / 6, 1.0) + rng.normal(0, 0.05, t.size)
+    (event,) = LossTracker(check_after=100).update(loss.tolist(), t.tolist())
+    assert event.kind == "decreasing" and event.numbers["fell"]
+    assert event.numbers["first_smoothed"] > 1.2 * event.numbers["last_smoothed"]
+
+
+def test_a_flat_verdict_never_quotes_a_fallen_loss():
+    # whatever the curve, "flat" means the quoted smoothed loss did not fall by 20%
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        t = np.arange(100)
+        drop = rng.uniform(1.0, 8.0)
+        k = int(rng.integers(1, 40))
+        loss = np.where(t < k, drop - (drop - 1) * t / k, 1.0) * (1 + rng.uniform(0, 0.3) * rng.standard_normal(t.size))
+        loss = np.abs(loss) + 1e-3
+        for event in LossTracker(check_after=100).update(loss.tolist(), t.tolist()):
+            if event.kind == "flat" and not event.numbers["above_start"]:
+                assert max(event.numbers["first_smoothed"], event.numbers["start"]) <= 1.25 * event.numbers["last_smoothed"]
+            if event.kind == "rising":
+                assert event.numbers["last_smoothed"] > event.numbers["first_smoothed"]
