@@ -29,8 +29,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from digits import DigitsConvNet, DigitsData
 
-from lightning_recipe import logging as recipe_logging
 from lightning_recipe import recipe_callbacks
+from lightning_recipe import writer as recipe_logging
 
 #: Checks that run once, before or at the start of training (their cost does not grow with the run).
 ONE_TIME = (

@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from lightning.pytorch import LightningModule, Trainer, seed_everything
 
-from lightning_recipe import logging as recipe_logging
+from lightning_recipe import writer as recipe_logging
 from lightning_recipe.callbacks.batch_inspector import BatchInspector
 from lightning_recipe.callbacks.first_layer import FirstLayerFilters
 from lightning_recipe.callbacks.prediction_dynamics import PredictionDynamics
@@ -101,7 +101,7 @@ class Timed:
 
 
 def render_time(builder_source: Any, repeat: int = 3) -> float:
-    from lightning_recipe.core.plots import figure_to_array
+    from lightning_recipe.plots.style import figure_to_array
 
     best = float("inf")
     for _ in range(repeat):

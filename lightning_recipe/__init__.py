@@ -19,8 +19,9 @@ from lightning_recipe.callbacks.prediction_dynamics import PredictionDynamics
 from lightning_recipe.callbacks.seed import FixedSeed
 from lightning_recipe.callbacks.training_loss import TrainingLossCheck
 from lightning_recipe.callbacks.update_health import UpdateHealth
+from lightning_recipe.findings import Finding, RecipeCheckError, RecipeWarning
 from lightning_recipe.presets import recipe_callbacks
-from lightning_recipe.report import Finding, RecipeCheckError, RecipeReport, RecipeWarning
+from lightning_recipe.report import RecipeReport
 
 __version__ = "0.1.0.dev0"
 

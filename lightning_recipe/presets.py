@@ -8,7 +8,6 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -18,25 +17,6 @@ from lightning.pytorch import Callback
 __all__ = ["STAGES", "Stage", "recipe_callbacks"]
 
 Stage = Literal["data", "init", "skeleton", "overfit", "regularize", "full"]
-
-_MODULES = {
-    "DataInspector": "lightning_recipe.callbacks.data_inspector",
-    "FixedSeed": "lightning_recipe.callbacks.seed",
-    "BatchInspector": "lightning_recipe.callbacks.batch_inspector",
-    "FinalBiasInit": "lightning_recipe.callbacks.bias_init",
-    "LossAtInitCheck": "lightning_recipe.callbacks.loss_at_init",
-    "BatchIndependenceCheck": "lightning_recipe.callbacks.batch_independence",
-    "OverfitBatchCheck": "lightning_recipe.callbacks.overfit_batch",
-    "InputIndependentBaseline": "lightning_recipe.callbacks.input_independent",
-    "DumbBaselines": "lightning_recipe.callbacks.dumb_baselines",
-    "PredictionDynamics": "lightning_recipe.callbacks.prediction_dynamics",
-    "TrainingLossCheck": "lightning_recipe.callbacks.training_loss",
-    "LRScheduleAudit": "lightning_recipe.callbacks.lr_schedule",
-    "UpdateHealth": "lightning_recipe.callbacks.update_health",
-    "FirstLayerFilters": "lightning_recipe.callbacks.first_layer",
-    "EarlyStopping": "lightning_recipe.callbacks.early_stopping",
-    "RecipeReport": "lightning_recipe.report",
-}
 
 _SKELETON = (
     "FixedSeed",
@@ -69,7 +49,9 @@ _VALIDATION_MONITORS = ("EarlyStopping", "DumbBaselines")
 
 
 def _cls(name: str) -> type[Callback]:
-    return getattr(importlib.import_module(_MODULES[name]), name)
+    from lightning_recipe import callbacks
+
+    return getattr(callbacks, name)
 
 
 def recipe_callbacks(
@@ -121,10 +103,13 @@ def recipe_callbacks(
     if stage not in STAGES:
         raise ValueError(f"recipe_callbacks(stage={stage!r}): unknown stage; pass one of {sorted(STAGES)}.")
     overrides = dict(overrides or {})
+    from lightning_recipe import callbacks
+
+    known = sorted(set(callbacks.__all__) - {"RecipeCallback"})
     for name in list(exclude) + list(overrides):
-        if name not in _MODULES:
+        if name not in known:
             raise ValueError(
-                f"recipe_callbacks: unknown callback {name!r} in exclude/overrides; pass class names from {sorted(_MODULES)}."
+                f"recipe_callbacks: unknown callback {name!r} in exclude/overrides; pass class names from {known}."
             )
     shared = {"task": task, "input_key": input_key, "target_key": target_key, "on_fail": on_fail}
     callbacks: list[Callback] = []

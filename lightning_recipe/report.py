@@ -17,17 +17,26 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from typing_extensions import override
 
-from lightning_recipe import logging as recipe_logging
+from lightning_recipe import writer as recipe_logging
+from lightning_recipe.core.format import sig
+from lightning_recipe.findings import (
+    _ICON,
+    RECIPE_STEPS,
+    STATUSES,
+    Finding,
+    RecipeCheckError,
+    RecipeWarning,
+    Status,
+    plain,
+)
 
 __all__ = [
     "RECIPE_STEPS",
@@ -42,99 +51,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Status = Literal["pass", "warn", "fail", "skipped"]
-STATUSES: tuple[str, ...] = ("pass", "warn", "fail", "skipped")
-_ICON = {"pass": "✓ pass", "warn": "⚠ warn", "fail": "✗ fail", "skipped": "– skipped"}
-
-#: The recipe step each check belongs to, in the order of the recipe.
-RECIPE_STEPS: dict[str, str] = {
-    "DataInspector": "become one with the data",
-    "FixedSeed": "fix random seed",
-    "BatchInspector": "visualize just before the net",
-    "FinalBiasInit": "init well",
-    "LossAtInitCheck": "verify loss @ init",
-    "BatchIndependenceCheck": "use backprop to chart dependencies",
-    "OverfitBatchCheck": "overfit one batch",
-    "InputIndependentBaseline": "input-independent baseline",
-    "DumbBaselines": "dumb baselines, human baseline",
-    "PredictionDynamics": "visualize prediction dynamics",
-    "TrainingLossCheck": "verify decreasing training loss",
-    "LRScheduleAudit": "do not trust learning rate decay defaults",
-    "UpdateHealth": "activations and updates look odd",
-    "FirstLayerFilters": "visualize first-layer weights",
-    "EarlyStopping": "early stopping, leave it training",
-}
-
-
-class RecipeWarning(UserWarning):
-    """Category of the warnings recipe callbacks emit for ``warn`` and ``fail`` findings."""
-
-
-@dataclass
-class Finding:
-    """One verdict of one check.
-
-    Attributes:
-        check: the name of the check (usually the callback's class name).
-        status: ``"pass"``, ``"warn"``, ``"fail"`` or ``"skipped"``.
-        message: one line a person can act on.
-        numbers: the measurements behind the verdict (plain Python values).
-        step: the recipe step (defaults from :data:`RECIPE_STEPS`).
-        global_step: the trainer's global step when the finding was made.
-    """
-
-    check: str
-    status: Status
-    message: str
-    numbers: dict[str, Any] = field(default_factory=dict)
-    step: str = ""
-    global_step: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.status not in STATUSES:
-            raise ValueError(f"Finding(status={self.status!r}): pass one of {list(STATUSES)}.")
-        if not self.step:
-            self.step = RECIPE_STEPS.get(self.check, self.check)
-
-    @property
-    def is_problem(self) -> bool:
-        """True for ``warn`` and ``fail``."""
-        return self.status in ("warn", "fail")
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["numbers"] = {k: _plain(v) for k, v in self.numbers.items()}
-        return out
-
-    def __str__(self) -> str:
-        return f"[{self.status}] {self.check}: {self.message}"
-
-
-class RecipeCheckError(RuntimeError):
-    """Raised by a check with ``on_fail="raise"`` when it fails; ``finding`` holds the verdict."""
-
-    def __init__(self, finding: Finding) -> None:
-        super().__init__(str(finding))
-        self.finding = finding
-
-
-def _plain(value: Any) -> Any:
-    """Make ``value`` JSON-friendly (tensors and numpy values become Python numbers/lists)."""
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
 def _fmt_number(value: Any) -> str:
-    value = _plain(value)
+    value = plain(value)
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return sig(value, 4)
     if isinstance(value, list):
         shown = ", ".join(_fmt_number(v) for v in value[:6])
         return f"[{shown}{', …' if len(value) > 6 else ''}]"
@@ -149,7 +69,7 @@ def _numbers_cell(numbers: dict[str, Any], limit: int = 160) -> str:
     """The scalar numbers of a finding, compact (nested structures stay in the JSON report)."""
     parts: list[str] = []
     for key, value in numbers.items():
-        value = _plain(value)
+        value = plain(value)
         if isinstance(value, dict) or (isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value)):
             continue
         part = f"{key}={_fmt_number(value)}"

@@ -23,7 +23,7 @@ def _restore_global_state():
     det, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     env = dict(os.environ)
     yield
-    from lightning_recipe import logging as recipe_logging
+    from lightning_recipe import writer as recipe_logging
 
     recipe_logging.drain()
     random.setstate(py)

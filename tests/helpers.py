@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -271,6 +272,46 @@ def make_trainer(tmp_path: Any, callbacks: Sequence[Any] = (), logger: bool | An
     )
     defaults.update(kwargs)
     return Trainer(**defaults)
+
+
+def fit(
+    tmp_path: Any,
+    model: LightningModule,
+    callbacks: Callback | Sequence[Callback] = (),
+    data: Any = None,
+    datamodule: Any = None,
+    seed: int | None = 0,
+    quiet: bool = False,
+    **trainer_kwargs: Any,
+) -> Trainer:
+    """The one ``fit`` of the test files: seed, a quiet ``make_trainer``, ``trainer.fit``; returns the trainer.
+
+    Args:
+        callbacks: one callback or several.
+        data: the train dataloader (or ``None`` when the model or ``datamodule`` brings its own).
+        seed: ``torch.manual_seed`` before the trainer is built (``None``: leave the RNG alone).
+        quiet: silence warnings (recipe warnings included) during fit.
+    """
+    if seed is not None:
+        torch.manual_seed(seed)
+    cbs = [callbacks] if isinstance(callbacks, Callback) else list(callbacks)
+    trainer = make_trainer(tmp_path, cbs, **trainer_kwargs)
+    with warnings.catch_warnings():
+        if quiet:
+            warnings.simplefilter("ignore")
+        if datamodule is not None:
+            trainer.fit(model, datamodule=datamodule)
+        else:
+            trainer.fit(model, data)
+    return trainer
+
+
+def digits_loader(n: int | None = None, scale: float = 1.0, batch_size: int = 32, **kw: Any) -> DataLoader:
+    """The first ``n`` digits (8x8 images, 10 classes) as a loader; ``scale`` multiplies the pixels."""
+    x, y = digits_arrays()
+    if n is not None:
+        x, y = x[:n], y[:n]
+    return loader(x * scale if scale != 1.0 else x, y, batch_size=batch_size, **kw)
 
 
 def final_params(module: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -9,16 +9,16 @@ from lightning.pytorch import Callback
 from lightning.pytorch.demos.boring_classes import BoringModel
 
 from lightning_recipe import Finding, RecipeCheckError, RecipeReport, RecipeWarning
-from lightning_recipe import logging as recipe_logging
+from lightning_recipe import writer as recipe_logging
 from lightning_recipe.callbacks.base import RecipeCallback, check_choice, check_positive_int
-from lightning_recipe.core.plots import new_figure
 from lightning_recipe.core.stats import TargetStats
+from lightning_recipe.plots.style import new_figure
 from lightning_recipe.report import findings_table
 from tests.helpers import digits_arrays, loader, make_trainer, png_shape, read_events
 
 
 class Writer(Callback):
-    """Writes one of everything through lightning_recipe.logging at step 0."""
+    """Writes one of everything through lightning_recipe.writer at step 0."""
 
     def on_train_start(self, trainer, pl_module):
         recipe_logging.log_scalars(trainer, {"recipe/test/a": 1.5, "recipe/test/b": 2}, step=0)

@@ -11,7 +11,7 @@ from lightning.pytorch import LightningModule, Trainer
 from torch import nn
 from typing_extensions import override
 
-from lightning_recipe import logging as recipe_logging
+from lightning_recipe import writer as recipe_logging
 from lightning_recipe.callbacks.base import OnFail, RecipeCallback, check_positive_int
 from lightning_recipe.core.batches import KeySpec, split_batch
 from lightning_recipe.core.dependency import (
@@ -24,7 +24,7 @@ from lightning_recipe.core.dependency import (
     zero_weight_layers,
 )
 from lightning_recipe.core.state import preserved_state
-from lightning_recipe.report import Finding
+from lightning_recipe.findings import Finding
 
 __all__ = ["BatchIndependenceCheck", "agree"]
 
@@ -98,7 +98,6 @@ class BatchIndependenceCheck(RecipeCallback):
         ('fail', 'the model mixes samples across the batch: the')
     """
 
-    recipe_step = "use backprop to chart dependencies"
 
     def __init__(
         self,
@@ -343,7 +342,7 @@ def _dependency_figure(data: dict[str, Any], verdicts: list[str]) -> Any:
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
-    from lightning_recipe.core.plots import new_figure
+    from lightning_recipe.plots.style import new_figure
 
     cmap = ListedColormap(_COLORS)
     causal = data["causal"]

@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from typing_extensions import override
 
-from lightning_recipe import logging as recipe_logging
+from lightning_recipe import writer as recipe_logging
 from lightning_recipe.callbacks.base import OnFail, RecipeCallback, check_positive_int
 from lightning_recipe.core.batches import BatchParts, KeySpec, first_tensor
 from lightning_recipe.core.errors import ArgumentError
@@ -22,7 +22,7 @@ from lightning_recipe.core.inputs import (
     input_stats,
     markdown_table,
 )
-from lightning_recipe.core.plots import labelled_image_grid_figure
+from lightning_recipe.plots.style import labelled_image_grid_figure
 
 __all__ = ["BatchInspector", "label_text"]
 
@@ -136,7 +136,6 @@ class BatchInspector(RecipeCallback):
         [('warn', 'inputs are not normalised')]
     """
 
-    recipe_step = "visualize just before the net"
 
     def __init__(
         self,

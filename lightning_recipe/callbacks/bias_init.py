@@ -12,7 +12,7 @@ from lightning.pytorch import LightningModule, Trainer
 from torch.utils.data import IterableDataset
 from typing_extensions import override
 
-from lightning_recipe import logging as recipe_logging
+from lightning_recipe import writer as recipe_logging
 from lightning_recipe.callbacks.base import RecipeCallback, check_positive_int
 from lightning_recipe.core.batches import KeySpec, first_tensor
 from lightning_recipe.core.errors import ArgumentError
@@ -119,7 +119,6 @@ class FinalBiasInit(RecipeCallback):
         ('head', [0.6, 0.3, 0.1])
     """
 
-    recipe_step = "init well"
 
     def __init__(
         self,
@@ -618,7 +617,7 @@ def _softmax(b: np.ndarray) -> np.ndarray:
 
 def _prior_figure(prior: np.ndarray | None, predicted: np.ndarray, task: str, layer: str):
     def build():
-        from lightning_recipe.core.plots import new_figure
+        from lightning_recipe.plots.style import new_figure
 
         n = predicted.size
         fig = new_figure(max(4.0, min(9.0, 1.2 + 0.35 * n)), 3.0, dpi=100)
@@ -657,7 +656,7 @@ def _prior_figure(prior: np.ndarray | None, predicted: np.ndarray, task: str, la
 
 def _regression_figure(mean: np.ndarray, std: np.ndarray | None, bias: np.ndarray):
     def build():
-        from lightning_recipe.core.plots import new_figure
+        from lightning_recipe.plots.style import new_figure
 
         n = bias.size
         fig = new_figure(max(4.0, min(9.0, 1.5 + 0.4 * n)), 3.0, dpi=100)

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from torch.utils.data.dataloader import default_collate
 from typing_extensions import override
 
-from lightning_recipe import logging as recipe_logging
+from lightning_recipe import writer as recipe_logging
 from lightning_recipe.callbacks.base import OnFail, RecipeCallback, check_positive_int
 from lightning_recipe.core.batches import KeySpec, first_tensor, split_batch, validate_key_spec
 from lightning_recipe.core.data_stats import (
@@ -31,7 +31,7 @@ from lightning_recipe.core.data_stats import (
 from lightning_recipe.core.errors import ArgumentError
 from lightning_recipe.core.state import preserved_state
 from lightning_recipe.core.stats import is_one_shot
-from lightning_recipe.report import Finding, RecipeCheckError
+from lightning_recipe.findings import Finding, RecipeCheckError
 
 __all__ = ["DataInspection", "DataInspector", "inspect_data"]
 
@@ -622,7 +622,6 @@ class DataInspector(RecipeCallback):
         [('fail', 'nonfinite_inputs', [10])]
     """
 
-    recipe_step = "become one with the data"
 
     def __init__(
         self,
@@ -800,7 +799,7 @@ def _class_figure_builder(counts: dict[str, list[int]], missing: dict[Any, list[
     counts = {k: list(v) for k, v in counts.items()}
 
     def build() -> Any:
-        from lightning_recipe.core.plots import new_figure
+        from lightning_recipe.plots.style import new_figure
 
         n_classes = max(len(v) for v in counts.values())
         fig = new_figure(min(12.0, 3.0 + 0.35 * n_classes), 3.2, dpi=100)
@@ -831,7 +830,7 @@ def _class_figure_builder(counts: dict[str, list[int]], missing: dict[Any, list[
 
 def _stats_figure_builder(stats: dict[str, np.ndarray]) -> Callable[[], Any]:
     def build() -> Any:
-        from lightning_recipe.core.plots import new_figure
+        from lightning_recipe.plots.style import new_figure
 
         fig = new_figure(10.5, 3.0, dpi=100)
         colors = ["#3b75af", "#ef8636", "#519e3e", "#8d69b8"]
@@ -865,7 +864,7 @@ def _extremes_figure_builder(
     rows = [(k, (v.copy(), i.copy(), t.copy())) for k, (v, i, t) in rows]
 
     def build() -> Any:
-        from lightning_recipe.core.plots import labelled_image_grid_figure, new_figure
+        from lightning_recipe.plots.style import labelled_image_grid_figure, new_figure
 
         k = max(len(i) for _, (_, i, _) in rows)
         suptitle = "most extreme training samples (one shared scale; the value above each)"
@@ -910,12 +909,12 @@ def _tiles_builder(tiles: np.ndarray, titles: list[str], ncols: int, suptitle: s
     titles = list(titles)
 
     def build() -> Any:
-        from lightning_recipe.core.plots import labelled_image_grid_figure
+        from lightning_recipe.plots.style import labelled_image_grid_figure
 
         if tiles.ndim >= 3 and tiles.shape[-1] >= 4 and tiles.shape[-2] >= 4:
             cols = min(ncols, len(tiles))
             return labelled_image_grid_figure(tiles, titles, ncols=cols, suptitle=suptitle, tile_px=96)
-        from lightning_recipe.core.plots import new_figure
+        from lightning_recipe.plots.style import new_figure
 
         mat = tiles.reshape(len(tiles), -1)
         fig = new_figure(8.0, 0.3 * len(tiles) + 1.0, dpi=100)

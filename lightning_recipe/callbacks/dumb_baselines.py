@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from typing_extensions import override
 
-from lightning_recipe import logging as recipe_logging
+from lightning_recipe import writer as recipe_logging
 from lightning_recipe.callbacks.base import OnFail, RecipeCallback, check_choice, check_positive_int
 from lightning_recipe.core.baselines import (
     LOSSES,
@@ -21,7 +21,6 @@ from lightning_recipe.core.baselines import (
     resolve_loss,
 )
 from lightning_recipe.core.batches import KeySpec, first_tensor, split_batch
-from lightning_recipe.core.plots import new_figure
 from lightning_recipe.core.state import preserved_state
 from lightning_recipe.core.stats import (
     UNSIZED_MAX_BATCHES,
@@ -31,6 +30,7 @@ from lightning_recipe.core.stats import (
     targets_from_dataset,
 )
 from lightning_recipe.core.tasks import TaskLiteral, check_task_argument, infer_task
+from lightning_recipe.plots.style import new_figure
 
 __all__ = ["DumbBaselines"]
 
@@ -141,7 +141,6 @@ class DumbBaselines(RecipeCallback):
         (1.08, 'pass', 0)
     """
 
-    recipe_step = "dumb baselines, human baseline"
 
     def __init__(
         self,

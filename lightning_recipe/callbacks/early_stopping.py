@@ -10,7 +10,7 @@ from lightning.pytorch.callbacks import EarlyStopping as _LightningEarlyStopping
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from typing_extensions import override
 
-from lightning_recipe import logging as recipe_logging
+from lightning_recipe import writer as recipe_logging
 from lightning_recipe.callbacks.base import RecipeCallback, check_positive_int
 
 __all__ = ["EarlyStopping"]
@@ -71,7 +71,6 @@ class EarlyStopping(_LightningEarlyStopping, RecipeCallback):
         (1, 3, 'stopped at epoch 3 (patience exhausted)')
     """
 
-    recipe_step = "early stopping, leave it training"
 
     def __init__(
         self,

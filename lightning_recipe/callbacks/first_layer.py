@@ -12,7 +12,7 @@ from lightning.pytorch import LightningModule, Trainer
 from torch import nn
 from typing_extensions import override
 
-from lightning_recipe import logging as recipe_logging
+from lightning_recipe import writer as recipe_logging
 from lightning_recipe.callbacks.base import OnFail, RecipeCallback, check_positive_int
 from lightning_recipe.core.batches import KeySpec, first_tensor, map_tensors
 from lightning_recipe.core.errors import ArgumentError
@@ -24,9 +24,9 @@ from lightning_recipe.core.filters import (
     relative_change,
     smoothness,
 )
-from lightning_recipe.core.plots import to_display_images
 from lightning_recipe.core.state import preserved_state
 from lightning_recipe.core.tracing import find_layer, trace_layers
+from lightning_recipe.plots.style import to_display_images
 
 __all__ = ["FirstLayerFilters", "filter_grid"]
 
@@ -151,7 +151,6 @@ class FirstLayerFilters(RecipeCallback):
         ('conv', [0, 2])
     """
 
-    recipe_step = "visualize first-layer weights"
 
     def __init__(
         self,

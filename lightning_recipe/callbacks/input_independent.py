@@ -11,13 +11,13 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from typing_extensions import override
 
-from lightning_recipe import logging as recipe_logging
+from lightning_recipe import writer as recipe_logging
 from lightning_recipe.callbacks._shadow import ShadowTrainer, ShadowUnsupported, replay_problem
 from lightning_recipe.callbacks.base import OnFail, RecipeCallback, check_positive_int
 from lightning_recipe.core.batches import KeySpec, batch_size_of, map_tensors, split_batch
 from lightning_recipe.core.errors import ArgumentError
-from lightning_recipe.core.plots import new_figure
 from lightning_recipe.core.state import RNGState, preserved_state
+from lightning_recipe.plots.style import new_figure
 
 __all__ = ["InputIndependentBaseline"]
 
@@ -143,7 +143,6 @@ class InputIndependentBaseline(RecipeCallback):
         ('pass', True)
     """
 
-    recipe_step = "input-independent baseline"
 
     def __init__(
         self,

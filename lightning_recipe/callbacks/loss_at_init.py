@@ -10,7 +10,7 @@ from lightning.pytorch import LightningModule, Trainer
 from torch import nn
 from typing_extensions import override
 
-from lightning_recipe import logging as recipe_logging
+from lightning_recipe import writer as recipe_logging
 from lightning_recipe.callbacks.base import RecipeCallback, check_choice
 from lightning_recipe.callbacks.bias_init import applied_bias_init
 from lightning_recipe.core.batches import KeySpec, first_tensor
@@ -113,7 +113,6 @@ class LossAtInitCheck(RecipeCallback):
         ('fail', True)
     """
 
-    recipe_step = "verify loss @ init"
 
     def __init__(
         self,

@@ -11,9 +11,8 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from typing_extensions import override
 
-from lightning_recipe import logging as recipe_logging
+from lightning_recipe import writer as recipe_logging
 from lightning_recipe.callbacks.base import OnFail, RecipeCallback, check_positive_int
-from lightning_recipe.core.plots import new_figure
 from lightning_recipe.core.schedules import (
     LRCurveReport,
     Simulation,
@@ -23,7 +22,8 @@ from lightning_recipe.core.schedules import (
     is_plateau_scheduler,
     simulate_lr,
 )
-from lightning_recipe.report import Finding
+from lightning_recipe.findings import Finding
+from lightning_recipe.plots.style import new_figure
 
 __all__ = ["LRScheduleAudit"]
 
@@ -133,7 +133,6 @@ class LRScheduleAudit(RecipeCallback):
         ('fail', 'StepLR(step_size=30, gamma=0.1) drives the LR below 0.001x its peak at 60% of')
     """
 
-    recipe_step = "do not trust learning rate decay defaults"
 
     def __init__(
         self,

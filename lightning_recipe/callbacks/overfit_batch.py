@@ -12,14 +12,14 @@ from lightning.pytorch import LightningModule, Trainer
 from torch import nn
 from typing_extensions import override
 
-from lightning_recipe import logging as recipe_logging
+from lightning_recipe import writer as recipe_logging
 from lightning_recipe.callbacks._shadow import ShadowTrainer, ShadowUnsupported
 from lightning_recipe.callbacks.base import OnFail, RecipeCallback, check_positive_int
 from lightning_recipe.callbacks.batch_independence import agree
 from lightning_recipe.core.batches import KeySpec, batch_size_of, split_batch
 from lightning_recipe.core.state import preserved_state
 from lightning_recipe.core.tasks import check_task_argument, infer_task, is_binary_valued
-from lightning_recipe.report import Finding
+from lightning_recipe.findings import Finding
 
 __all__ = ["OverfitBatchCheck"]
 
@@ -131,7 +131,6 @@ class OverfitBatchCheck(RecipeCallback):
         'pass'
     """
 
-    recipe_step = "overfit one batch"
 
     def __init__(
         self,
@@ -748,7 +747,7 @@ def _plot_data(
 
 def _summary_figure(data: dict[str, Any], verdict: str) -> Any:
     from lightning_recipe.callbacks.batch_independence import _wrap
-    from lightning_recipe.core.plots import new_figure
+    from lightning_recipe.plots.style import new_figure
 
     fig = new_figure(9.0, 3.6, dpi=90)
     ax = fig.add_subplot(1, 2, 1)

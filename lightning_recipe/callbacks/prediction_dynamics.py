@@ -13,12 +13,12 @@ from lightning.pytorch import LightningModule, Trainer
 from torch.utils.data import IterableDataset
 from typing_extensions import override
 
-from lightning_recipe import logging as recipe_logging
+from lightning_recipe import writer as recipe_logging
 from lightning_recipe.callbacks.base import OnFail, RecipeCallback, check_choice, check_positive_int
 from lightning_recipe.core.batches import KeySpec, first_tensor, map_tensors
-from lightning_recipe.core.plots import is_image_like, new_figure, to_display_images
 from lightning_recipe.core.state import preserved_state
 from lightning_recipe.core.tasks import check_task_argument, infer_task
+from lightning_recipe.plots.style import is_image_like, new_figure, to_display_images
 
 __all__ = ["PredictionDynamics", "predictions_for"]
 
@@ -171,7 +171,6 @@ class PredictionDynamics(RecipeCallback):
         ('multiclass', [0, 2, 4], 2)
     """
 
-    recipe_step = "visualize prediction dynamics"
 
     def __init__(
         self,

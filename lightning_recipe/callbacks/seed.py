@@ -10,7 +10,7 @@ from lightning.fabric.utilities.seed import seed_everything
 from lightning.pytorch import LightningModule, Trainer
 from typing_extensions import override
 
-from lightning_recipe import logging as recipe_logging
+from lightning_recipe import writer as recipe_logging
 from lightning_recipe.callbacks.base import RecipeCallback
 from lightning_recipe.core.fingerprint import fingerprint
 
@@ -50,7 +50,6 @@ class FixedSeed(RecipeCallback):
         True
     """
 
-    recipe_step = "fix random seed"
 
     def __init__(
         self,

@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from typing_extensions import override
 
-from lightning_recipe import logging as recipe_logging
+from lightning_recipe import writer as recipe_logging
 from lightning_recipe.callbacks.base import OnFail, RecipeCallback, check_positive_int
 from lightning_recipe.core.errors import ArgumentError
 from lightning_recipe.core.loss_curve import TREND_Z, LossEvent, LossTracker
@@ -88,7 +88,6 @@ class TrainingLossCheck(RecipeCallback):
         [('warn', 'the training loss is not falling')]
     """
 
-    recipe_step = "verify decreasing training loss"
 
     def __init__(
         self,

@@ -14,7 +14,7 @@ from lightning.pytorch import LightningModule, Trainer
 from torch import nn
 from typing_extensions import override
 
-from lightning_recipe import logging as recipe_logging
+from lightning_recipe import writer as recipe_logging
 from lightning_recipe.callbacks.base import OnFail, RecipeCallback, check_positive_int
 from lightning_recipe.core.health import (
     DEFAULT_ACTIVATIONS,
@@ -192,7 +192,6 @@ class UpdateHealth(RecipeCallback):
         True
     """
 
-    recipe_step = "activations and updates look odd"
 
     #: Karpathy's rule of thumb for log10(update / weight).
     RULE_OF_THUMB = -3.0

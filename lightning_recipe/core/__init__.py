@@ -1,4 +1,5 @@
-"""Pure torch/numpy helpers shared by every recipe callback; this package never imports Lightning."""
+"""Pure torch/numpy helpers shared by every recipe callback; this package never imports Lightning
+(nor matplotlib: figures live in :mod:`lightning_recipe.plots`)."""
 
 from lightning_recipe.core.batches import (
     INPUT_KEYS,
@@ -13,14 +14,7 @@ from lightning_recipe.core.batches import (
 )
 from lightning_recipe.core.errors import ArgumentError
 from lightning_recipe.core.fingerprint import fingerprint
-from lightning_recipe.core.plots import (
-    figure_to_array,
-    image_grid,
-    is_image_like,
-    labelled_image_grid_figure,
-    new_figure,
-    to_display_images,
-)
+from lightning_recipe.core.images import is_image_like
 from lightning_recipe.core.state import RNGState, preserved_state
 from lightning_recipe.core.stats import (
     TargetStats,
@@ -57,21 +51,27 @@ __all__ = [
     "check_task_argument",
     "collect_target_stats",
     "entropy",
-    "figure_to_array",
     "find_layer",
     "fingerprint",
     "first_tensor",
-    "image_grid",
     "infer_task",
     "is_binary_valued",
     "is_image_like",
-    "labelled_image_grid_figure",
     "map_tensors",
-    "new_figure",
     "preserved_state",
     "split_batch",
     "targets_from_dataset",
-    "to_display_images",
     "trace_layers",
     "validate_key_spec",
 ]
+
+#: Figure helpers moved to :mod:`lightning_recipe.plots.style`; the old names still resolve here.
+_MOVED_TO_PLOTS = ("figure_to_array", "image_grid", "labelled_image_grid_figure", "new_figure", "to_display_images")
+
+
+def __getattr__(name: str):
+    if name in _MOVED_TO_PLOTS:
+        from lightning_recipe.plots import style
+
+        return getattr(style, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

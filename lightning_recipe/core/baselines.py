@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, get_args
 
 import torch
 from torch.nn import functional as F
 
+from lightning_recipe.core import losses as _losses
 from lightning_recipe.core.stats import TargetStats
-from lightning_recipe.core.tasks import TASKS, TaskLiteral
+from lightning_recipe.core.tasks import TaskLiteral
 
 __all__ = [
     "DEFAULT_LOSS",
@@ -49,44 +49,19 @@ __all__ = [
     "resolve_loss",
 ]
 
-LossName = Literal["cross_entropy", "bce", "mse", "l1", "huber"]
-#: Every loss a dumb baseline can be scored with.
-LOSSES: tuple[str, ...] = get_args(LossName)
-#: The losses that make sense for each task (the first is the default).
-LOSSES_FOR_TASK: dict[str, tuple[str, ...]] = {
-    "multiclass": ("cross_entropy",),
-    "binary": ("bce",),
-    "multilabel": ("bce",),
-    "regression": ("mse", "l1", "huber"),
-}
-#: The loss used when ``loss="auto"``.
-DEFAULT_LOSS: dict[str, str] = {task: losses[0] for task, losses in LOSSES_FOR_TASK.items()}
+#: Every loss a dumb baseline can be scored with (the one vocabulary: :mod:`lightning_recipe.core.losses`).
+LOSSES = _losses.LOSSES
+LOSSES_FOR_TASK = _losses.LOSSES_FOR_TASK
+DEFAULT_LOSS = _losses.DEFAULT_LOSS
+LossName = _losses.LossName
 
 #: Length of the vector :func:`baseline_sums` returns: count, loss sum, metric sum.
 _NUM_SUMS = 3
 
 
 def resolve_loss(task: TaskLiteral, loss: str = "auto", owner: str = "dumb_baselines") -> LossName:
-    """The loss to score ``task`` with: ``loss`` itself if it fits the task, the task's default for ``"auto"``.
-
-    Raises:
-        ValueError: for an unknown loss or one that does not fit the task (the message lists those that do).
-    """
-    if task not in TASKS:
-        raise ValueError(f"{owner}(task={task!r}): unknown task; pass one of {list(TASKS)}.")
-    if loss == "auto":
-        return DEFAULT_LOSS[task]  # type: ignore[return-value]
-    if loss not in LOSSES:
-        raise ValueError(
-            f"{owner}(loss={loss!r}): unknown loss; pass 'auto' or one of {', '.join(repr(x) for x in LOSSES)}."
-        )
-    fitting = LOSSES_FOR_TASK[task]
-    if loss not in fitting:
-        raise ValueError(
-            f"{owner}(loss={loss!r}): does not fit a {task} task; pass 'auto' or one of "
-            f"{', '.join(repr(x) for x in fitting)}."
-        )
-    return loss  # type: ignore[return-value]
+    """The loss to score ``task`` with (see :func:`lightning_recipe.core.losses.resolve_loss`)."""
+    return _losses.resolve_loss(task, loss, owner)
 
 
 def constant_prediction(stats: TargetStats) -> torch.Tensor:

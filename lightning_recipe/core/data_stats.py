@@ -44,6 +44,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from lightning_recipe.core.images import is_image_like
+from lightning_recipe.core.robust import robust_z
+
 __all__ = [
     "AXES",
     "DataIssue",
@@ -133,10 +136,9 @@ _BIT_WEIGHTS = torch.tensor([1 << i for i in range(63)] + [-(2**63)], dtype=torc
 
 
 def is_image_batch(x: torch.Tensor) -> bool:
-    """``(N, C, H, W)`` with C in {1, 3, 4}, or ``(N, H, W)``, with H and W >= 8."""
-    if x.dim() == 4:
-        return x.shape[1] in (1, 3, 4) and x.shape[2] >= 8 and x.shape[3] >= 8
-    return x.dim() == 3 and x.shape[1] >= 8 and x.shape[2] >= 8
+    """An image batch (:func:`~lightning_recipe.core.images.is_image_like`) at least 8x8, the size the
+    average hash pools to."""
+    return is_image_like(tuple(x.shape)) and min(x.shape[-2:]) >= 8
 
 
 def average_hash(x: torch.Tensor, size: int = 8) -> torch.Tensor:
@@ -724,16 +726,8 @@ def _robust_z(values: np.ndarray, groups: np.ndarray | None, min_group: int = 20
 
     def fill(mask: np.ndarray) -> None:
         v = values[mask]
-        if v.size < 3:
-            return
-        med = np.median(v)
-        mad = 1.4826 * np.median(np.abs(v - med))
-        if mad <= 1e-12 * max(1.0, abs(med)):
-            sd = v.std()
-            mad = sd if sd > 1e-12 * max(1.0, abs(med)) else 0.0
-        if mad == 0.0:
-            return
-        z[mask] = np.abs(v - med) / mad
+        if v.size >= 3:
+            z[mask] = robust_z(v)
 
     if groups is None:
         fill(finite)

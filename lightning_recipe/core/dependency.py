@@ -40,6 +40,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from lightning_recipe.core.format import sig as _fmt
+
 __all__ = [
     "BATCH_COUPLING_NAMES",
     "DependencyChart",
@@ -527,9 +529,6 @@ def _chart_causal(
 
 
 # ---------------------------------------------------------------------- verdicts
-def _fmt(x: float) -> str:
-    return "inf" if math.isinf(x) else f"{x:.3g}"
-
 
 def independence_verdict(
     chart: DependencyChart, tolerance: float = 0.0, zero_layers: Sequence[str] = ()

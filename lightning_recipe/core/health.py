@@ -389,7 +389,7 @@ def health_figure(
     earlier checks (``history``: per layer, earlier log10 ratios). ``layers`` and ``sites`` are the
     labels shown. Builds from plain sequences only.
     """
-    from lightning_recipe.core.plots import new_figure
+    from lightning_recipe.plots.style import new_figure
 
     def rows(names: Sequence[str], *values: Sequence[float]) -> tuple[list[str], list[np.ndarray]]:
         idx = evenly_spaced(len(names), max_rows)

@@ -35,11 +35,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch.nn import functional as F
 
+from lightning_recipe.core.format import fmt as _fmt
+from lightning_recipe.core.losses import LOSS_ALIASES, LOSSES, REGRESSION_LOSSES, LossName, default_loss
 from lightning_recipe.core.stats import TargetStats, binary_entropy, entropy
 
 __all__ = [
@@ -60,11 +62,11 @@ __all__ = [
     "uninformative_label",
 ]
 
-LossKind = Literal["cross_entropy", "bce", "mse", "l1", "huber"]
-#: The losses whose value at init can be derived (``loss=`` of ``LossAtInitCheck``).
-LOSS_KINDS: tuple[str, ...] = ("cross_entropy", "bce", "mse", "l1", "huber")
-REGRESSION_LOSSES: tuple[str, ...] = ("mse", "l1", "huber")
-_ALIASES = {"ce": "cross_entropy", "bce_with_logits": "bce", "mae": "l1", "smooth_l1": "huber"}
+#: The losses whose value at init can be derived (``loss=`` of ``LossAtInitCheck``): the one
+#: vocabulary of :mod:`lightning_recipe.core.losses`.
+LossKind = LossName
+LOSS_KINDS: tuple[str, ...] = LOSSES
+_ALIASES = LOSS_ALIASES
 
 #: Logits that stray further than this (RMS, in nats) from the bias at init are "far too confident";
 #: PyTorch's default initialisation stays well below 1.
@@ -73,11 +75,6 @@ LOGIT_SCALE = 2.0
 #: Relative tolerance when a measured loss is compared with a loss recomputed from the very
 #: outputs of the same step (float32 round-off, not statistics).
 MATCH_RTOL = 2e-3
-
-
-def default_loss(task: str) -> LossKind:
-    """The loss a task implies: cross-entropy, BCE with logits, or MSE for regression."""
-    return {"multiclass": "cross_entropy", "binary": "bce", "multilabel": "bce"}.get(task, "mse")  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------------- the bias
@@ -520,21 +517,6 @@ class Verdict:
 
 def _close(a: float, b: float, rtol: float) -> bool:
     return math.isfinite(a) and math.isfinite(b) and abs(a - b) <= rtol * max(abs(a), abs(b)) + 1e-7
-
-
-def _fmt(x: float) -> str:
-    if not math.isfinite(x):
-        return str(x)
-    ax = abs(x)
-    if ax >= 1000:
-        return f"{x:.0f}"
-    if ax >= 100:
-        return f"{x:.1f}"
-    if ax >= 1:
-        return f"{x:.2f}"
-    if ax >= 0.01 or ax == 0:
-        return f"{x:.3f}"
-    return f"{x:.2e}"
 
 
 _OTHER_FUNCTIONS = {

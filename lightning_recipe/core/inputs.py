@@ -31,6 +31,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from lightning_recipe.core.format import sig as _fmt
+
 __all__ = [
     "CONSTANT_STD",
     "LAYOUTS",
@@ -211,9 +213,6 @@ class Diagnosis:
     message: str
     numbers: dict[str, Any]
 
-
-def _fmt(v: float) -> str:
-    return f"{v:.3g}"
 
 
 def diagnose_inputs(

@@ -55,6 +55,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from lightning_recipe.core.robust import MAD_TO_SD, median_mad
+
 __all__ = ["HockeyStick", "LossEvent", "LossTracker", "hockey_stick", "robust_summary", "trend_z"]
 
 EventKind = Literal["non_finite", "flat", "rising", "hockey_stick", "decreasing"]
@@ -76,7 +78,7 @@ HOCKEY_EARLY_DROP = 3.0
 HOCKEY_LATE_DROP = 1.5
 #: Standard error of the median of n normal values is about this times sigma / sqrt(n); sigma is
 #: 1.4826 x MAD.
-_MEDIAN_SE = 1.2533 * 1.4826
+_MEDIAN_SE = 1.2533 * MAD_TO_SD
 
 
 @dataclass
@@ -88,11 +90,8 @@ class LossEvent:
     numbers: dict[str, Any] = field(default_factory=dict)
 
 
-def robust_summary(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
-    """``(median, MAD)`` of ``values``."""
-    x = np.asarray(values, dtype=np.float64)
-    med = float(np.median(x))
-    return med, float(np.median(np.abs(x - med)))
+#: ``(median, MAD)`` of a sequence (the shared helper of :mod:`lightning_recipe.core.robust`).
+robust_summary = median_mad
 
 
 def trend_z(values: Sequence[float] | np.ndarray) -> float:
@@ -320,7 +319,7 @@ class LossTracker:
         top = max(start, first)
         numbers["start"] = start
         numbers["fell"] = bool(top - last > MEANINGFUL_FALL * abs(top))
-        numbers["above_start"] = bool(last > start + 3 * 1.4826 * late_mad)
+        numbers["above_start"] = bool(last > start + 3 * MAD_TO_SD * late_mad)
         events: list[LossEvent] = []
         if z >= TREND_Z and last > first:
             if "rising" not in self.reported:

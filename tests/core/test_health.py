@@ -23,7 +23,7 @@ from lightning_recipe.core.health import (
     unit_dim,
     update_norms,
 )
-from lightning_recipe.core.plots import figure_to_array
+from lightning_recipe.plots.style import figure_to_array
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
