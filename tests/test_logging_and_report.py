@@ -7,6 +7,7 @@ import pytest
 import torch
 from lightning.pytorch import Callback
 from lightning.pytorch.demos.boring_classes import BoringModel
+from lightning.pytorch.loggers import CSVLogger
 
 from lightning_recipe import Finding, RecipeCheckError, RecipeReport, RecipeWarning
 from lightning_recipe import logging as recipe_logging
@@ -53,7 +54,7 @@ def test_everything_lands_in_tensorboard(tmp_path):
 
 def test_without_tensorboard_files_are_written_and_it_says_so_once(tmp_path):
     recipe_logging._warned.clear()
-    trainer = make_trainer(tmp_path, [Writer()], max_steps=1, logger=False)
+    trainer = make_trainer(tmp_path, [Writer()], max_steps=1, logger=CSVLogger(tmp_path))
     with pytest.warns(RecipeWarning, match="no TensorBoardLogger is attached") as record:
         trainer.fit(BoringModel())
         recipe_logging.drain()
