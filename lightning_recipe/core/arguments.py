@@ -10,9 +10,10 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["check_positive_int"]
+__all__ = ["check_choice", "check_positive_int"]
 
 
 def check_positive_int(
@@ -25,3 +26,11 @@ def check_positive_int(
         raise TypeError(f"{owner}({argument}={value!r}): pass an integer >= {minimum}.")
     if value < minimum:
         raise ValueError(f"{owner}({argument}={value!r}): pass an integer >= {minimum}.")
+
+
+def check_choice(owner: str, argument: str, value: Any, choices: Iterable[Any]) -> None:
+    """Raise ``ValueError`` unless ``value`` is one of ``choices`` (message lists them)."""
+    choices = list(choices)
+    if value not in choices:
+        listed = ", ".join(repr(c) for c in choices[:-1]) + f" or {choices[-1]!r}" if len(choices) > 1 else repr(choices[0])
+        raise ValueError(f"{owner}({argument}={value!r}): unknown value; pass one of {listed}.")
