@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from typing_extensions import override
@@ -19,10 +18,10 @@ from lightning_recipe.core.checks.bias_init import (
     bias_from_stats,
     check_layer_and_index,
     checked_given,
-    expected_losses,
     figure_inputs,
     final_layer,
     given_bias,
+    loss_scalars,
     merge_stats,
     read_first_batch,
     resolve_task,
@@ -203,8 +202,6 @@ class FinalBiasInit(RecipeCallback):
         final = final_layer(pl_module, batch if parts is not None else None, self.layer, call, context)
         self.layer_name = final.name
         targets = parts.targets if parts is not None else None
-        if targets is None and not given:
-            raise Skip("found no targets in the training batch; pass `target_key=`, or `priors=` / `target_mean=`")
         task = resolve_task(self.task, targets, final.outputs, final.width, self.priors, self.target_mean)
         self.resolved_task = task
         out: dict[str, Any] = {"final": final, "task": task}
@@ -234,10 +231,7 @@ class FinalBiasInit(RecipeCallback):
                     stats, task, width, trainer.world_size, lambda t: self.all_reduce_sum(trainer, t),
                     lambda v: self.all_reduce_max(trainer, v), lambda d: self.decide(trainer, d, all_=False),
                 )
-            source = f"{stats.count} training targets"
-            if stats.estimated:
-                source += f" (estimated from {stats.batches} batches)"
-            stats, init = bias_from_stats(stats, task, width, name)
+            stats, init, source = bias_from_stats(stats, task, width, name)
         self.stats = stats
         new = init.bias
         with torch.no_grad():
@@ -250,9 +244,7 @@ class FinalBiasInit(RecipeCallback):
 
     def _log(self, trainer: Trainer, task: str, stats: TargetStats | None, bias: torch.Tensor) -> None:
         step = int(trainer.global_step)
-        data = expected_losses(task, stats, bias)
-        scalars = {f"recipe/bias_init/{k}_loss": data[v] for k, v in (("expected", "bias"), ("uninformative", "zero"))}
-        recipe_logging.log_scalars(trainer, {k: v for k, v in scalars.items() if np.isfinite(v)}, step)
+        recipe_logging.log_scalars(trainer, loss_scalars(task, stats, bias), step)
         if not self.log_figure or not trainer.is_global_zero:
             return
         fig = bias_figure(task, layer=self.layer_name or "", **figure_inputs(task, stats, bias))

@@ -61,6 +61,7 @@ __all__ = [
     "first_batch",
     "given_bias",
     "last_class",
+    "loss_scalars",
     "merge_stats",
     "read_first_batch",
     "resolve_task",
@@ -300,7 +301,10 @@ def resolve_task(
 ) -> str:
     """The task: ``task`` unless ``"auto"``; regression for a ``target_mean``; inferred from the
     targets and outputs (:func:`~lightning_recipe.core.tasks.infer_task`); else from the ``priors``
-    (one logit: binary; priors summing to 1: multiclass; otherwise multilabel)."""
+    (one logit: binary; priors summing to 1: multiclass; otherwise multilabel). :class:`Skip`
+    without targets or given values, or when the targets are ambiguous."""
+    if targets is None and priors is None and target_mean is None:
+        raise Skip("found no targets in the training batch; pass `target_key=`, or `priors=` / `target_mean=`")
     if task != "auto":
         return task
     if target_mean is not None:
@@ -311,17 +315,22 @@ def resolve_task(
         except ValueError as err:
             if priors is None:
                 raise Skip(str(err)) from err
-    if priors is not None:
-        if width == 1:
-            return "binary"
-        return "multiclass" if abs(float(priors.sum()) - 1.0) < 1e-3 else "multilabel"
-    raise Skip("cannot infer the task without targets; pass `task=` and `target_key=`")
+    assert priors is not None
+    if width == 1:
+        return "binary"
+    return "multiclass" if abs(float(priors.sum()) - 1.0) < 1e-3 else "multilabel"
 
 
 # ---------------------------------------------------------------------- the bias
-def bias_from_stats(stats: TargetStats, task: str, width: int, layer: str) -> tuple[TargetStats, InitBias]:
+def bias_from_stats(
+    stats: TargetStats, task: str, width: int, layer: str
+) -> tuple[TargetStats, InitBias, str]:
     """Fit the statistics to the layer's ``width`` (multiclass: pad absent classes, drop unseen
-    trailing ones) and compute the bias; :class:`Skip` when the width does not fit the targets."""
+    trailing ones) and compute the bias; returns them with the words for their source.
+    :class:`Skip` when the width does not fit the targets."""
+    source = f"{stats.count} training targets"
+    if stats.estimated:
+        source += f" (estimated from {stats.batches} batches)"
     if task == "multiclass":
         counts = stats.class_counts
         classes = int(counts.numel()) if counts is not None else 0
@@ -341,7 +350,7 @@ def bias_from_stats(stats: TargetStats, task: str, width: int, layer: str) -> tu
             f"the final layer {layer!r} has {width} outputs but each sample has {stats.num_outputs} "
             f"{what} (task {task!r}); pass `layer=` or `task=`"
         )
-    return stats, init_bias(stats)
+    return stats, init_bias(stats), source
 
 
 def given_bias(
@@ -417,6 +426,13 @@ def merge_stats(
     merged.estimated = reduce_any(stats.estimated)
     merged.batches = int(reduce_sum(torch.tensor([float(stats.batches)]))[0])
     return merged
+
+
+def loss_scalars(task: str, stats: TargetStats | None, bias: torch.Tensor) -> dict[str, float]:
+    """The finite ones of ``recipe/bias_init/expected_loss`` and ``recipe/bias_init/uninformative_loss``."""
+    data = expected_losses(task, stats, bias)
+    scalars = {"recipe/bias_init/expected_loss": data["bias"], "recipe/bias_init/uninformative_loss": data["zero"]}
+    return {k: v for k, v in scalars.items() if math.isfinite(v)}
 
 
 def figure_inputs(task: str, stats: TargetStats | None, bias: torch.Tensor) -> dict[str, Any]:

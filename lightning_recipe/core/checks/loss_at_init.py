@@ -10,6 +10,7 @@ Example:
     >>> import torch
     >>> from torch import nn
     >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    >>> _ = nn.init.zeros_(net[2].bias)
     >>> watch = FinalOutputWatch()
     >>> watch.arm(net)
     >>> _ = net(torch.randn(5, 4))

@@ -93,14 +93,15 @@ def test_final_layer_without_a_bias_or_a_runnable_forward_skips():
 
 
 def test_resolve_task():
-    assert resolve_task("binary", None, None, 1) == "binary"
+    assert resolve_task("binary", torch.tensor([0.0, 1.0]), None, 1) == "binary"
     assert resolve_task("auto", None, None, 2, target_mean=torch.tensor([1.0])) == "regression"
     assert resolve_task("auto", torch.tensor([0, 2, 1]), torch.zeros(3, 3), 3) == "multiclass"
     assert resolve_task("auto", None, None, 3, priors=torch.tensor([0.2, 0.3, 0.5])) == "multiclass"
     assert resolve_task("auto", None, None, 3, priors=torch.tensor([0.2, 0.3, 0.9])) == "multilabel"
     assert resolve_task("auto", None, None, 1, priors=torch.tensor([0.2])) == "binary"
-    with pytest.raises(Skip, match="without targets"):
-        resolve_task("auto", None, None, 3)
+    for task in ("auto", "multiclass"):
+        with pytest.raises(Skip, match="found no targets in the training batch; pass `target_key=`"):
+            resolve_task(task, None, None, 3)
     onehot = torch.eye(3)
     with pytest.raises(Skip, match="one-hot"):
         resolve_task("auto", onehot, torch.zeros(3, 3), 3)
@@ -108,7 +109,8 @@ def test_resolve_task():
 
 # ---------------------------------------------------------------------- the bias
 def test_bias_from_stats_pads_absent_classes_and_rejects_a_narrow_head():
-    stats, init = bias_from_stats(_counts([0, 0, 1], 2), "multiclass", 4, "head")
+    stats, init, source = bias_from_stats(_counts([0, 0, 1], 2), "multiclass", 4, "head")
+    assert source == "3 training targets"
     assert stats.class_counts.numel() == 4 and init.floored == [2, 3]
     with pytest.raises(Skip, match="has 2 outputs but the targets have 3 classes"):
         bias_from_stats(_counts([0, 1, 2], 3), "multiclass", 2, "head")
@@ -118,11 +120,11 @@ def test_bias_from_stats_pads_absent_classes_and_rejects_a_narrow_head():
 
 
 def test_bias_finding_pass_and_warn():
-    stats, init = bias_from_stats(_counts([0, 0, 0, 1], 2), "multiclass", 2, "head")
+    stats, init, _ = bias_from_stats(_counts([0, 0, 0, 1], 2), "multiclass", 2, "head")
     status, message, numbers = bias_finding("multiclass", "head", "Linear", 2, "4 training targets", stats, init)
     assert status == "pass" and "loss at init should be 0.5623 instead of ln 2=0.6931" in message
     assert numbers["expected_loss"] == pytest.approx(0.5623, abs=1e-4)
-    stats, init = bias_from_stats(_counts([0, 0, 1], 3), "multiclass", 3, "head")
+    stats, init, _ = bias_from_stats(_counts([0, 0, 1], 3), "multiclass", 3, "head")
     status, message, numbers = bias_finding("multiclass", "head", "Linear", 3, "3 training targets", stats, init)
     assert status == "warn" and "class(es) [2] never occur in the training data" in message
     assert numbers["floored"] == [2]
