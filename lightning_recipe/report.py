@@ -110,6 +110,7 @@ class RecipeReport(Callback):
     While training, a Markdown table (recipe step, check, status, message, numbers) is written to
     TensorBoard's Text tab under ``recipe/report`` whenever new findings arrive; at the end of fit
     ``recipe_report.json`` is written to the log dir and a short summary is printed (rank zero).
+    With ``Trainer(logger=False)`` nothing is written; the findings and the summary remain.
 
     Args:
         filename: name of the JSON file written to the trainer's log dir.
@@ -117,7 +118,8 @@ class RecipeReport(Callback):
 
     Attributes:
         findings: all findings of the last run, in recipe order.
-        path: where the JSON report was written (``None`` before the end of fit).
+        path: where the JSON report was written (``None`` before the end of fit, and when the trainer
+            has no logger).
 
     Example:
         >>> import torch
@@ -129,8 +131,8 @@ class RecipeReport(Callback):
         ...                   enable_model_summary=False, enable_checkpointing=False,
         ...                   callbacks=[FixedSeed(7), report], default_root_dir=getfixture("tmp_path"))
         >>> trainer.fit(BoringModel())
-        >>> [f.check for f in report.findings]
-        ['FixedSeed']
+        >>> [f.check for f in report.findings], report.path  # logger=False: no file written
+        (['FixedSeed'], None)
     """
 
     def __init__(self, filename: str = "recipe_report.json", print_summary: bool = True) -> None:
@@ -183,13 +185,15 @@ class RecipeReport(Callback):
         self.findings = collect_findings(trainer)
         if not trainer.is_global_zero:
             return
-        directory = recipe_logging.log_dir(trainer)
-        os.makedirs(directory, exist_ok=True)
-        self.path = os.path.join(directory, self.filename)
         counts = {s: sum(f.status == s for f in self.findings) for s in STATUSES}
-        payload = {"summary": counts, "findings": [f.to_dict() for f in self.findings]}
-        with open(self.path, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, indent=2)
+        self.path = None
+        if trainer.loggers:  # ``Trainer(logger=False)``: no file, as Lightning writes no logs then
+            directory = recipe_logging.log_dir(trainer)
+            os.makedirs(directory, exist_ok=True)
+            self.path = os.path.join(directory, self.filename)
+            payload = {"summary": counts, "findings": [f.to_dict() for f in self.findings]}
+            with open(self.path, "w", encoding="utf-8") as fh:
+                json.dump(payload, fh, indent=2)
         if self.print_summary:
             _print_summary(self.findings, counts, self.path)
 
@@ -204,9 +208,10 @@ def _report_markdown(findings: list[Finding]) -> str:
     return f"**Recipe report** ({head})\n\n" + findings_table(findings)
 
 
-def _print_summary(findings: list[Finding], counts: dict[str, int], path: str) -> None:
+def _print_summary(findings: list[Finding], counts: dict[str, int], path: str | None) -> None:
     lines = ["lightning_recipe report: " + ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s])]
     for f in findings:
         lines.append(f"  {f.status:>7}  {f.check}: {f.message}")
-    lines.append(f"  (full report: {path})")
+    if path is not None:
+        lines.append(f"  (full report: {path})")
     rank_zero_info("\n".join(lines))

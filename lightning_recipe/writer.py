@@ -4,7 +4,8 @@ Every function takes the ``Trainer`` and an explicit ``step``; they write on glo
 and do nothing elsewhere (callers build figures only on rank zero too). With a
 ``TensorBoardLogger`` attached, values go to its ``SummaryWriter``; without one, the same content
 is written as files under ``<log_dir>/recipe/`` (scalars to ``scalars.csv``, images and figures
-as PNG, text as Markdown, histograms as JSON) and a warning says so once.
+as PNG, text as Markdown, histograms as JSON) and a warning says so once. With no logger at all
+(``Trainer(logger=False)``) nothing is written, as Lightning writes no logs then.
 
 Figures are the slow part. :func:`log_figure` accepts a *builder* (a function returning a
 ``Figure``) and renders it on one background thread, so the training loop does not wait for
@@ -12,12 +13,16 @@ matplotlib. The queue is bounded (the loop waits when it is full: nothing is dro
 (nothing is reordered); :func:`drain` waits for it, and recipe callbacks call it at the end of fit.
 
 Example:
-    >>> import numpy as np
     >>> from lightning.pytorch import Trainer
-    >>> trainer = Trainer(logger=False, default_root_dir=getfixture("tmp_path"))
+    >>> from lightning.pytorch.loggers import CSVLogger
+    >>> trainer = Trainer(logger=CSVLogger(getfixture("tmp_path")), default_root_dir=getfixture("tmp_path"))
     >>> log_scalars(trainer, {"recipe/demo/value": 1.5}, step=0)   # no TensorBoard: a CSV file
     >>> open(os.path.join(log_dir(trainer), "recipe", "scalars.csv")).read().splitlines()[1]
     'recipe/demo/value,0,1.5'
+    >>> quiet = Trainer(logger=False, default_root_dir=getfixture("tmp_path") / "quiet")
+    >>> log_scalars(quiet, {"recipe/demo/value": 1.5}, step=0)   # no logger at all: no file
+    >>> os.path.exists(log_dir(quiet))
+    False
 """
 
 from __future__ import annotations
@@ -91,6 +96,11 @@ def log_dir(trainer: Trainer) -> str:
     return str(trainer.default_root_dir)
 
 
+def _writes_nothing(trainer: Trainer) -> bool:
+    """No logger at all (``Trainer(logger=False)``): Lightning writes no logs, and neither do we."""
+    return not trainer.loggers
+
+
 def _fallback_dir(trainer: Trainer) -> str:
     directory = os.path.join(log_dir(trainer), "recipe")
     os.makedirs(directory, exist_ok=True)
@@ -127,6 +137,8 @@ def log_scalars(trainer: Trainer, values: Mapping[str, float], step: int) -> Non
             writer.add_scalar(tag, value, global_step=int(step))
         _flush(writer)
         return
+    if _writes_nothing(trainer):
+        return
     path = os.path.join(_fallback_dir(trainer), "scalars.csv")
     new = not os.path.exists(path)
     with open(path, "a", newline="", encoding="utf-8") as fh:
@@ -145,6 +157,8 @@ def log_text(trainer: Trainer, tag: str, text: str, step: int) -> None:
     if writer is not None:
         writer.add_text(tag, text, global_step=int(step))
         _flush(writer)
+        return
+    if _writes_nothing(trainer):
         return
     with open(_file_for(trainer, tag, step, ".md"), "w", encoding="utf-8") as fh:
         fh.write(text)
@@ -168,6 +182,8 @@ def log_image(trainer: Trainer, tag: str, image: np.ndarray, step: int) -> None:
         writer.add_image(tag, image, global_step=int(step), dataformats="HWC")
         _flush(writer)
         return
+    if _writes_nothing(trainer):
+        return
     _write_png(_file_for(trainer, tag, step, ".png"), image)
 
 
@@ -185,6 +201,8 @@ def log_histogram(trainer: Trainer, tag: str, values: Any, step: int, bins: int 
     if writer is not None:
         writer.add_histogram(tag, arr, global_step=int(step), bins=bins if isinstance(bins, str) else "tensorflow")
         _flush(writer)
+        return
+    if _writes_nothing(trainer):
         return
     counts, edges = np.histogram(arr, bins=bins if isinstance(bins, int) else 64)
     with open(_file_for(trainer, tag, step, ".json"), "w", encoding="utf-8") as fh:
@@ -263,6 +281,8 @@ def log_figure(
     from lightning_recipe.plots.style import figure_to_array
 
     writer = get_writer(trainer)
+    if writer is None and _writes_nothing(trainer):
+        return  # not even rendered
     target = None if writer is not None else _file_for(trainer, tag, step, ".png")
 
     def job() -> None:

@@ -130,6 +130,20 @@ def imbalanced_breast_cancer(ratio: int = 10, seed: int = 0) -> tuple[np.ndarray
     return x[idx], y[idx]
 
 
+def sine_sequences(n: int = 128, length: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Next-step prediction on sine waves: inputs ``(n, length)`` and targets shifted by one step.
+
+    Random amplitude (0.5 to 1.5), frequency and phase per sequence; float32, target std ~0.7.
+    """
+    rng = np.random.default_rng(seed)
+    t = np.arange(length + 1)
+    amp = rng.uniform(0.5, 1.5, (n, 1))
+    freq = rng.uniform(0.2, 0.6, (n, 1))
+    phase = rng.uniform(0.0, 2 * np.pi, (n, 1))
+    s = (amp * np.sin(freq * t + phase)).astype(np.float32)
+    return s[:, :-1], s[:, 1:]
+
+
 def loader(x: Any, y: Any = None, batch_size: int = 32, shuffle: bool = False, **kw: Any) -> DataLoader:
     tensors = [torch.as_tensor(x)] + ([] if y is None else [torch.as_tensor(y)])
     return DataLoader(TensorDataset(*tensors), batch_size=batch_size, shuffle=shuffle, **kw)
@@ -166,6 +180,34 @@ def small_cnn(num_classes: int = 10, channels: int = 8, dropout: float = 0.0) ->
         layers.append(nn.Dropout(dropout))
     layers.append(nn.Linear(channels * 16, num_classes))
     return nn.Sequential(*layers)
+
+
+class CausalConv1d(nn.Module):
+    """A small causal 1-D ConvNet regressor: ``(N, T)`` in, ``(N, T)`` out (the last Conv1d is the head)."""
+
+    def __init__(self, channels: int = 16, kernel_size: int = 3) -> None:
+        super().__init__()
+        self.pad = kernel_size - 1
+        self.conv = nn.Conv1d(1, channels, kernel_size)
+        self.head = nn.Conv1d(channels, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.conv(F.pad(x.unsqueeze(1), (self.pad, 0))))  # left padding only: causal
+        return self.head(h).squeeze(1)
+
+
+class RecurrentRegressor(nn.Module):
+    """A GRU (or LSTM) with a Linear head: ``(N, T)`` in, ``(N, T, 1)`` out."""
+
+    def __init__(self, hidden: int = 4, cell: str = "gru") -> None:
+        super().__init__()
+        rnn = {"gru": nn.GRU, "lstm": nn.LSTM}[cell]
+        self.rnn = rnn(1, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, _ = self.rnn(x.unsqueeze(-1))
+        return self.head(h)
 
 
 class LitModel(LightningModule):

@@ -7,6 +7,7 @@ import pytest
 import torch
 from lightning.pytorch import Callback
 from lightning.pytorch.demos.boring_classes import BoringModel
+from lightning.pytorch.loggers import CSVLogger
 
 from lightning_recipe import Finding, RecipeCheckError, RecipeReport, RecipeWarning
 from lightning_recipe import writer as recipe_logging
@@ -53,7 +54,7 @@ def test_everything_lands_in_tensorboard(tmp_path):
 
 def test_without_tensorboard_files_are_written_and_it_says_so_once(tmp_path):
     recipe_logging._warned.clear()
-    trainer = make_trainer(tmp_path, [Writer()], max_steps=1, logger=False)
+    trainer = make_trainer(tmp_path, [Writer()], max_steps=1, logger=CSVLogger(tmp_path))
     with pytest.warns(RecipeWarning, match="no TensorBoardLogger is attached") as record:
         trainer.fit(BoringModel())
         recipe_logging.drain()
@@ -184,6 +185,7 @@ class Crashes(RecipeCallback):
         raise AssertionError("must not run after the check stopped itself")
 
 
+@pytest.mark.expect_callback_error
 def test_an_error_inside_a_check_becomes_a_skipped_finding_and_training_goes_on(tmp_path):
     cb = Crashes()
     trainer = make_trainer(tmp_path, [cb], max_steps=3)
@@ -193,3 +195,27 @@ def test_an_error_inside_a_check_becomes_a_skipped_finding_and_training_goes_on(
     [finding] = cb.findings
     assert finding.status == "skipped"
     assert finding.message == "skipped, because the check could not run on this model (IndexError: deep inside)"
+
+
+def test_a_callback_that_stopped_itself_fails_the_observer_effect_test(tmp_path):
+    """The autouse fixture is what makes "same training with and without" able to fail: a hook replaced
+    by a raising one is caught by the guard (training goes on, identical), and only the registry the
+    fixture reads says the check never ran."""
+    from lightning_recipe import PredictionDynamics
+    from lightning_recipe.callbacks.base import STOPPED_AFTER_ERROR, _guard
+    from tests.helpers import LitModel, assert_same_params, digits_loader, final_params, fit, mlp
+
+    def boom(self, trainer, pl_module):
+        raise RuntimeError("planted")
+
+    torch.manual_seed(0)
+    bare = LitModel(mlp(64, 10, dropout=0.2))
+    fit(tmp_path / "bare", bare, [], digits_loader(128), max_steps=4)
+    broken = PredictionDynamics(every_n_train_steps=2)
+    broken.on_train_start = _guard(boom).__get__(broken)  # this instance only
+    torch.manual_seed(0)
+    with_cb = LitModel(mlp(64, 10, dropout=0.2))
+    fit(tmp_path / "cb", with_cb, [broken], digits_loader(128), max_steps=4, quiet=True)
+    assert_same_params(final_params(bare), final_params(with_cb))  # passes although the check crashed ...
+    assert [name for name, *_ in STOPPED_AFTER_ERROR] == ["PredictionDynamics"]  # ... the fixture sees it
+    STOPPED_AFTER_ERROR.clear()  # this test means it: the fixture would fail it otherwise

@@ -1,8 +1,10 @@
 import json
+import logging
 import os
 
 import pytest
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import CSVLogger
 
 from lightning_recipe import EarlyStopping, FixedSeed, RecipeReport, recipe_callbacks
 from lightning_recipe.presets import STAGES
@@ -77,3 +79,35 @@ def test_the_full_preset_runs_under_two_process_ddp_with_the_same_verdicts(tmp_p
     assert [f["check"] for f in ranks[0] if f["status"] in ("warn", "fail")] == []
     assert {"FixedSeed", "FinalBiasInit", "LossAtInitCheck", "OverfitBatchCheck"} <= {f["check"] for f in ranks[0]}
     assert os.path.exists(os.path.join(log_dir, "recipe_report.json"))
+
+
+def _fit_full_preset(tmp_path, logger):
+    from tests.helpers import LitModel, digits_arrays, loader, make_trainer, small_cnn
+
+    callbacks = recipe_callbacks("full", seed=0)
+    x, y = digits_arrays()
+    trainer = make_trainer(tmp_path, callbacks, logger=logger, max_steps=-1, max_epochs=2)
+    trainer.fit(LitModel(small_cnn()), loader(x[:256], y[:256], shuffle=True), loader(x[256:384], y[256:384]))
+    return callbacks[-1], trainer
+
+
+def test_the_full_preset_with_logger_false_writes_no_files(tmp_path, caplog):
+    for name in ("lightning.pytorch", "lightning.fabric"):  # the summary goes through rank_zero_info
+        caplog.set_level(logging.INFO, logger=name)
+    report, _ = _fit_full_preset(tmp_path, logger=False)
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == []
+    assert report.path is None
+    checks = {f.check for f in report.findings}
+    assert {"FixedSeed", "DataInspector", "LossAtInitCheck", "UpdateHealth", "EarlyStopping"} <= checks
+    assert not [f for f in report.findings if "could not run" in f.message]  # no check stopped itself
+    assert "lightning_recipe report:" in caplog.text and "EarlyStopping: " in caplog.text  # the summary still prints
+    assert "full report:" not in caplog.text
+
+
+def test_the_full_preset_with_a_csv_logger_writes_its_files(tmp_path):
+    report, trainer = _fit_full_preset(tmp_path, logger=CSVLogger(tmp_path))
+    log_dir = trainer.logger.log_dir
+    assert report.path == os.path.join(log_dir, "recipe_report.json") and os.path.exists(report.path)
+    written = {p.suffix for p in (tmp_path / "lightning_logs" / "version_0" / "recipe").rglob("*") if p.is_file()}
+    assert {".csv", ".png", ".md"} <= written
+    assert not [f for f in report.findings if "could not run" in f.message]

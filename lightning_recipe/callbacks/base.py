@@ -10,7 +10,7 @@ recipe), and calls :meth:`RecipeCallback.record` with a :class:`~lightning_recip
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
@@ -19,6 +19,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
 from lightning_recipe import writer as recipe_logging
+from lightning_recipe.core.arguments import check_choice, check_positive_int
 from lightning_recipe.core.batches import KeySpec, split_batch, validate_key_spec
 from lightning_recipe.core.errors import ArgumentError
 from lightning_recipe.findings import RECIPE_STEPS, Finding, RecipeCheckError, RecipeWarning, Status
@@ -27,24 +28,6 @@ from lightning_recipe.report import RecipeReport
 __all__ = ["OnFail", "RecipeCallback", "check_choice", "check_positive_int"]
 
 OnFail = Literal["warn", "raise"]
-
-
-def check_choice(owner: str, argument: str, value: Any, choices: Iterable[Any]) -> None:
-    """Raise ``ValueError`` unless ``value`` is one of ``choices`` (message lists them)."""
-    choices = list(choices)
-    if value not in choices:
-        listed = ", ".join(repr(c) for c in choices[:-1]) + f" or {choices[-1]!r}" if len(choices) > 1 else repr(choices[0])
-        raise ValueError(f"{owner}({argument}={value!r}): unknown value; pass one of {listed}.")
-
-
-def check_positive_int(owner: str, argument: str, value: Any, allow_none: bool = False, minimum: int = 1) -> None:
-    """Raise ``ValueError``/``TypeError`` unless ``value`` is an int >= ``minimum`` (or ``None`` if allowed)."""
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{owner}({argument}={value!r}): pass an integer >= {minimum}.")
-    if value < minimum:
-        raise ValueError(f"{owner}({argument}={value!r}): pass an integer >= {minimum}.")
 
 
 #: The hooks guarded by :func:`_guard`: an unexpected error inside a check never ends the run.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
@@ -49,12 +49,24 @@ class EarlyStopping(_LightningEarlyStopping, RecipeCallback):
         restore_best_weights: load the best weights into the module when training ends.
         start_from_epoch: the first (0-based) epoch at which the run may stop.
 
+    Everything Lightning's ``EarlyStopping`` does on its own arguments is unchanged: the same
+    validation and exceptions (``MisconfigurationException`` for an unknown ``mode``), the same
+    ``state_dict`` keys, ``verbose`` messages, ``stopping_reason`` and ``stopping_reason_message``.
+
     Attributes:
-        best_score: the best monitored value so far (tensor, as in Lightning).
-        best_epoch: the epoch of the best score (``None`` before the first check).
-        best_step: the global step of the best score.
+        best_score: Lightning's best score (tensor; like Lightning, not updated by a value that stops
+            the run at ``stopping_threshold`` or ``divergence_threshold``).
+        best_epoch: the epoch of the best finite monitored value (``None`` before the first check);
+            a value that reached ``stopping_threshold`` counts. The weights restored are this epoch's.
+        best_step: the global step of that value.
         stopped_epoch: the epoch at which it stopped (0 if it did not).
+        stopping_reason: why it stopped (Lightning's ``EarlyStoppingReason``).
         findings: one finding at the end of fit.
+
+    Raises:
+        MisconfigurationException: if ``mode`` is neither ``"min"`` nor ``"max"`` (Lightning's check).
+        ValueError: if ``start_from_epoch`` is negative.
+        RuntimeError: with ``strict=True``, if ``monitor`` is not among the logged metrics at a check.
 
     Example:
         >>> from lightning.pytorch import Trainer
@@ -78,7 +90,7 @@ class EarlyStopping(_LightningEarlyStopping, RecipeCallback):
         min_delta: float = 0.0,
         patience: int = 3,
         verbose: bool = False,
-        mode: str = "min",
+        mode: Literal["min", "max"] = "min",
         strict: bool = True,
         check_finite: bool = True,
         stopping_threshold: float | None = None,
@@ -88,12 +100,8 @@ class EarlyStopping(_LightningEarlyStopping, RecipeCallback):
         restore_best_weights: bool = False,
         start_from_epoch: int = 0,
     ) -> None:
-        if mode not in ("min", "max"):
-            raise ValueError(f"EarlyStopping(mode={mode!r}): unknown mode; pass 'min' or 'max'.")
-        if not isinstance(monitor, str) or not monitor:
-            raise ValueError(f"EarlyStopping(monitor={monitor!r}): pass the name of a logged metric, e.g. 'val_loss'.")
-        check_positive_int("EarlyStopping", "start_from_epoch", start_from_epoch, minimum=0)
-        check_positive_int("EarlyStopping", "patience", patience, minimum=0)
+        # Lightning validates its own arguments, with its own exceptions and wording
+        # (``MisconfigurationException`` for an unknown ``mode``): code that catches them keeps working.
         super().__init__(
             monitor=monitor,
             min_delta=min_delta,
@@ -107,10 +115,14 @@ class EarlyStopping(_LightningEarlyStopping, RecipeCallback):
             check_on_train_epoch_end=check_on_train_epoch_end,
             log_rank_zero_only=log_rank_zero_only,
         )
+        check_positive_int("EarlyStopping", "start_from_epoch", start_from_epoch, minimum=0)
         self.restore_best_weights = bool(restore_best_weights)
         self.start_from_epoch = start_from_epoch
         self.best_epoch: int | None = None
         self.best_step: int | None = None
+        # the best finite value seen, for the weights and the report; unlike Lightning's ``best_score``
+        # it also takes a value that stopped the run at ``stopping_threshold``
+        self._best_value: torch.Tensor | None = None
         self._best_state: dict[str, torch.Tensor] | None = None
         self._restored = False
         self._reported = False
@@ -130,29 +142,20 @@ class EarlyStopping(_LightningEarlyStopping, RecipeCallback):
         if trainer.fast_dev_run or not self._validate_condition_metric(logs):
             return
         current = logs[self.monitor].squeeze()
-        finite = bool(torch.isfinite(current).item())
-        previous_best = self.best_score.clone()
-        better = finite and bool(self.monitor_op(current - self.min_delta, previous_best.to(current.device)).item())
-        if trainer.current_epoch < self.start_from_epoch and not (self.check_finite and not finite):
-            # warm-up: no stopping and no patience; the best score and weights are still tracked
-            should_stop, reason = False, None
-            if better:
-                self.best_score = current
-                self.wait_count = 0
-                reason = self._improvement_message(current)
+        improved = self._is_new_best(current)  # decided before Lightning's check updates ``best_score``
+        if trainer.current_epoch < self.start_from_epoch and not (self.check_finite and not torch.isfinite(current)):
+            should_stop, reason = self._warm_up_check(current)
         else:
             should_stop, reason = self._evaluate_stopping_criteria(current)
-            if better and not bool(self.best_score.ne(previous_best).item()):
-                # a threshold stop on a new best value: it is the best score (Lightning skips the update)
-                self.best_score = current
-        improved = better
         # every rank must restore the same weights: rank zero's view of "improved" decides
         improved = bool(trainer.strategy.broadcast(improved, src=0))
         if improved:
+            self._best_value = current.detach().cpu().clone()
             self.best_epoch = int(trainer.current_epoch)
             self.best_step = int(trainer.global_step)
             if self.restore_best_weights:
                 self._keep_best(trainer.lightning_module)
+        # from here on, Lightning's own code
         should_stop = trainer.strategy.reduce_boolean_decision(should_stop, all=False)
         trainer.should_stop = trainer.should_stop or should_stop
         if should_stop:
@@ -160,6 +163,24 @@ class EarlyStopping(_LightningEarlyStopping, RecipeCallback):
             self.stopping_reason_message = reason
         if reason and self.verbose:
             self._log_info(trainer, reason, self.log_rank_zero_only)
+
+    def _is_new_best(self, current: torch.Tensor) -> bool:
+        if not bool(torch.isfinite(current)):
+            return False
+        if self._best_value is None:
+            return True
+        # the comparison Lightning makes for ``best_score``, on the same dtype
+        return bool(self.monitor_op(current - self.min_delta, self._best_value.to(current.device)))
+
+    def _warm_up_check(self, current: torch.Tensor) -> tuple[bool, str | None]:
+        """Before ``start_from_epoch``: nothing stops the run and patience does not count, but the best
+        score is tracked as Lightning tracks it."""
+        if self.monitor_op(current - self.min_delta, self.best_score.to(current.device)):
+            reason = self._improvement_message(current)
+            self.best_score = current
+            self.wait_count = 0
+            return False, reason
+        return False, None
 
     def _keep_best(self, pl_module: LightningModule) -> None:
         state = pl_module.state_dict()
@@ -213,7 +234,7 @@ class EarlyStopping(_LightningEarlyStopping, RecipeCallback):
                 f"`monitor=` one of {sorted(trainer.callback_metrics)}",
             )
             return
-        best = float(self.best_score)
+        best = float(self._best_value if self._best_value is not None else self.best_score)
         numbers: dict[str, Any] = {
             "best_score": best,
             "best_epoch": self.best_epoch,
@@ -253,19 +274,22 @@ class EarlyStopping(_LightningEarlyStopping, RecipeCallback):
     # ------------------------------------------------------------------ checkpoint state
     @override
     def state_dict(self) -> dict[str, Any]:
-        state = super().state_dict()
-        state.pop("patience", None)  # progress, not configuration: a new patience wins on resume
+        state = super().state_dict()  # Lightning's keys, ``patience`` included
         state["best_epoch"] = self.best_epoch
         state["best_step"] = self.best_step
+        state["best_value"] = self._best_value
         state["best_state"] = self._best_state
         return state
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        patience = self.patience
-        super().load_state_dict({"patience": patience, **state_dict})
-        self.patience = patience
+        # the one deliberate difference: ``patience`` is configuration, so the value passed to this run wins
+        super().load_state_dict({**state_dict, "patience": self.patience})
         self.best_epoch = state_dict.get("best_epoch")
         self.best_step = state_dict.get("best_step")
+        best_value = state_dict.get("best_value")
+        if best_value is None and self.best_epoch is not None:  # saved before ``best_value`` was kept
+            best_value = self.best_score
+        self._best_value = None if best_value is None else torch.as_tensor(best_value).detach().cpu().clone()
         best_state = state_dict.get("best_state")
         self._best_state = dict(best_state) if best_state is not None else None

@@ -10,7 +10,7 @@ from lightning.fabric.utilities.seed import seed_everything
 from lightning.pytorch import LightningModule, Trainer
 from typing_extensions import override
 
-from lightning_recipe import writer as recipe_logging
+from lightning_recipe import writer
 from lightning_recipe.callbacks.base import RecipeCallback
 from lightning_recipe.core.fingerprint import fingerprint
 
@@ -48,8 +48,9 @@ class FixedSeed(RecipeCallback):
         >>> seed = FixedSeed(42)
         >>> torch.equal(a, torch.nn.Linear(2, 2).weight)
         True
-    """
 
+    See the README section "Fix the random seed: `FixedSeed`".
+    """
 
     def __init__(
         self,
@@ -75,9 +76,6 @@ class FixedSeed(RecipeCallback):
         self._previous_cublas: str | None = None
         self._seed_all()
 
-    def _seed_all(self) -> None:
-        seed_everything(self.seed, workers=self.workers, verbose=False)
-
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
@@ -85,30 +83,67 @@ class FixedSeed(RecipeCallback):
             self.weights_fingerprint = self.batch_fingerprint = None
         self._seed_all()
         if self.deterministic and self._previous_deterministic is None:
-            self._previous_deterministic = (
-                torch.are_deterministic_algorithms_enabled(),
-                torch.is_deterministic_algorithms_warn_only_enabled(),
-            )
-            self._previous_cublas = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            torch.use_deterministic_algorithms(True, warn_only=True)
+            self._enable_determinism()
 
     @override
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         super().teardown(trainer, pl_module, stage)
         if self._previous_deterministic is not None:
-            enabled, warn_only = self._previous_deterministic
-            torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
-            if self._previous_cublas is None:
-                os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
-            else:
-                os.environ["CUBLAS_WORKSPACE_CONFIG"] = self._previous_cublas
-            self._previous_deterministic = None
+            self._restore_determinism(self._previous_deterministic)
 
     @override
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self.is_fitting(trainer):
             return
+        self._fingerprint_weights(trainer, pl_module)
+
+    @override
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if self.batch_fingerprint is not None or not self.is_fitting(trainer):
+            return
+        self._fingerprint_batch(trainer, batch)
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "weights_fingerprint": self.weights_fingerprint,
+            "batch_fingerprint": self.batch_fingerprint,
+        }
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._checkpoint_seed = state_dict.get("seed")
+        self.weights_fingerprint = state_dict.get("weights_fingerprint")
+        self.batch_fingerprint = state_dict.get("batch_fingerprint")
+
+    # ------------------------------------------------------------------ private helpers
+    def _seed_all(self) -> None:
+        seed_everything(self.seed, workers=self.workers, verbose=False)
+
+    def _enable_determinism(self) -> None:
+        """Turn on deterministic algorithms for the run, keeping the previous setting to restore."""
+        self._previous_deterministic = (
+            torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled(),
+        )
+        self._previous_cublas = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+    def _restore_determinism(self, previous: tuple[bool, bool]) -> None:
+        enabled, warn_only = previous
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+        if self._previous_cublas is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+        else:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = self._previous_cublas
+        self._previous_deterministic = None
+
+    def _fingerprint_weights(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """The initial weights' hash (kept from the checkpoint on resume); warn if the seed changed."""
         if self._checkpoint_seed is not None and self._checkpoint_seed != self.seed:
             self.warn(
                 f"FixedSeed: resumed from a checkpoint seeded with {self._checkpoint_seed}, but this run "
@@ -117,10 +152,8 @@ class FixedSeed(RecipeCallback):
         if self.weights_fingerprint is None or trainer.global_step == 0:
             self.weights_fingerprint = fingerprint(pl_module.state_dict())
 
-    @override
-    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
-        if self.batch_fingerprint is not None or not self.is_fitting(trainer):
-            return
+    def _fingerprint_batch(self, trainer: Trainer, batch: Any) -> None:
+        """Hash the first batch; record the seed and both fingerprints; log them as a table."""
         self.batch_fingerprint = fingerprint(batch)
         numbers = {
             "seed": self.seed,
@@ -140,18 +173,4 @@ class FixedSeed(RecipeCallback):
                 "| seed | initial weights | first batch | deterministic |\n| --- | --- | --- | --- |\n"
                 f"| {self.seed} | `{self.weights_fingerprint}` | `{self.batch_fingerprint}` | {self.deterministic} |"
             )
-            recipe_logging.log_text(trainer, "recipe/seed/fingerprint", text, trainer.global_step)
-
-    @override
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "seed": self.seed,
-            "weights_fingerprint": self.weights_fingerprint,
-            "batch_fingerprint": self.batch_fingerprint,
-        }
-
-    @override
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._checkpoint_seed = state_dict.get("seed")
-        self.weights_fingerprint = state_dict.get("weights_fingerprint")
-        self.batch_fingerprint = state_dict.get("batch_fingerprint")
+            writer.log_text(trainer, "recipe/seed/fingerprint", text, trainer.global_step)

@@ -44,7 +44,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from lightning_recipe.core.format import sig
 from lightning_recipe.core.images import is_image_like
+from lightning_recipe.core.inputs import markdown_table
 from lightning_recipe.core.robust import robust_z
 
 __all__ = [
@@ -652,13 +654,13 @@ class DataReport:
             ("imbalance", "imbalance_ratio"),
             ("input", "input"),
         ]
-        lines = ["| split | " + " | ".join(c for c, _ in cols) + " |", "|" + " --- |" * (len(cols) + 1)]
-        for name, s in self.splits.items():
-            cells = []
-            for _, key in cols:
-                v = s.get(key, "")
-                cells.append(f"{v:.3g}" if isinstance(v, float) else str(v if v is not None else ""))
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+
+        def cell(v: Any) -> str:
+            return sig(v) if isinstance(v, float) else str(v if v is not None else "")
+
+        rows = [[name, *(cell(s.get(key, "")) for _, key in cols)] for name, s in self.splits.items()]
+        header = ["split", *(c for c, _ in cols)]
+        lines = [markdown_table(header, rows, max_rows=len(rows), max_cols=len(header))]
         icon = {"pass": "✓", "warn": "⚠", "fail": "✗"}
         lines.append("")
         for i in self.issues:

@@ -1,6 +1,6 @@
 """Per-layer health of a training run: update/weight ratios, gradient norms, dead units, eval modes.
 
-Pure torch (and numpy/matplotlib for the figure); nothing here knows about Lightning.
+Pure torch; nothing here knows about Lightning.
 
 * :func:`layer_of_parameters` groups parameters by the module that owns them (a "layer"); a tied
   parameter belongs to its first owner only.
@@ -11,7 +11,8 @@ Pure torch (and numpy/matplotlib for the figure); nothing here knows about Light
   output is zero for the whole batch is *dead*. Functional calls (``F.relu``) cannot be hooked.
 * :func:`modules_left_in_eval` finds submodules in eval mode whose behaviour depends on the mode
   (dropout, batch-norm statistics) inside a part of the model that is being trained.
-* :func:`health_figure` draws the per-layer picture.
+* the per-layer figure is :func:`lightning_recipe.plots.update_health.health_figure` (still
+  importable from here).
 
 Example:
     >>> import torch
@@ -36,7 +37,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -47,10 +47,11 @@ __all__ = [
     "dead_fraction",
     "evenly_spaced",
     "group_sums",
-    "health_figure",
+    "health_figure",  # noqa: F822  (moved to plots.update_health; see __getattr__)
     "layer_of_parameters",
     "log10_or_nan",
     "mode_dependent",
+    "module_kind",
     "modules_left_in_eval",
     "tensor_norms",
     "unit_dim",
@@ -82,6 +83,18 @@ def layer_of_parameters(model: nn.Module) -> dict[int, tuple[str, str]]:
             if id(p) not in owner:
                 owner[id(p)] = (mname, f"{mname}.{pname}" if mname else pname)
     return owner
+
+
+def module_kind(model: nn.Module, name: str) -> str | None:
+    """The class name of the module behind a layer or activation-site name (``"relu:2"`` is ``relu``'s).
+
+    >>> module_kind(nn.Sequential(nn.Linear(2, 2), nn.ReLU()), "1:2"), module_kind(nn.Linear(2, 2), "x")
+    ('ReLU', None)
+    """
+    try:
+        return type(model.get_submodule(name.split(":")[0])).__name__
+    except AttributeError:
+        return None
 
 
 def tensor_norms(tensors: Sequence[torch.Tensor], ord: float = 2.0) -> torch.Tensor:
@@ -364,121 +377,12 @@ def _whole_model_in_eval(model: nn.Module, trainable: set[int]) -> list[EvalMode
     return [EvalModeProblem("", affected, n_trainable)] if affected else []
 
 
-# ---------------------------------------------------------------------- figure
-def _short(name: str, width: int = 34) -> str:
-    name = name or "(root)"
-    return name if len(name) <= width else "…" + name[-(width - 1) :]
+# ---------------------------------------------------------------------- figure (moved)
+def __getattr__(name: str) -> Any:
+    # the figure lives in lightning_recipe.plots.update_health; the old import path keeps working
+    # without core importing matplotlib
+    if name == "health_figure":
+        from lightning_recipe.plots.update_health import health_figure
 
-
-def health_figure(
-    step: int,
-    layers: Sequence[str],
-    log_ratio: Sequence[float],
-    log_grad: Sequence[float],
-    sites: Sequence[str] = (),
-    dead: Sequence[float] = (),
-    history: Sequence[Sequence[float]] | None = None,
-    rule_of_thumb: float = -3.0,
-    max_rows: int = 64,
-):
-    """Per-layer panels: log10 update/weight ratio, log10 gradient norm, dead units per ReLU site.
-
-    Layers run top (input) to bottom (output). Non-finite values are markers at the panel's edge:
-    NaN is "no change" (ratio) or "no gradient" (gradient), ``-inf`` a zero gradient, ``+inf`` a
-    layer whose weights were all zero before the step ("from zero", e.g. a zero-initialised LoRA B). Grey dots are
-    earlier checks (``history``: per layer, earlier log10 ratios). ``layers`` and ``sites`` are the
-    labels shown. Builds from plain sequences only.
-    """
-    from lightning_recipe.plots.style import new_figure
-
-    def rows(names: Sequence[str], *values: Sequence[float]) -> tuple[list[str], list[np.ndarray]]:
-        idx = evenly_spaced(len(names), max_rows)
-        return [names[i] for i in idx], [np.asarray([v[i] for i in idx], dtype=np.float64) for v in values]
-
-    past_all = list(history) if history is not None else [()] * len(layers)
-    keep = evenly_spaced(len(layers), max_rows)
-    past_rows = [past_all[i] for i in keep]
-    lnames, (lr, lg) = rows(list(layers), list(log_ratio), list(log_grad))
-    snames, (sd,) = rows(list(sites), list(dead))
-    n_rows = max(len(lnames), len(snames), 1)
-    panels = 3 if snames else 2
-    height = min(2.0 + 0.24 * n_rows, 18.0)
-    fig = new_figure(3.6 * panels + 1.6, height, dpi=90)
-    axes = fig.subplots(1, panels, squeeze=False)[0]
-    fig.suptitle(f"UpdateHealth · step {step}", fontsize=11)
-
-    def dot_panel(
-        ax: Any, values: np.ndarray, title: str, missing: tuple[str, str, str], ref: float | None
-    ) -> None:
-        y = np.arange(len(lnames))
-        finite = np.isfinite(values)
-        lo_candidates = [values[finite].min()] if finite.any() else []
-        hi_candidates = [values[finite].max()] if finite.any() else []
-        if ref is not None:
-            ax.axvspan(ref - 1, ref + 1, color="#d8f0d8", zorder=0)
-            ax.axvline(ref, color="#2e7d32", lw=1.2, ls="--", zorder=1)
-            lo_candidates.append(ref - 1.2)
-            hi_candidates.append(ref + 1.2)
-        if ref is not None:
-            for i, earlier in enumerate(past_rows):
-                past = np.asarray([v for v in earlier if math.isfinite(v)], dtype=np.float64)
-                if past.size:
-                    ax.scatter(past, np.full(past.size, i), s=10, color="#bbbbbb", zorder=2, lw=0)
-                    lo_candidates.append(past.min())
-                    hi_candidates.append(past.max())
-        lo = min(lo_candidates) if lo_candidates else -1.0
-        hi = max(hi_candidates) if hi_candidates else 1.0
-        pad = max(0.3, 0.08 * (hi - lo))
-        lo, hi = lo - pad, hi + pad
-        ax.hlines(y[finite], lo, values[finite], color="#dddddd", lw=0.8, zorder=1)
-        ax.scatter(values[finite], y[finite], s=22, color="#1f77b4", zorder=3)
-        for mask, x, marker, label in (
-            (np.isnan(values), lo + pad * 0.4, "x", missing[0]),
-            (np.isneginf(values), lo + pad * 0.4, "x", missing[1]),
-            (np.isposinf(values), hi - pad * 0.4, ">", missing[2]),
-        ):
-            if mask.any():
-                ax.scatter(np.full(mask.sum(), x), y[mask], marker=marker, s=30, color="#d62728", zorder=3)
-                right = x > (lo + hi) / 2
-                ax.text(
-                    x - pad * 0.2 if right else x + pad * 0.2,
-                    y[mask][0],
-                    label,
-                    color="#d62728",
-                    fontsize=7,
-                    va="center",
-                    ha="right" if right else "left",
-                )
-        ax.set_xlim(lo, hi)
-        ax.set_title(title, fontsize=9)
-        ax.set_yticks(y)
-        ax.set_yticklabels([_short(n) for n in lnames], fontsize=7)
-        ax.set_ylim(len(lnames) - 0.5, -0.5)
-        ax.tick_params(axis="x", labelsize=7)
-        ax.grid(axis="x", color="#eeeeee", lw=0.6)
-
-    dot_panel(
-        axes[0],
-        lr,
-        "log10 ‖Δw‖ / ‖w‖  (band: 1e-3 ×/÷ 10)",
-        ("no change", "no change", "from zero"),
-        rule_of_thumb,
-    )
-    dot_panel(axes[1], lg, "log10 ‖gradient‖", ("no gradient", "zero", "inf"), None)
-    axes[1].set_yticklabels([])
-    if snames:
-        ax = axes[2]
-        y = np.arange(len(snames))
-        pct = 100.0 * sd
-        colors = ["#d62728" if v >= 100.0 else ("#ff7f0e" if v >= 50.0 else "#2ca02c") for v in pct]
-        ax.barh(y, pct, color=colors, height=0.6)
-        for yi, v in zip(y, pct):
-            ax.text(min(v + 2, 88), yi, f"{v:.0f}%", va="center", fontsize=7)
-        ax.set_xlim(0, 100)
-        ax.set_yticks(y)
-        ax.set_yticklabels([_short(n) for n in snames], fontsize=7)
-        ax.set_ylim(len(snames) - 0.5, -0.5)
-        ax.set_title("dead units (zero on the whole batch)", fontsize=9)
-        ax.tick_params(axis="x", labelsize=7)
-    fig.tight_layout()
-    return fig
+        return health_figure
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -47,6 +47,7 @@ from lightning_recipe.core.stats import TargetStats, binary_entropy, entropy
 __all__ = [
     "LOSS_KINDS",
     "REGRESSION_LOSSES",
+    "SPREAD_RATIO",
     "InitBias",
     "LossKind",
     "Verdict",
@@ -59,6 +60,7 @@ __all__ = [
     "loss_evidence",
     "output_rows",
     "resolve_loss",
+    "spread_ratio",
     "uninformative_label",
 ]
 
@@ -71,6 +73,16 @@ _ALIASES = LOSS_ALIASES
 #: Logits that stray further than this (RMS, in nats) from the bias at init are "far too confident";
 #: PyTorch's default initialisation stays well below 1.
 LOGIT_SCALE = 2.0
+
+#: Regression: the spread term ``E[(f - b)^2]`` of the outputs ``f`` around the final bias ``b``
+#: at init, as a multiple of ``Var(y)``, above which the predictions "spread far too wide". With
+#: random final weights the MSE at init is ``E[(y - b)^2] + E[(f - b)^2] - 2 E[(f - b)(y - b)]``;
+#: the spread term is ordinary at default initialisation and a fail only when it dominates the
+#: targets' variance: beyond 9 (an output RMS over 3x the target std, a loss at init about 10x the
+#: constant prediction's). PyTorch's default init of Linear, Conv1d/2d and GRU/LSTM output layers
+#: on standardised inputs stays below ~1.1 (median ~0.05); final weights scaled by 100 give
+#: thousands. The same ratio is used for L1 and Huber, whose excess also grows with it.
+SPREAD_RATIO = 9.0
 
 #: Relative tolerance when a measured loss is compared with a loss recomputed from the very
 #: outputs of the same step (float32 round-off, not statistics).
@@ -420,7 +432,8 @@ def loss_evidence(
         kind, t, best_constant(kind, t, width, ignore_index=ignore_index), ignore_index=ignore_index
     )
     if kind in REGRESSION_LOSSES and y.numel():
-        ev["target_std"] = float(y.std(0, unbiased=False).mean())
+        # pooled over the outputs (the RMS of the per-output stds), like an MSE averaged over them
+        ev["target_std"] = float(y.var(0, unbiased=False).mean().sqrt())
     if stats is not None:
         data = data_losses(kind, stats, const)
         ev["data_bias"], ev["data_best"] = data["bias"], data["best"]
@@ -504,7 +517,8 @@ class Verdict:
         message: one actionable line.
         expected: the loss a well-initialised network must show on this batch.
         label: how ``expected`` is derived (``"ln 10"``, ``"H(prior)"``, ``"Var[y]"``...).
-        cause: a short key for the diagnosis (``"ok"``, ``"summed"``, ``"too_confident"``...).
+        cause: a short key for the diagnosis (``"ok"``, ``"summed"``, ``"too_confident"``,
+            ``"spread"`` for a regression lifted only by its outputs' ordinary spread...).
     """
 
     status: str
@@ -513,6 +527,29 @@ class Verdict:
     label: str
     cause: str = "ok"
     numbers: dict[str, Any] = field(default_factory=dict)
+
+
+def spread_ratio(deviation: float, target_std: float) -> float:
+    """The spread term of a regression at init, ``E[(f - b)^2] / Var(y)``.
+
+    Args:
+        deviation: the RMS distance of the outputs from the final bias (``ev["deviation"]``).
+        target_std: the targets' standard deviation, pooled over outputs (``ev["target_std"]``).
+
+    Returns:
+        the ratio; ``inf`` for outputs that vary around constant targets, NaN if either is unknown.
+
+    Example:
+        >>> round(spread_ratio(0.520, 0.803), 2)   # ordinary at default init
+        0.42
+        >>> spread_ratio(52.0, 0.803) > SPREAD_RATIO   # final weights x100
+        True
+    """
+    if not (math.isfinite(deviation) and math.isfinite(target_std)):
+        return float("nan")
+    if target_std <= 0:
+        return 0.0 if deviation <= 0 else float("inf")
+    return (deviation / target_std) ** 2
 
 
 def _close(a: float, b: float, rtol: float) -> bool:
@@ -578,7 +615,9 @@ def diagnose(
         kind: the loss.
         rtol: relative tolerance between the measured loss and the expected one. Random final
             weights add spread to the logits, which raises the loss a little above the constant
-            prediction's value; a healthy default initialisation stays well within 30 %.
+            prediction's value; a healthy default initialisation of a classifier stays well within
+            30 %. A regression loss above the band is judged by its spread term instead:
+            ``E[(f - b)^2] / Var(y)`` up to :data:`SPREAD_RATIO` passes with a note, beyond it fails.
         bias_source: ``"FinalBiasInit"`` when that callback set the bias (labels it ``H(prior)``).
 
     Returns:
@@ -669,6 +708,15 @@ def diagnose(
                 return count
         return None
 
+    def bias_not_mean(note: str = "") -> Verdict:
+        what = "Var(y)" if kind == "mse" else label
+        return verdict(
+            "fail",
+            f"regression loss {_fmt(m)} vs {what}={_fmt(expected)}{note}: set the final bias to the target mean "
+            "(FinalBiasInit)",
+            "bias_not_mean",
+        )
+
     other = matches_other()
     if lo <= m <= hi and other is not None:  # in range, but provably another function of the outputs
         key, value, spec = other
@@ -682,21 +730,20 @@ def diagnose(
                 "bad_bias",
             )
         if bias_bad:
-            what = "Var(y)" if kind == "mse" else label
-            return verdict(
-                "fail",
-                f"regression loss {_fmt(m)} vs {what}={_fmt(expected)}: set the final bias to the target mean "
-                "(FinalBiasInit)",
-                "bias_not_mean",
-            )
+            return bias_not_mean()
         return verdict("pass", f"{head}: as expected", "ok")
 
     if m > hi:
         count = scaled_by_count(1)
         if count is not None:
+            what = (
+                f"batch of {int(count)}"
+                if count == batch
+                else f"{int(count)} values in a batch of {int(batch)}"
+            )
             return verdict(
                 "fail",
-                f"{head}: loss is ~{int(count)} times too large (batch of {int(count)}): the loss is summed, not "
+                f"{head}: loss is ~{int(count)} times too large ({what}): the loss is summed, not "
                 "averaged over the batch; use reduction='mean'",
                 "summed",
             )
@@ -721,12 +768,36 @@ def diagnose(
                     "normalised (BatchInspector)",
                     "too_confident",
                 )
+            # regression: E[(f - b)^2] is ordinary at init; judge it against Var(y), not the band
             target_std = ev["target_std"]
+            ratio = spread_ratio(dev, target_std)
+            numbers["spread_ratio"] = ratio
+            if math.isfinite(ratio):
+                spread_text = f"rms {_fmt(dev)} from the bias, {_fmt(math.sqrt(ratio))}x the target std "
+            else:  # constant targets in the batch, or no target std
+                spread_text = f"rms {_fmt(dev)} from the bias vs target std "
+            spread_text += _fmt(target_std)
+            if ratio <= SPREAD_RATIO:
+                if bias_bad:
+                    return bias_not_mean(f" (plus the outputs' spread around the bias, {spread_text})")
+                adds = f", E[(f - b)^2] = {_fmt(dev * dev)}" if kind == "mse" else ""
+                note = (
+                    "ordinary for a default initialisation; fine at init"
+                    if ratio <= 1
+                    else "wider than the targets but not dominating them; fine at init, though smaller final "
+                    "weights would start closer to it"
+                )
+                return verdict(
+                    "pass",
+                    f"{head}: above it through the outputs' spread around the bias ({spread_text}{adds}), {note}",
+                    "spread",
+                )
+            tail = "; and set the final bias to the target mean (FinalBiasInit)" if bias_bad else ""
             return verdict(
                 "fail",
-                f"{head}: predictions spread far too wide (rms {_fmt(dev)} from the bias vs target std "
-                f"{_fmt(target_std)}); scale down the final layer's weights, and check the inputs are "
-                "normalised (BatchInspector)",
+                f"{head}: predictions spread far too wide ({spread_text}); "
+                "scale down the final layer's weights, and check the inputs are normalised (BatchInspector)"
+                + tail,
                 "too_confident",
             )
         tail = (
@@ -764,10 +835,15 @@ def diagnose(
         key, value, spec = other
         return verdict(spec[3], f"{head}: it equals {spec[1]} ({_fmt(value)}); {spec[2]}", key[4:])
     if _close(m, out_kind, 0.05):
+        why = (
+            "(pretrained weights?)"
+            if classification
+            # random outputs can correlate with the targets, e.g. when the input nearly is the target
+            else "(pretrained weights, or inputs that nearly equal the targets?)"
+        )
         return verdict(
             "pass",
-            f"{head}: lower than the constant prediction because the outputs already fit the targets "
-            "(pretrained weights?)",
+            f"{head}: lower than the constant prediction because the outputs already fit the targets {why}",
             "pretrained",
         )
     return verdict(

@@ -189,6 +189,7 @@ def test_argument_errors(kwargs, error, match):
         BatchInspector(**kwargs)
 
 
+@pytest.mark.expect_callback_error
 def test_failing_decode_names_the_argument(tmp_path):
     class Tok(LitModel):
         def forward(self, x):

@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from lightning.pytorch import Callback
+from lightning.pytorch import Callback, LightningModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.demos.boring_classes import BoringModel
 from torch import nn
@@ -490,3 +490,45 @@ def test_a_one_shot_iterator_is_not_read(tmp_path):
     trainer = make_trainer(tmp_path / "b", [told], max_epochs=1, max_steps=-1)
     trainer.fit(model, DataLoader(_OneShotDigits(), batch_size=64))
     assert told.applied and len(model.train_losses) == math.ceil(1797 / 64)
+
+
+# ---------------------------------------------------------------------- a forward(**batch) module
+class _DictData(torch.utils.data.Dataset):
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return {"x": self.x[i], "labels": self.y[i]}
+
+
+class KwargsModel(LightningModule):
+    """Hugging Face style: ``forward(**batch)`` computes its own loss and returns a dict."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Linear(6, 16)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, **batch):
+        logits = self.head(torch.relu(self.body(batch["x"])))
+        return {"loss": F.cross_entropy(logits, batch["labels"]), "logits": logits}
+
+    def training_step(self, batch, batch_idx):
+        return self(**batch)["loss"]
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.0)
+
+
+def test_a_forward_kwargs_module_gets_its_bias_set(tmp_path):
+    y = torch.tensor([0] * 6 + [1] * 3 + [2]).repeat(8)  # priors 0.6, 0.3, 0.1
+    data = DataLoader(_DictData(torch.randn(len(y), 6), y), batch_size=16)
+    init = FinalBiasInit(log_figure=False)
+    fit(tmp_path, KwargsModel(), data, init)
+    finding = init.findings[0]
+    assert finding.status == "pass", finding.message
+    assert init.applied and init.layer_name == "head" and init.resolved_task == "multiclass"
+    assert torch.softmax(init.bias, 0).tolist() == pytest.approx([0.6, 0.3, 0.1], abs=1e-9)

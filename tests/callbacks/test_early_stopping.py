@@ -1,12 +1,15 @@
+import logging
 import os
 import pickle
 import signal
+import warnings
 
 import pytest
 import torch
 from lightning.pytorch.callbacks import EarlyStopping as LightningEarlyStopping
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.demos.boring_classes import BoringModel
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from lightning_recipe import EarlyStopping, RecipeWarning
 from tests.helpers import make_trainer, read_events
@@ -162,12 +165,112 @@ def test_non_finite_metric_is_a_warning(tmp_path):
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match=r"EarlyStopping\(mode='low'\): unknown mode; pass 'min' or 'max'"):
-        EarlyStopping(monitor="val_loss", mode="low")
     with pytest.raises(ValueError, match=r"EarlyStopping\(start_from_epoch=-1\): pass an integer >= 0"):
         EarlyStopping(monitor="val_loss", start_from_epoch=-1)
-    with pytest.raises(ValueError, match=r"EarlyStopping\(monitor=''\): pass the name of a logged metric"):
-        EarlyStopping(monitor="")
+
+
+# ---------------------------------------------------------------------- Lightning's contract
+def test_bad_mode_raises_lightnings_exception_with_lightnings_message():
+    with pytest.raises(MisconfigurationException) as theirs:
+        LightningEarlyStopping(monitor="val_loss", mode="low")
+    with pytest.raises(MisconfigurationException) as ours:
+        EarlyStopping(monitor="val_loss", mode="low")
+    assert str(ours.value) == str(theirs.value) == "`mode` can be min, max, got low"
+
+
+def test_accepts_what_lightning_accepts_and_keeps_its_state_keys():
+    for kwargs in ({"monitor": "val_loss", "patience": 0}, {"monitor": ""}, {"monitor": "acc", "mode": "max"}):
+        ours, theirs = EarlyStopping(**kwargs), LightningEarlyStopping(**kwargs)
+        assert ours.state_key == theirs.state_key
+        assert theirs.state_dict().keys() <= ours.state_dict().keys()
+        assert ours.state_dict()["patience"] == theirs.state_dict()["patience"]
+
+
+def test_missing_metric_with_strict_raises_lightnings_error(tmp_path):
+    errors = []
+    for i, cls in enumerate((EarlyStopping, LightningEarlyStopping)):
+        with pytest.raises(RuntimeError, match="Early stopping conditioned on metric `val_acc` which is not available") as err:
+            _fit(tmp_path / str(i), [cls(monitor="val_acc")], FALL_THEN_RISE, max_epochs=2)
+        errors.append(str(err.value))
+    assert errors[0] == errors[1]
+
+
+_NAN = float("nan")
+
+
+@pytest.mark.parametrize(
+    ("losses", "kwargs"),
+    [
+        (FALL_THEN_RISE, {"patience": 2, "min_delta": 0.01}),
+        ([1.0, 0.6, 0.4, 0.05, 0.5, 0.6], {"stopping_threshold": 0.1}),
+        ([1.0, 0.6, 5.0, 0.4, 0.3, 0.2], {"divergence_threshold": 2.0}),
+        ([1.0, 0.5, _NAN, 0.1, 0.1, 0.1], {}),
+        ([1.0, _NAN, 0.5, 0.6, 0.7, 0.8], {"check_finite": False, "patience": 2}),
+        ([0.1, 0.5, 0.4, 0.3, 0.2, 0.1], {"mode": "max", "patience": 2}),
+        (FALL_THEN_RISE, {"monitor": "val_acc", "strict": False}),
+    ],
+    ids=["patience", "stopping_threshold", "divergence_threshold", "non_finite", "check_finite_off", "max", "not_strict"],
+)
+def test_decides_and_logs_as_lightning_does(tmp_path, caplog, losses, kwargs):
+    """Same stop, state and ``verbose`` messages as Lightning's, with the additions switched on."""
+    kwargs = {"monitor": "val_loss", "verbose": True, **kwargs}
+    caplog.set_level(logging.INFO, logger="lightning.pytorch.callbacks.early_stopping")
+    seen = []
+    for i, stop in enumerate((EarlyStopping(**kwargs, restore_best_weights=True), LightningEarlyStopping(**kwargs))):
+        caplog.clear()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RecipeWarning)
+            _, trainer = _fit(tmp_path / str(i), [stop], losses, max_epochs=len(losses))
+        seen.append(
+            (
+                trainer.current_epoch,
+                stop.stopped_epoch,
+                stop.wait_count,
+                repr(stop.best_score),
+                stop.stopping_reason,
+                stop.stopping_reason_message,
+                [r.getMessage() for r in caplog.records if r.name == "lightning.pytorch.callbacks.early_stopping"],
+            )
+        )
+    assert seen[0] == seen[1]
+    assert seen[0][-1] or kwargs.get("strict", True) is False  # verbose said something
+
+
+def test_warm_up_on_improving_values_logs_as_lightning_does(tmp_path, caplog):
+    falling = [1.0, 0.6, 0.4, 0.3, 0.25]
+    caplog.set_level(logging.INFO, logger="lightning.pytorch.callbacks.early_stopping")
+    logs = []
+    for i, stop in enumerate(
+        (EarlyStopping(monitor="val_loss", verbose=True, start_from_epoch=3), LightningEarlyStopping(monitor="val_loss", verbose=True))
+    ):
+        caplog.clear()
+        _fit(tmp_path / str(i), [stop], falling, max_epochs=len(falling))
+        logs.append([r.getMessage() for r in caplog.records if r.name == "lightning.pytorch.callbacks.early_stopping"])
+    assert logs[0] == logs[1]
+    assert logs[0][1] == "Metric val_loss improved by 0.400 >= min_delta = 0.0. New best score: 0.600"
+
+
+def test_threshold_stop_keeps_lightnings_best_score_and_restores_that_epoch(tmp_path):
+    stop = EarlyStopping(monitor="val_loss", stopping_threshold=0.1, restore_best_weights=True)
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="{epoch}", save_top_k=-1)
+    model, _ = _fit(tmp_path, [stop, ckpt], [1.0, 0.6, 0.4, 0.05, 0.5], max_epochs=5, enable_checkpointing=True)
+    assert float(stop.best_score) == pytest.approx(0.4)  # as Lightning: a threshold stop is not an improvement
+    assert stop.best_epoch == 3 and stop.stopped_epoch == 3
+    best = torch.load(tmp_path / "ckpt" / "epoch=3.ckpt", weights_only=False)["state_dict"]
+    assert all(torch.equal(v, best[k]) for k, v in model.state_dict().items())
+    assert stop.findings[0].message == (
+        "stopped at epoch 3 (stopping threshold reached); best val_loss=0.05 at epoch 3; weights restored to it"
+    )
+
+
+def test_new_patience_on_resume_is_the_one_difference_in_state(tmp_path):
+    saved = EarlyStopping(monitor="val_loss", patience=50)
+    saved.wait_count = 4
+    ours, theirs = EarlyStopping(monitor="val_loss", patience=2), LightningEarlyStopping(monitor="val_loss", patience=2)
+    ours.load_state_dict(saved.state_dict())
+    theirs.load_state_dict(saved.state_dict())
+    assert (ours.wait_count, theirs.wait_count) == (4, 4)
+    assert (ours.patience, theirs.patience) == (2, 50)
 
 
 class _RecordWeights(EarlyStopping):

@@ -270,3 +270,42 @@ def test_unknown_dict_keys_with_input_key_or_layer_show_the_filters(tmp_path, kw
     trainer = _fit_dict(tmp_path, cb)
     assert cb.layer_name == "net.0" and all(f.status != "skipped" for f in cb.findings)
     assert [s for s, *_ in read_events(trainer.logger).images(P + "filters")] == [0, 4]
+
+
+class _PixelValues(torch.utils.data.Dataset):
+    """Digits as a Hugging Face style dict batch: ``{"pixel_values": x, "labels": y}``."""
+
+    def __init__(self, n: int = 64) -> None:
+        x, y = digits_arrays()
+        self.x, self.y = torch.as_tensor(x[:n]), torch.as_tensor(y[:n])
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"pixel_values": self.x[i], "labels": self.y[i]}
+
+
+class _KwargsModel(LitModel):
+    """Called as ``model(**batch)``; computes its own loss and returns a dict with ``logits``."""
+
+    def forward(self, **batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits = self.net(batch["pixel_values"])
+        return {"loss": self.loss_fn(logits, batch["labels"]), "logits": logits}
+
+    def training_step(self, batch, batch_idx):
+        return self(**batch)["loss"]
+
+
+@pytest.mark.parametrize(("net_fn", "layer"), [(small_cnn, "net.0"), (lambda: mlp(64, 10), "net.1")])
+def test_forward_kwargs_module_on_a_dict_batch_is_traced_and_shown(tmp_path, net_fn, layer):
+    cb = FirstLayerFilters()
+    torch.manual_seed(0)
+    trainer = make_trainer(tmp_path, [cb], max_epochs=1, max_steps=-1)
+    trainer.fit(_KwargsModel(net_fn()), torch.utils.data.DataLoader(_PixelValues(), batch_size=16))
+    assert cb.layer_name == layer
+    assert all(f.status != "skipped" for f in cb.findings), [str(f) for f in cb.findings]
+    images = read_events(trainer.logger).images(P + "filters")
+    assert [s for s, *_ in images] == [0, 4]
+    if layer == "net.1":  # the Linear's rows are shown as the 8x8 images it reads
+        assert png_shape(images[0][3])[:2] == _grid_size(32, 8)

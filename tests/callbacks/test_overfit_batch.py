@@ -499,3 +499,52 @@ def test_overfit_batch_sequence_targets_with_padding(tmp_path, broken):
     assert finding.numbers["kind"] == "classification"
     ((_, _, _, png),) = read_events(trainer.logger).images(FIGURE)
     (tmp_path / "summary.png").write_bytes(png)
+
+
+# ---------------------------------------------------------------------- forward(**batch), loss inside the model
+class _DictDigits(torch.utils.data.Dataset):
+    """Digits as dicts ``{key: inputs, "labels": y}``: pixels in [0, 1] for "x", ids 0-16 for "input_ids"."""
+
+    def __init__(self, key: str) -> None:
+        x, y = digits_arrays()
+        x = torch.as_tensor(x).flatten(1)
+        self.inputs = (x * 16).round().long() if key == "input_ids" else x
+        self.labels = torch.as_tensor(y)
+        self.key = key
+
+    def __len__(self) -> int:
+        return 64
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {self.key: self.inputs[i], "labels": self.labels[i]}
+
+
+class KwargsModel(LitModel):
+    """Hugging Face style: ``forward(**batch)`` computes its own loss; ``training_step`` returns ``out["loss"]``."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(mlp(64 * (8 if key == "input_ids" else 1), 10))
+        self.embed = nn.Embedding(17, 8) if key == "input_ids" else None
+        self.key = key
+
+    def forward(self, **batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = batch[self.key]
+        logits = self.net(self.embed(x) if self.embed is not None else x)
+        return {"loss": F.cross_entropy(logits, batch["labels"]), "logits": logits}
+
+    def training_step(self, batch, batch_idx):
+        return self(**batch)["loss"]
+
+
+@pytest.mark.parametrize("key", ["x", "input_ids"])
+def test_overfit_batch_calls_a_forward_that_takes_the_whole_dict_batch(tmp_path, key):
+    torch.manual_seed(0)
+    check = OverfitBatchCheck()
+    data = torch.utils.data.DataLoader(_DictDigits(key), batch_size=32)
+    trainer = fit(tmp_path, KwargsModel(key), [check], data=data, max_steps=1)
+    (finding,) = check.findings
+    assert finding.status == "pass", finding.message
+    assert finding.numbers["kind"] == "classification"
+    assert finding.numbers["accuracy"] == 1.0  # the predictions came from module(**batch)
+    ((_, _, _, png),) = read_events(trainer.logger).images(FIGURE)
+    assert png_shape(png)[1] > 600

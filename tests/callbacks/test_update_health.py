@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 from lightning.pytorch import LightningModule
+from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 from torch.nn import functional as F
 
@@ -454,9 +455,9 @@ def test_update_health_skips_verdict_when_too_few_checks(tmp_path):
 def test_update_health_writes_files_without_tensorboard(tmp_path):
     health = UpdateHealth(every_n_train_steps=1, figure_every_n_train_steps=1)
     torch.manual_seed(0)
-    trainer = make_trainer(tmp_path, [health], max_steps=2, logger=False)
+    trainer = make_trainer(tmp_path, [health], max_steps=2, logger=CSVLogger(tmp_path))
     trainer.fit(LitModel(mlp(64, 10)), digits_loader())
-    root = os.path.join(trainer.default_root_dir, "recipe")
+    root = os.path.join(trainer.logger.log_dir, "recipe")
     with open(os.path.join(root, "scalars.csv"), encoding="utf-8") as fh:
         assert "recipe/update_health/log10_update_ratio/net.1" in fh.read()
     assert sorted(os.listdir(os.path.join(root, "update_health", "layers"))) == [

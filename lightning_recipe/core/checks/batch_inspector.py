@@ -1,0 +1,200 @@
+"""BatchInspector without Lightning: the findings of an inspected batch and the text it logs.
+
+The statistics and diagnoses are :mod:`lightning_recipe.core.inputs`; this module turns them into
+findings (each problem once, a ``pass`` for a clean first batch) and words the Text cards:
+``channel_stats``, ``rows`` (tabular samples) and ``decoded`` (token ids).
+
+Example:
+    >>> import torch
+    >>> from lightning_recipe.core.inputs import input_stats
+    >>> stats = input_stats(torch.rand(16, 4) * 255, "tabular")
+    >>> seen = set()
+    >>> [(status, message.split(" (")[0]) for status, message, _ in batch_findings(stats, seen, first=True)]
+    [('warn', 'inputs are not normalised')]
+    >>> batch_findings(stats, seen, first=False)   # the same problem again: no new finding
+    []
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from lightning_recipe.core.format import sig
+from lightning_recipe.core.inputs import (
+    CONSTANT_STD,
+    NORMALISED_SCALE,
+    InputStats,
+    diagnose_inputs,
+    markdown_table,
+)
+
+__all__ = [
+    "batch_findings",
+    "batch_numbers",
+    "denormalized",
+    "grid_title",
+    "label_text",
+    "naming",
+    "rows_table",
+    "sample_labels",
+    "stats_table",
+    "tokens_text",
+]
+
+Verdict = tuple[str, str, dict[str, Any]]
+
+
+def label_text(target: Any, class_names: Sequence[str] | None = None) -> str:
+    """A short label for one sample's target: a class name, a number, or the active labels of a multi-hot row.
+
+    Example:
+        >>> label_text(torch.tensor(3)), label_text(torch.tensor(2.5)), label_text(torch.tensor([0.0, 1, 1]))
+        ('3', '2.5', '1,2')
+        >>> label_text(torch.tensor(1), ["cat", "dog"])
+        'dog'
+    """
+    t = torch.as_tensor(target).detach().cpu()
+    if t.numel() == 1:
+        v = t.reshape(()).item()
+        if not t.is_floating_point() or (float(v).is_integer() and class_names is not None):
+            i = int(v)
+            if class_names is not None and 0 <= i < len(class_names):
+                return str(class_names[i])
+            return str(i)
+        return sig(v)
+    flat = t.reshape(-1)
+    if bool(((flat == 0) | (flat == 1)).all()):
+        active = torch.nonzero(flat).reshape(-1).tolist()
+        names = [
+            str(class_names[i]) if class_names is not None and i < len(class_names) else str(i)
+            for i in active
+        ]
+        text = ",".join(names[:4]) + ("…" if len(names) > 4 else "")
+        return text or "none"
+    return ",".join(sig(v, 2) for v in flat[:3].tolist()) + ("…" if flat.numel() > 3 else "")
+
+
+def sample_labels(targets: Any, n: int, class_names: Sequence[str] | None = None) -> list[str] | None:
+    """The labels of the first ``n`` samples, or ``None`` when the targets are not one tensor row per sample."""
+    if isinstance(targets, torch.Tensor) and targets.dim() and targets.shape[0] >= n:
+        return [label_text(t, class_names) for t in targets[:n].detach().cpu()]
+    return None
+
+
+def naming(err: Exception, argument: str) -> str:
+    """The reason in ``err`` as one line that ends by naming the argument resolving it."""
+    text = str(err).strip().rstrip(".")
+    return text + ("." if f"`{argument}=`" in text else f"; pass `{argument}=`.")
+
+
+# ---------------------------------------------------------------------- findings
+def batch_numbers(stats: InputStats) -> dict[str, Any]:
+    """The numbers every finding of a batch carries."""
+    return {
+        "layout": stats.layout,
+        "shape": list(stats.shape),
+        "mean": stats.overall_mean,
+        "std": stats.overall_std,
+        "min": stats.overall_min,
+        "max": stats.overall_max,
+    }
+
+
+def batch_findings(
+    stats: InputStats,
+    seen: set[str],
+    first: bool,
+    scale: float = NORMALISED_SCALE,
+    constant_std: float = CONSTANT_STD,
+) -> list[Verdict]:
+    """``(status, message, numbers)`` of one inspected batch: each diagnosis whose code is not in
+    ``seen`` (added to it), and, for the ``first`` batch without any, a ``pass`` with its numbers."""
+    numbers = batch_numbers(stats)
+    diagnoses = diagnose_inputs(stats, scale=scale, constant_std=constant_std)
+    out: list[Verdict] = []
+    for d in diagnoses:
+        if d.code not in seen:
+            seen.add(d.code)
+            out.append((d.status, d.message, {**numbers, **d.numbers}))
+    if first and not diagnoses:
+        message = (
+            f"{stats.layout} inputs {tuple(stats.shape)} ({stats.dtype}): mean {sig(stats.overall_mean)}, "
+            f"std {sig(stats.overall_std)}, range {sig(stats.overall_min)} to {sig(stats.overall_max)}; no NaN/Inf"
+        )
+        out.append(("pass", message, numbers))
+    return out
+
+
+# ---------------------------------------------------------------------- what is logged
+def stats_table(stats: InputStats) -> str:
+    """``channel_stats``: the batch's numbers, then mean/std/min/max per channel or feature (at most 32)."""
+    rows = [
+        [i, float(stats.mean[i]), float(stats.std[i]), float(stats.min[i]), float(stats.max[i])]
+        for i in range(min(len(stats.mean), 32))
+    ]
+    head = (
+        f"**{stats.layout}** batch {tuple(stats.shape)} `{stats.dtype}`: mean {sig(stats.overall_mean, 4)}, "
+        f"std {sig(stats.overall_std, 4)}, min {sig(stats.overall_min, 4)}, max {sig(stats.overall_max, 4)}, "
+        f"NaN {stats.nan}, Inf {stats.inf}\n\n"
+    )
+    return head + markdown_table([stats.channel_name, "mean", "std", "min", "max"], rows, max_rows=32)
+
+
+def rows_table(sample: torch.Tensor, labels: list[str] | None) -> str:
+    """``rows``: tabular samples ``(n, F)`` as a Markdown table, the label first (16 rows, 14 columns at most)."""
+    header = ["#", *(["label"] if labels else []), *[f"x{j}" for j in range(sample.shape[1])]]
+    rows = [
+        [i, *([labels[i]] if labels else []), *sample[i].double().tolist()] for i in range(sample.shape[0])
+    ]
+    return markdown_table(header, rows, max_rows=min(sample.shape[0], 16), max_cols=14)
+
+
+def tokens_text(
+    sample: torch.Tensor, labels: list[str] | None, decode: Callable[[torch.Tensor], str] | None
+) -> str:
+    """``decoded``: each sample's token ids through ``decode`` (the first 64 ids without it), the label in bold."""
+    lines = []
+    for i in range(sample.shape[0]):
+        ids = sample[i].reshape(-1)
+        if decode is not None:
+            try:
+                text = str(decode(ids))
+            except Exception as err:
+                raise RuntimeError(
+                    f"BatchInspector(decode=...): the callable failed on token ids of shape "
+                    f"{tuple(ids.shape)}: {type(err).__name__}: {err}"
+                ) from err
+        else:
+            shown = ids[:64].tolist()
+            text = " ".join(str(t) for t in shown) + (" …" if ids.numel() > 64 else "")
+        label = f" **[{labels[i]}]**" if labels else ""
+        text = text.replace("\n", " ")
+        lines.append(f"{i}.{label} `{text}`" if decode is None else f"{i}.{label} {text}")
+    return "\n\n".join(lines)
+
+
+def denormalized(
+    sample: torch.Tensor, denormalize: Callable[[torch.Tensor], torch.Tensor] | None
+) -> torch.Tensor:
+    """The image samples as float, through ``denormalize`` (on a copy) when given."""
+    shown = sample.float()
+    if denormalize is None:
+        return shown
+    try:
+        return torch.as_tensor(denormalize(shown.clone())).float()
+    except Exception as err:
+        raise RuntimeError(
+            f"BatchInspector(denormalize=...): the callable failed on a CPU tensor of shape "
+            f"{tuple(shown.shape)}: {type(err).__name__}: {err}"
+        ) from err
+
+
+def grid_title(stats: InputStats, step: int, denormalized: bool) -> str:
+    """The title of the image grid: step, shape, dtype, mean and std of the batch."""
+    return (
+        f"step {step}: {tuple(stats.shape)} {stats.dtype}, mean {sig(stats.overall_mean)}, "
+        f"std {sig(stats.overall_std)}" + (" (denormalized)" if denormalized else "")
+    )

@@ -1,0 +1,394 @@
+"""DataInspector without Lightning: configuration, the scan of every split, verdicts as findings, ``inspect_data``.
+
+The per-sample statistics and the verdicts themselves are :mod:`lightning_recipe.core.data_stats`
+(:class:`~lightning_recipe.core.data_stats.SplitStats`, the mergeable state, and
+:func:`~lightning_recipe.core.data_stats.analyse_splits`); reading a split is
+:mod:`lightning_recipe.core.data_scan`. This module ties them together for the callback and for
+:func:`inspect_data`, and words what the scan could not do.
+
+Example:
+    >>> import torch
+    >>> from torch.utils.data import TensorDataset
+    >>> x, y = torch.rand(64, 1, 8, 8), torch.arange(64) % 4
+    >>> x[9] = float("nan")
+    >>> outcome = scan_sources({"train": TensorDataset(x, y)}, DataInspectorConfig(), progress=False)
+    >>> [(status, numbers["issue"]) for status, _, numbers in report_findings(outcome.report)]
+    [('fail', 'nonfinite_inputs'), ('pass', 'summary')]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch.utils.data import DataLoader, Dataset
+
+from lightning_recipe.core.arguments import check_positive_int
+from lightning_recipe.core.batches import KeySpec, validate_key_spec
+from lightning_recipe.core.data_scan import ScanPlan, gather_stats, plan_split, scan_split
+from lightning_recipe.core.data_stats import DataIssue, DataReport, SplitStats, analyse_splits
+from lightning_recipe.core.errors import ArgumentError
+from lightning_recipe.core.state import preserved_state
+from lightning_recipe.core.stats import is_one_shot
+from lightning_recipe.core.tasks import check_task_argument
+from lightning_recipe.findings import Finding
+
+__all__ = [
+    "CHECK",
+    "DataInspection",
+    "DataInspectorConfig",
+    "ScanOutcome",
+    "inspect_data",
+    "report_findings",
+    "scan_sources",
+    "summary_scalars",
+]
+
+#: The check name of every finding.
+CHECK = "DataInspector"
+
+Verdict = tuple[str, str, dict[str, Any]]
+
+
+# ---------------------------------------------------------------------- configuration
+@dataclass
+class DataInspectorConfig:
+    """What to read and how to judge it (the arguments of :class:`DataInspector` and :func:`inspect_data`)."""
+
+    input_key: KeySpec = None
+    target_key: KeySpec = None
+    task: str = "auto"
+    num_classes: int | None = None
+    ignore_index: int | None = -100
+    max_samples: int | None = None
+    batch_size: int | None = None
+    near_duplicates: bool = False
+    imbalance_ratio: float = 5.0
+    near_constant_ratio: float = 0.01
+    outlier_z: float = 12.0
+    top_k: int = 8
+
+    def validate(self, owner: str) -> None:
+        """Raise ``ValueError``/``TypeError`` naming ``owner(argument=value)`` for a bad value."""
+        validate_key_spec(self.input_key, owner, "input_key")
+        validate_key_spec(self.target_key, owner, "target_key")
+        check_task_argument(self.task, owner)
+        check_positive_int(owner, "num_classes", self.num_classes, allow_none=True)
+        check_positive_int(owner, "max_samples", self.max_samples, allow_none=True)
+        check_positive_int(owner, "batch_size", self.batch_size, allow_none=True)
+        check_positive_int(owner, "top_k", self.top_k, minimum=0)
+        if self.ignore_index is not None and (
+            isinstance(self.ignore_index, bool) or not isinstance(self.ignore_index, int)
+        ):
+            raise TypeError(
+                f"{owner}(ignore_index={self.ignore_index!r}): pass an integer label such as -100, or None."
+            )
+        for name, value, low in (
+            ("imbalance_ratio", self.imbalance_ratio, 1.0),
+            ("near_constant_ratio", self.near_constant_ratio, 0.0),
+            ("outlier_z", self.outlier_z, 0.0),
+        ):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not value > low
+                or math.isinf(value)
+            ):
+                raise ValueError(f"{owner}({name}={value!r}): pass a finite number greater than {low:g}.")
+
+    def split_stats(self, name: str) -> SplitStats:
+        """An empty accumulator for the split ``name``."""
+        return SplitStats(
+            name,
+            task=self.task,  # type: ignore[arg-type]
+            num_classes=self.num_classes,
+            ignore_index=self.ignore_index,
+            top_k=self.top_k,
+            near_duplicates=self.near_duplicates,
+        )
+
+
+# ---------------------------------------------------------------------- the result object
+@dataclass
+class DataInspection:
+    """What :func:`inspect_data` (or :class:`DataInspector`) found.
+
+    Attributes:
+        report: the analysis (:class:`~lightning_recipe.core.data_stats.DataReport`): per-split
+            summaries, per-sample statistics, the most extreme samples with thumbnails.
+        findings: one :class:`~lightning_recipe.report.Finding` per issue (check ``"DataInspector"``,
+            the kind in ``numbers["issue"]``), then a ``pass`` summary.
+    """
+
+    report: DataReport
+    findings: list[Finding]
+
+    @property
+    def problems(self) -> list[Finding]:
+        """The ``warn`` and ``fail`` findings."""
+        return [f for f in self.findings if f.is_problem]
+
+    @property
+    def issues(self) -> list[str]:
+        """The kinds of problem found, e.g. ``["duplicates", "train_val_overlap"]``."""
+        return [str(f.numbers["issue"]) for f in self.problems]
+
+    def issue(self, name: str, split: str | None = None) -> DataIssue | None:
+        """The issue of kind ``name`` (and ``split``), or ``None``."""
+        return self.report.issue(name, split)
+
+    @property
+    def summary(self) -> dict[str, dict[str, Any]]:
+        """Per split: samples, unique samples, duplicates, NaN/Inf, blank, classes, imbalance..."""
+        return self.report.splits
+
+    def markdown(self) -> str:
+        """The Markdown summary also logged to ``recipe/data/summary``."""
+        return self.report.markdown()
+
+    def __str__(self) -> str:
+        return self.markdown()
+
+
+# ---------------------------------------------------------------------- verdicts
+def report_findings(report: DataReport) -> list[Verdict]:
+    """``(status, message, numbers)`` per issue of ``report``; the kind in ``numbers["issue"]``, the split in ``"split"``."""
+    out = []
+    for issue in report.issues:
+        numbers: dict[str, Any] = {"issue": issue.issue}
+        if issue.split is not None:
+            numbers["split"] = issue.split
+        numbers.update(issue.numbers)
+        out.append((issue.status, issue.message, numbers))
+    return out
+
+
+def one_shot_reason(name: str) -> str:
+    """Why a one-shot source is not read."""
+    return (
+        f"skipped, because the {name} data is a one-shot iterator: scanning it would take its samples "
+        "from training; pass a re-iterable data set (a map-style Dataset, or an IterableDataset whose "
+        "__iter__ starts afresh)"
+    )
+
+
+def unreadable_reason(name: str, err: BaseException) -> str:
+    """Why a split that raised ``err`` while it was read is left out."""
+    return (
+        f"skipped, because the {name} data could not be scanned ({type(err).__name__}: {str(err).rstrip('.')}); "
+        "pass `input_key=` / `target_key=`"
+    )
+
+
+def other_rank_reason(name: str) -> str:
+    """Why a split this rank read is left out: another rank could not read its shard."""
+    return f"skipped, because another process could not scan the {name} data; see its warning"
+
+
+def note_estimates(report: DataReport, estimated: dict[str, int]) -> None:
+    """Say in the summary verdict which splits were read only for their first samples."""
+    if not estimated:
+        return
+    note = "; ".join(
+        f"{split}: estimated from the first {n} samples (an iterable data set without len(); "
+        "pass max_samples= to read more)"
+        for split, n in estimated.items()
+    )
+    for issue in report.issues:
+        if issue.issue == "summary":
+            issue.message += f" ({note})"
+            issue.numbers["estimated_from"] = dict(estimated)
+
+
+def summary_scalars(report: DataReport) -> dict[str, float]:
+    """The scalars of ``recipe/data/`` (names below it): per split samples, duplicates, NaN/Inf, blank, imbalance."""
+    scalars: dict[str, float] = {}
+    for split, s in report.splits.items():
+        scalars[f"{split}/samples"] = float(s.get("samples", 0))
+        scalars[f"{split}/duplicates"] = float(s.get("duplicates", 0))
+        scalars[f"{split}/nonfinite"] = float(s.get("nonfinite", 0))
+        scalars[f"{split}/blank"] = float(s.get("constant", 0) + s.get("near_constant", 0))
+        if "imbalance_ratio" in s:
+            scalars[f"{split}/imbalance_ratio"] = float(s["imbalance_ratio"])
+        if "in_train" in s:
+            scalars["train_val_overlap"] = float(s["in_train"])
+    return scalars
+
+
+# ---------------------------------------------------------------------- the scan
+@dataclass
+class ScanOutcome:
+    """What :func:`scan_sources` produced: the report (``None`` when the training data could not be
+    scanned), the plans, the reason per split that was not scanned, and the splits read only in part."""
+
+    report: DataReport | None
+    plans: dict[str, ScanPlan]
+    failed: dict[str, str]
+    estimated: dict[str, int]
+
+
+def _scan_one(
+    name: str, source: Any, config: DataInspectorConfig, progress: bool, rank: int, world_size: int
+) -> tuple[SplitStats, ScanPlan | None, str, BaseException | None]:
+    """This rank's part of one split: ``(stats, plan, reason it was not read or "", error)``."""
+    stats = config.split_stats(name)
+    plan = None
+    try:
+        if is_one_shot(source):
+            return stats, None, one_shot_reason(name), None
+        plan = plan_split(source, config.batch_size, config.max_samples, rank, world_size)
+        scan_split(plan, stats, config.input_key, config.target_key, progress and rank == 0)
+    except Exception as err:  # a batch layout, a dtype or a dataset this inspection cannot read
+        return stats, plan, unreadable_reason(name, err), err
+    return stats, plan, "", None
+
+
+def scan_sources(
+    sources: dict[str, Any],
+    config: DataInspectorConfig,
+    progress: bool,
+    rank: int = 0,
+    world_size: int = 1,
+    agree: Callable[[bool], bool] = lambda ok: ok,
+) -> ScanOutcome:
+    """Scan every split and judge them; a split that cannot be scanned is left out with the reason.
+
+    ``agree(ok)`` returns the same boolean on every rank (all ranks ok): it runs after each
+    split's local scan and before the gather, so a rank whose scan failed never leaves the others
+    waiting in ``all_gather_object``.
+    """
+    plans: dict[str, ScanPlan] = {}
+    merged: dict[str, SplitStats] = {}
+    failed: dict[str, str] = {}
+    estimated: dict[str, int] = {}
+    for name, source in sources.items():
+        stats, plan, reason, error = _scan_one(name, source, config, progress, rank, world_size)
+        if not agree(not reason):
+            if isinstance(error, ArgumentError):
+                raise error  # an argument the user passed does not fit the data: only the user can fix it
+            failed[name] = reason or other_rank_reason(name)
+            continue
+        assert plan is not None
+        plans[name] = plan
+        merged[name] = gather_stats(stats, world_size)
+        if not agree(not plan.capped):  # any rank stopped early
+            estimated[name] = merged[name].count
+    if "train" not in merged:
+        return ScanOutcome(None, plans, failed, estimated)
+    report = analyse_splits(
+        merged,
+        train="train",
+        imbalance_ratio=config.imbalance_ratio,
+        near_constant_ratio=config.near_constant_ratio,
+        outlier_z=config.outlier_z,
+    )
+    note_estimates(report, estimated)
+    return ScanOutcome(report, plans, failed, estimated)
+
+
+# ---------------------------------------------------------------------- without a Trainer
+def _loaders_of(data: Any) -> tuple[Any, Any]:
+    """(train, val) of a LightningDataModule-like object."""
+    prepare = getattr(data, "prepare_data", None)
+    if callable(prepare):
+        prepare()
+    setup = getattr(data, "setup", None)
+    if callable(setup):
+        setup("fit")
+    train = data.train_dataloader()
+    val = None
+    val_fn = getattr(data, "val_dataloader", None)
+    if callable(val_fn):
+        try:
+            val = val_fn()
+        except (NotImplementedError, AttributeError):
+            val = None
+    if isinstance(val, (list, tuple)):
+        val = val[0] if val else None
+    return train, val
+
+
+def inspect_data(
+    train: Any,
+    val: Any = None,
+    *,
+    input_key: KeySpec = None,
+    target_key: KeySpec = None,
+    task: str = "auto",
+    num_classes: int | None = None,
+    ignore_index: int | None = -100,
+    max_samples: int | None = None,
+    batch_size: int | None = None,
+    near_duplicates: bool = False,
+    imbalance_ratio: float = 5.0,
+    near_constant_ratio: float = 0.01,
+    outlier_z: float = 12.0,
+    top_k: int = 8,
+    progress: bool = True,
+) -> DataInspection:
+    """Inspect a data set without a Trainer: one pass over train (and val), the findings returned.
+
+    The same checks as :class:`~lightning_recipe.DataInspector` (see there, and the README section
+    "Become one with the data", for what each finding means). Sample indices are positions in the
+    dataset (``dataset[i]``), read in order by a sequential loader built over the dataset with the
+    original loader's batch size, collate function and workers. The global random state is left as it was.
+
+    Args:
+        train: a ``Dataset``, a ``DataLoader``, or a ``LightningDataModule`` (its ``setup("fit")``,
+            ``train_dataloader()`` and ``val_dataloader()`` are used; ``val`` is then ignored).
+        val: the validation ``Dataset`` or ``DataLoader`` (compared with ``train`` for overlap).
+        input_key: where the inputs are in a batch (dict key, position or callable); inferred by default.
+        target_key: where the targets are; inferred by default (``None`` found: no label checks).
+        task: ``"auto"``, ``"multiclass"``, ``"binary"``, ``"multilabel"`` or ``"regression"``.
+        num_classes: labels at or above it are out of range, classes below it without samples are missing.
+        ignore_index: a sentinel label neither counted nor out of range (default ``-100``, PyTorch's
+            ``cross_entropy`` default; ``None``: count every label).
+        max_samples: inspect a fixed random subset of at most this many samples per split (an
+            iterable data set without ``len()``: its first ``max_samples``, default 10,000).
+        batch_size: batch size of the inspection loader (default: the loader's, else 64).
+        near_duplicates: also look for near-duplicate images (same 8x8 average hash).
+        imbalance_ratio: warn when the largest class outnumbers the smallest by this factor (one
+            label per sample only: per-token and per-pixel labels are skewed by nature).
+        near_constant_ratio: a sample whose std is below this fraction of its class's median std is near-constant.
+        outlier_z: warn about samples this many robust SDs from their class along mean/std/norm.
+        top_k: the most extreme samples kept (with thumbnails) per statistic and direction.
+        progress: show a progress bar.
+
+    Returns:
+        A :class:`DataInspection`: ``findings``, ``issues``, ``summary``, ``report``, ``markdown()``.
+
+    Raises:
+        ValueError: when a split cannot be scanned (a batch layout it cannot read: pass
+            ``input_key=`` / ``target_key=``; a one-shot iterator: pass a re-iterable data set).
+
+    Example:
+        >>> import torch
+        >>> from torch.utils.data import TensorDataset
+        >>> x, y = torch.rand(200, 1, 8, 8), torch.arange(200) % 4
+        >>> x[150] = x[20]                              # a duplicate
+        >>> result = inspect_data(TensorDataset(x[:150], y[:150]), TensorDataset(x[150:], y[150:]), progress=False)
+        >>> result.issues
+        ['train_val_overlap']
+        >>> result.issue("train_val_overlap").numbers["examples"]
+        [[0, 20]]
+    """
+    config = DataInspectorConfig(
+        input_key, target_key, task, num_classes, ignore_index, max_samples, batch_size,
+        bool(near_duplicates), imbalance_ratio, near_constant_ratio, outlier_z, top_k,
+    )  # fmt: skip
+    config.validate("inspect_data")
+    if hasattr(train, "train_dataloader") and not isinstance(train, (DataLoader, Dataset)):
+        train, val = _loaders_of(train)
+    sources = {"train": train} if val is None else {"train": train, "val": val}
+    with preserved_state(None, loaders=list(sources.values())):
+        outcome = scan_sources(sources, config, progress)
+    if outcome.failed:
+        raise ValueError(f"inspect_data: {'; '.join(outcome.failed.values())}.")
+    assert outcome.report is not None
+    findings = [
+        Finding(CHECK, status, message, numbers)
+        for status, message, numbers in report_findings(outcome.report)
+    ]  # type: ignore[arg-type]
+    return DataInspection(outcome.report, findings)

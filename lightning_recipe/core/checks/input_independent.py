@@ -1,0 +1,454 @@
+"""Input-independent baseline, without Lightning: two copies, real and zeroed inputs, compared round by round.
+
+:class:`CopyPair` trains two copies (:class:`~lightning_recipe.core.shadow.ShadowSteps`) on the same
+batches with the same random numbers, one on the real inputs and one on inputs set to ``fill``
+(:func:`zero_inputs`), and returns this rank's sums after each round. :class:`BaselineRounds` is the
+mergeable state: the sums of all ranks (all-reduced by the caller) become validation losses, training
+losses and gradient drifts per round. :func:`verdict` judges them after each round.
+
+Example:
+    >>> rounds = BaselineRounds()
+    >>> #          real val   n  zeroed val  n  real tr  zeroed tr  1  |Σg| r  |Σg| z  Σ|g| r  Σ|g| z
+    >>> rounds.add([2.3 * 64, 64, 2.3 * 64, 64, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], steps_done=0)
+    >>> rounds.add([0.2 * 64, 64, 2.3 * 64, 64, 0.25, 2.3, 1.0, 0.1, 0.1, 1.0, 1.0], steps_done=100)
+    >>> verdict(BaselineConfig(), rounds, last=False)[0], round(rounds.gap, 2)
+    ('pass', 0.91)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from lightning_recipe.core.batches import KeySpec, batch_size_of, map_tensors, split_batch
+from lightning_recipe.core.errors import ArgumentError
+from lightning_recipe.core.shadow import ShadowSteps
+from lightning_recipe.core.state import RNGState
+from lightning_recipe.findings import Skip, Status
+
+__all__ = [
+    "DRIFT",
+    "IDENTICAL",
+    "LOOKAHEAD",
+    "NO_VALIDATION_DATA",
+    "BaselineConfig",
+    "BaselineRounds",
+    "CopyPair",
+    "cannot_replay_message",
+    "drop",
+    "resumed_message",
+    "verdict",
+    "zero_inputs",
+]
+
+#: Two losses closer than this (relative) are "the same": the input made no difference at all.
+IDENTICAL = 1e-6
+#: A copy whose gradients over a round add up to less than this fraction of their summed norms is
+#: no longer learning: its gradients are noise around a minimum (~1/sqrt(steps)), not a consistent
+#: direction (~1).
+DRIFT = 0.3
+#: The real copy passes only when the zeroed copy, improving at its last round's pace, could not
+#: close the gap within this many rounds (a slow zeroed copy still learning the target scale).
+LOOKAHEAD = 3.0
+
+#: The ``skipped`` message without validation data.
+NO_VALIDATION_DATA = (
+    "no validation data: the copies must be compared on held-out data (a network memorises "
+    "even shuffled labels of its training batches); pass `val_dataloaders=` to `Trainer.fit` "
+    "or a datamodule with `val_dataloader()`"
+)
+
+
+def cannot_replay_message(problem: str) -> str:
+    """The ``skipped`` message for training data the copies cannot read again (see ``replay_problem``)."""
+    return (
+        f"cannot replay the training data for the copies: {problem}; give the dataset an `__iter__` "
+        "that starts a new pass on each call (a generator), or use a map-style Dataset"
+    )
+
+
+def resumed_message(global_step: int) -> str:
+    """The ``skipped`` message for a run resumed mid-training from a checkpoint without this check's state."""
+    return (
+        f"resumed at step {global_step} without this check's state; it runs once, before "
+        "the first training step"
+    )
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    """The arguments of ``InputIndependentBaseline`` (see there)."""
+
+    steps: int = 100
+    max_steps: int = 500
+    val_batches: int = 8
+    margin: float = 0.05
+    input_key: KeySpec = None
+    target_key: KeySpec = None
+    fill: float = 0.0
+    integer_fill: int | None = None
+
+
+# ---------------------------------------------------------------------- zeroing the inputs
+def zero_inputs(batch: Any, config: BaselineConfig, owner: str, check: bool = False) -> Any:
+    """``batch`` with every input tensor set to ``fill`` (integers to ``integer_fill``); targets untouched.
+
+    With ``check``, raise :class:`~lightning_recipe.findings.Skip` when nothing was zeroed or the
+    targets changed too. A key the user passed that does not fit raises ``ArgumentError`` naming ``owner``.
+    """
+    try:
+        parts = split_batch(batch, input_key=config.input_key, target_key=config.target_key)
+    except ArgumentError as err:  # a key the user passed: theirs to fix
+        raise ArgumentError(f"{owner}: {err}") from err
+    except ValueError as err:  # a layout it cannot infer: the check cannot apply
+        raise Skip(f"cannot split the batch ({err})") from err
+    if parts.targets is None:
+        raise Skip(
+            "found no targets in the batch (zeroing the inputs of an input-reconstruction task would "
+            "also zero what it predicts); pass `target_key=` if the batch has targets"
+        )
+    input_ids: set[int] = set()
+    map_tensors(parts.inputs, lambda t: input_ids.add(id(t)))
+    input_ids.discard(id(parts.targets))
+    counts = {"float": 0, "int": 0}
+
+    def fill(t: torch.Tensor) -> torch.Tensor:
+        if id(t) not in input_ids:
+            return t
+        if t.is_floating_point() or t.is_complex():
+            counts["float"] += 1
+            return torch.full_like(t, config.fill)
+        if config.integer_fill is not None and t.dtype != torch.bool:
+            counts["int"] += 1
+            return torch.full_like(t, config.integer_fill)
+        return t
+
+    out = map_tensors(batch, fill)
+    if check:
+        _check_zeroed(out, parts, counts["float"] + counts["int"], config)
+    return out
+
+
+def _check_zeroed(out: Any, parts: Any, zeroed: int, config: BaselineConfig) -> None:
+    if zeroed == 0:
+        integer: list[bool] = []
+        map_tensors(parts.inputs, lambda t: integer.append(not t.is_floating_point()))
+        if any(integer) and config.integer_fill is None:
+            raise Skip(
+                "the inputs are integer tensors (token ids?) and integer_fill=None; pass "
+                "`integer_fill=` (e.g. the padding id) to replace every id with it"
+            )
+        raise Skip(
+            "found no input tensor to zero in the batch (the inputs `input_key=` returns are not "
+            "tensors of the batch itself); pass `input_key=` as a dict key or a position"
+        )
+    after = split_batch(out, input_key=config.input_key, target_key=config.target_key).targets
+    if after is None or after.shape != parts.targets.shape or not torch.equal(after, parts.targets):
+        raise Skip(
+            "zeroing the inputs also changed the targets (they share a tensor); pass `input_key=` "
+            "and `target_key=` as dict keys or positions"
+        )
+
+
+# ---------------------------------------------------------------------- the two copies (local work)
+class CopyPair:
+    """The two copies and this rank's measurements, advanced round by round (every rank in lock-step).
+
+    Round 0 builds the copies (``make_copy()`` twice) and scores them at initialisation; round
+    ``k >= 1`` trains both for ``config.steps`` more steps on the same batches (same order, same
+    random numbers) and scores them. :meth:`advance` reports a reason to skip instead of raising,
+    so that the caller can agree with the other ranks before it all-reduces :attr:`local`.
+
+    Args:
+        config: the check's configuration.
+        make_copy: builds a fresh copy of the real module.
+        train_loader: the real training dataloader (read from its start, again and again).
+        val_loader: the validation dataloader (its first ``config.val_batches`` batches).
+        to_device: moves a batch to the device the copies are on.
+        zeroed: ``zeroed(batch, check)``, the batch with its inputs set to the fill value.
+    """
+
+    def __init__(
+        self,
+        config: BaselineConfig,
+        make_copy: Callable[[], ShadowSteps],
+        train_loader: Any,
+        val_loader: Any,
+        to_device: Callable[[Any], Any],
+        zeroed: Callable[[Any, bool], Any],
+    ) -> None:
+        self.config = config
+        self.make_copy = make_copy
+        self.train_loader = train_loader
+        self.val_loader = val_loader
+        self.to_device = to_device
+        self.zeroed = zeroed
+        self.real: ShadowSteps | None = None
+        self.zero: ShadowSteps | None = None
+        self.val: list[Any] = []
+        self.batches: Iterator[Any] | None = None
+        self.steps_done = 0
+        self.local: list[float] = []
+        self.real_losses: list[float] = []
+        self.zero_losses: list[float] = []
+        self._real_drift: dict[str, Any] = {}
+        self._zero_drift: dict[str, Any] = {}
+
+    def advance(self, k: int) -> str | None:
+        """Round ``k``; returns ``None`` when done (sums in :attr:`local`), else the reason the check cannot run here."""
+        try:
+            if k == 0:
+                self._setup()
+            else:
+                self._train(self.config.steps)
+            self.local = self._evaluate() + self._train_means() + self._drifts()
+        except ArgumentError:
+            raise
+        except Skip as err:  # ShadowUnsupported included
+            return str(err)
+        except Exception as err:  # the user's step failed on a copy: the real run will show it
+            return f"a copy of the module failed ({type(err).__name__}: {err})"
+        return None
+
+    def close(self) -> None:
+        """Keep the loss curves, free the copies."""
+        if self.real is not None:
+            self.real_losses = list(self.real.losses)
+        if self.zero is not None:
+            self.zero_losses = list(self.zero.losses)
+        self.real = self.zero = None
+        self.val = []
+        self.batches = None
+
+    def _setup(self) -> None:
+        for batch in self.val_loader:
+            self.val.append(batch)
+            if len(self.val) >= self.config.val_batches:
+                break
+        if not self.val:
+            raise Skip("the validation dataloader yielded no batch; pass validation data to `Trainer.fit`")
+        self.real = self.make_copy()
+        self.zero = self.make_copy()
+        self.batches = self._train_batches()
+
+    def _train_batches(self) -> Iterator[Any]:
+        while True:
+            produced = False
+            for batch in self.train_loader:
+                produced = True
+                yield self.to_device(batch)
+            if not produced:
+                raise Skip("the training dataloader yielded no batch")
+
+    @staticmethod
+    def _accumulate(shadow: ShadowSteps, drift: dict[str, Any]) -> None:
+        """Add this step's gradient to the round's sum and its norm to the sum of norms."""
+        grads = [p.grad for p in shadow.module.parameters() if p.grad is not None]
+        if not grads:
+            return
+        flat = torch.cat([g.detach().reshape(-1).double() for g in grads])
+        drift["sum"] = flat if drift.get("sum") is None else drift["sum"] + flat
+        drift["norms"] = drift.get("norms", 0.0) + float(flat.norm())
+
+    def _train(self, steps: int) -> None:
+        assert self.real is not None and self.zero is not None and self.batches is not None
+        self._real_drift = {}
+        self._zero_drift = {}
+        for _ in range(steps):
+            batch = next(self.batches)
+            zeroed = self.zeroed(batch, self.steps_done == 0)
+            rng = RNGState()
+            self.real.step(batch, self.steps_done)
+            rng.restore()  # the same dropout masks for both copies
+            self.zero.step(zeroed, self.steps_done)
+            self._accumulate(self.real, self._real_drift)
+            self._accumulate(self.zero, self._zero_drift)
+            self.steps_done += 1
+
+    def _evaluate(self) -> list[float]:
+        """``[real loss sum, samples, zeroed loss sum, samples]`` over the validation batches."""
+        assert self.real is not None and self.zero is not None
+        sums = [0.0, 0.0, 0.0, 0.0]
+        for i, raw in enumerate(self.val):
+            batch = self.to_device(raw)
+            n = float(batch_size_of(batch) or 1)
+            sums[0] += self.real.loss(batch, i) * n
+            sums[1] += n
+            sums[2] += self.zero.loss(self.zeroed(batch, i == 0), i) * n
+            sums[3] += n
+        return sums
+
+    def _train_means(self) -> list[float]:
+        """``[real, zeroed, 1]``: mean training loss over the last quarter of the round (both copies saw the same batches)."""
+        if self.real is None or self.zero is None or not self.real.losses:
+            return [0.0, 0.0, 0.0]
+        window = max(1, self.config.steps // 4)
+        real = self.real.losses[-window:]
+        zero = self.zero.losses[-window:]
+        return [sum(real) / len(real), sum(zero) / len(zero), 1.0]
+
+    def _drifts(self) -> list[float]:
+        """``[|sum g| real, |sum g| zeroed, sum |g| real, sum |g| zeroed]`` over the round's steps."""
+        out = []
+        for drift in (self._real_drift, self._zero_drift):
+            out.append(float(drift["sum"].norm()) if drift.get("sum") is not None else 0.0)
+        out += [self._real_drift.get("norms", 0.0), self._zero_drift.get("norms", 0.0)]
+        return out
+
+
+# ---------------------------------------------------------------------- the reduced measurements
+def _ratio(num: float, den: float) -> float:
+    return num / den if den > 0 else float("nan")
+
+
+def _relative_gap(real: list[float], zero: list[float]) -> float:
+    if not real:
+        return float("nan")
+    r, z = real[-1], zero[-1]
+    if not (math.isfinite(r) and math.isfinite(z)) or z == 0:
+        return float("nan")
+    return (z - r) / abs(z)
+
+
+@dataclass
+class BaselineRounds:
+    """Every rank's sums, reduced, per round: the measurements the verdict reads."""
+
+    eval_steps: list[int] = field(default_factory=list)
+    real_val: list[float] = field(default_factory=list)
+    zero_val: list[float] = field(default_factory=list)
+    real_train: list[float] = field(default_factory=list)
+    zero_train: list[float] = field(default_factory=list)
+    real_drift: list[float] = field(default_factory=list)
+    zero_drift: list[float] = field(default_factory=list)
+
+    def add(self, total: list[float], steps_done: int) -> None:
+        """Append a round from the all-reduced sums of :attr:`CopyPair.local`."""
+        self.real_val.append(_ratio(total[0], total[1]))
+        self.zero_val.append(_ratio(total[2], total[3]))
+        self.real_train.append(_ratio(total[4], total[6]))
+        self.zero_train.append(_ratio(total[5], total[6]))
+        self.real_drift.append(_ratio(total[7], total[9]))
+        self.zero_drift.append(_ratio(total[8], total[10]))
+        self.eval_steps.append(steps_done)
+
+    @property
+    def steps_done(self) -> int:
+        """Training steps of each copy when the latest round was scored."""
+        return self.eval_steps[-1] if self.eval_steps else 0
+
+    @property
+    def gap(self) -> float:
+        """``(zeroed - real) / zeroed`` of the latest validation losses."""
+        return _relative_gap(self.real_val, self.zero_val)
+
+    @property
+    def fit_gap(self) -> float:
+        """``(zeroed - real) / zeroed`` of the latest training losses: how much better real inputs fit."""
+        return _relative_gap(self.real_train, self.zero_train)
+
+    def validation_curves(self) -> tuple[list[int], list[float], list[float]]:
+        """``(steps, real, zeroed)``: the validation losses of both copies after each round."""
+        return self.eval_steps, self.real_val, self.zero_val
+
+    def numbers(self, steps_done: int) -> dict[str, Any]:
+        """The numbers of the finding after ``steps_done`` training steps (empty before the first round)."""
+        if not self.real_val:
+            return {}
+        return {
+            "real_val_loss": self.real_val[-1],
+            "zeroed_val_loss": self.zero_val[-1],
+            "relative_gap": self.gap,
+            "fit_gap": self.fit_gap,
+            "real_drift": self.real_drift,
+            "zeroed_drift": self.zero_drift,
+            "steps": steps_done,
+            "real_val_loss_at": dict(zip(self.eval_steps, self.real_val)),
+            "zeroed_val_loss_at": dict(zip(self.eval_steps, self.zero_val)),
+        }
+
+
+# ---------------------------------------------------------------------- the verdict
+def drop(values: list[float]) -> float:
+    """Relative fall of the last value against the one before (positive: still improving)."""
+    if len(values) < 2 or not math.isfinite(values[-1]) or values[-1] == 0 or not math.isfinite(values[-2]):
+        return 0.0
+    return (values[-2] - values[-1]) / abs(values[-1])
+
+
+def _cannot_compare(config: BaselineConfig, rounds: BaselineRounds) -> tuple[Status, str] | None:
+    """``skipped`` when the last losses cannot be compared (not finite, or a zeroed copy at zero loss)."""
+    r_end, z_end, steps = rounds.real_val[-1], rounds.zero_val[-1], rounds.steps_done
+    if not math.isfinite(z_end):
+        return "skipped", (
+            f"the copy trained on zeroed inputs has a non-finite validation loss ({z_end}); the model "
+            f"cannot take constant inputs: pass another `fill=` (now {config.fill})"
+        )
+    if not math.isfinite(r_end):
+        return "skipped", (
+            f"the copy trained on real inputs diverged (validation loss {r_end}) within {steps} steps; "
+            "check the learning rate"
+        )
+    if z_end <= 1e-12:
+        return "skipped", (
+            f"the copy trained on zeroed inputs reached a validation loss of {z_end:.3g}: the targets are "
+            "predictable without the input, so there is nothing to compare"
+        )
+    return None
+
+
+def verdict(config: BaselineConfig, rounds: BaselineRounds, last: bool) -> tuple[Status, str] | None:
+    """The verdict after a round, or ``None`` to train another round (``last``: no more rounds)."""
+    early = _cannot_compare(config, rounds)
+    if early is not None:
+        return early
+    real, zero = rounds.real_val, rounds.zero_val
+    r_end, z_end = real[-1], zero[-1]
+    summary = (
+        f"validation loss {r_end:.4g} with real inputs vs {z_end:.4g} with zeroed inputs after "
+        f"{rounds.steps_done} steps"
+    )
+    if all(abs(a - b) <= IDENTICAL * max(1.0, abs(b)) for a, b in zip(real, zero)):
+        return "fail", (
+            f"the model's output does not depend on its input: {summary}, identical at every point; "
+            "check that the inputs reach the net (forward ignores its argument, inputs multiplied by 0, "
+            "a learned constant)"
+        )
+    gap = rounds.gap
+    zero_fall = max(0.0, zero[-2] - z_end)  # how much the zeroed copy improved in the last round
+    if gap >= config.margin and LOOKAHEAD * zero_fall <= z_end - r_end:
+        return "pass", f"the model uses its input: {summary} ({gap:.0%} lower)"
+    real_drift = rounds.real_drift[-1]
+    if gap < config.margin and real_drift <= DRIFT and drop(real) <= config.margin / 2:
+        return "fail", (
+            f"the model extracts no information from its input: {summary} (gap {gap:.1%} < margin "
+            f"{config.margin:.0%}) and the real copy has stopped improving; check that labels are aligned with "
+            "inputs (shuffled or misindexed labels) and that the inputs reach the net"
+        )
+    if not last:
+        return None
+    return "skipped", _inconclusive(config, summary, gap, zero_fall, real_drift, drop(real))
+
+
+def _inconclusive(
+    config: BaselineConfig, summary: str, gap: float, zero_fall: float, real_drift: float, real_drop: float
+) -> str:
+    if gap >= config.margin:
+        return (
+            f"inconclusive: {summary}, but the zeroed copy is still improving ({zero_fall:.4g} in the last "
+            f"{config.steps} steps), so it is no baseline yet; pass a larger `max_steps=` (now {config.max_steps}) "
+            "or check the target scale (unnormalised regression targets take long to reach)"
+        )
+    how = (
+        f"its gradients still point one way (drift {real_drift:.2f})"
+        if real_drift > DRIFT
+        else f"its validation loss still fell {real_drop:.0%} in the last {config.steps} steps"
+    )
+    return (
+        f"inconclusive: {summary}, but the real copy is still learning ({how}); check the learning rate "
+        f"or pass a larger `max_steps=` (now {config.max_steps})"
+    )

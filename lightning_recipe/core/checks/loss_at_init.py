@@ -1,0 +1,209 @@
+"""The "verify loss @ init" step without Lightning: watch the final layer during the user's step,
+undo what was done to the loss before backward, gather the evidence and word the finding.
+
+The numbers and the verdict come from :mod:`lightning_recipe.core.init_values`
+(:func:`~lightning_recipe.core.init_values.loss_evidence`,
+:func:`~lightning_recipe.core.init_values.diagnose`); this module connects them to what the
+callback sees. :class:`~lightning_recipe.callbacks.loss_at_init.LossAtInitCheck` is the adapter.
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    >>> _ = nn.init.zeros_(net[2].bias)
+    >>> watch = FinalOutputWatch()
+    >>> watch.arm(net)
+    >>> _ = net(torch.randn(5, 4))
+    >>> watch.disarm()
+    >>> watch.last[0], tuple(watch.last[2].shape)
+    ('2', (5, 3))
+    >>> ev = step_evidence(measured_loss(torch.tensor(1.1)), torch.tensor([0, 1, 2, 0, 1]), watch.last)
+    >>> status, message, numbers = loss_finding(ev, rtol=0.3)
+    >>> numbers["task"], numbers["loss"], numbers["expected_is"]
+    ('multiclass', 'cross_entropy', 'ln 3')
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from lightning_recipe.core.batches import first_tensor
+from lightning_recipe.core.init_values import EVIDENCE_KEYS, diagnose, loss_evidence, resolve_loss
+from lightning_recipe.core.stats import TargetStats, targets_from_dataset
+from lightning_recipe.core.tasks import infer_task
+from lightning_recipe.core.tracing import find_layer
+
+__all__ = [
+    "MANUAL_OPTIMIZATION",
+    "FinalOutputWatch",
+    "check_rtol",
+    "dataset_stats",
+    "loss_finding",
+    "loss_scale",
+    "mean_evidence",
+    "measured_loss",
+    "step_evidence",
+]
+
+#: why it does not run under manual optimization unless told what to expect
+MANUAL_OPTIMIZATION = (
+    "skipped, because the module uses manual optimization: the loss passed to backward need not be "
+    "the task loss (a GAN's, say); pass `task=` (and `loss=`) to check it"
+)
+
+#: ``(layer name, module, its last output)`` of the final layer that ran in the step
+LastLayer = tuple[str, nn.Module, "torch.Tensor | None"]
+
+
+def check_rtol(owner: str, rtol: Any) -> float:
+    """``rtol`` as a float; ``ValueError`` naming ``owner`` unless it is a positive finite number."""
+    if isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not math.isfinite(rtol) or rtol <= 0:
+        raise ValueError(f"{owner}(rtol={rtol!r}): pass a positive number, e.g. 0.3 for 30 %.")
+    return float(rtol)
+
+
+class FinalOutputWatch:
+    """Read-only forward hooks on every module with parameters (or on one named layer): after the
+    user's step, :attr:`last` is the last of them to run, with its output (detached)."""
+
+    def __init__(self) -> None:
+        self.last: LastLayer | None = None
+        self._handles: list[Any] = []
+
+    @property
+    def armed(self) -> bool:
+        return bool(self._handles)
+
+    def arm(self, model: nn.Module, layer: str | None = None, owner: str = "LossAtInitCheck") -> None:
+        names = {id(m): n for n, m in model.named_modules()}
+        if layer is not None:
+            modules = [find_layer(model, layer, f"{owner}(layer=...)")]
+        else:
+            modules = [m for m in model.modules() if any(True for _ in m.parameters(recurse=False))]
+
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            out = first_tensor(output)
+            self.last = (names.get(id(module), ""), module, None if out is None else out.detach())
+
+        self.last = None
+        self._handles = [m.register_forward_hook(hook) for m in modules]
+
+    def disarm(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+
+def loss_scale(scaler: Any) -> float:
+    """The factor a ``GradScaler`` multiplied the loss by before ``on_before_backward`` (1 if none).
+
+    Under ``precision="16-mixed"`` Lightning's ``MixedPrecision.pre_backward`` scales the loss with
+    its ``GradScaler`` and then calls the hook with the scaled tensor.
+    """
+    if scaler is None or not callable(getattr(scaler, "is_enabled", None)) or not scaler.is_enabled():
+        return 1.0
+    try:
+        scale = float(scaler.get_scale())
+    except (RuntimeError, TypeError, ValueError):
+        return 1.0
+    return scale if math.isfinite(scale) and scale > 0 else 1.0
+
+
+def measured_loss(loss: Any, accumulate: int = 1, scale: float = 1.0) -> float:
+    """The loss value of the step: Lightning's division by ``accumulate`` and the precision
+    plugin's ``scale`` undone; ``ValueError`` unless ``loss`` is a scalar tensor."""
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        raise ValueError(
+            "the loss passed to backward is not a scalar tensor; the check needs one loss value per step"
+        )
+    return float(loss.detach().float()) * accumulate / scale
+
+
+def dataset_stats(dataset: Any, task: str, width: int, ignore_index: int | None) -> TargetStats | None:
+    """The training targets' statistics from the dataset itself (no iteration), if it exposes them."""
+    try:
+        targets = targets_from_dataset(dataset)
+        if targets is None:
+            return None
+        return TargetStats.from_targets(
+            torch.as_tensor(targets),
+            task,  # type: ignore[arg-type]
+            num_classes=width if task == "multiclass" else None,
+            ignore_index=ignore_index if task == "multiclass" else None,
+        )
+    except (ValueError, TypeError, RuntimeError):
+        return None
+
+
+def step_evidence(
+    measured: float,
+    targets: torch.Tensor,
+    last: LastLayer | None,
+    task: str = "auto",
+    loss: str = "auto",
+    bias_init: tuple[str | None, TargetStats | None] | None = None,
+    data_stats: Callable[[str, int], TargetStats | None] | None = None,
+    ignore_index: int | None = -100,
+) -> dict[str, Any]:
+    """Everything the verdict needs from one step: the evidence of
+    :func:`~lightning_recipe.core.init_values.loss_evidence`, the task, the loss and where the bias
+    came from. ``bias_init``: the ``(layer name, stats)`` of a ``FinalBiasInit`` that set a bias;
+    ``data_stats(task, width)``: the dataset's target statistics otherwise."""
+    name, module, out = last if last is not None else ("", None, None)
+    if module is None:
+        raise ValueError("no layer with parameters ran in the training step; pass `layer=`")
+    bias = getattr(module, "bias", None)
+    bias = bias.detach() if isinstance(bias, torch.Tensor) else None
+    if bias is not None:
+        width = int(bias.numel())
+    elif out is not None and out.dim() >= 2:
+        width = int(out.shape[-1])
+    else:
+        width = 1
+    if task == "auto":
+        task = "multiclass" if loss == "cross_entropy" else infer_task(targets, out)
+    source, stats = "model", None
+    if bias_init is not None and bias_init[0] == name:
+        source, stats = "FinalBiasInit", bias_init[1]
+    if stats is None and data_stats is not None:
+        stats = data_stats(task, width)
+    kind = resolve_loss(loss, task, measured, targets, bias, out, width)
+    ev = loss_evidence(measured, task, kind, targets, bias, out, stats, width=width, ignore_index=ignore_index)
+    return {"ev": ev, "task": task, "kind": kind, "layer": name, "source": source}
+
+
+def mean_evidence(ev: dict[str, float], reduce_sum: Callable[[torch.Tensor], torch.Tensor], world: int) -> dict[str, float]:
+    """The evidence averaged over ``world`` processes with ``reduce_sum``: the same numbers, hence
+    the same verdict, on every rank."""
+    vec = torch.tensor([ev[k] for k in EVIDENCE_KEYS], dtype=torch.float64)
+    vec = reduce_sum(vec) / world
+    return {k: float(v) for k, v in zip(EVIDENCE_KEYS, vec.tolist())}
+
+
+def loss_finding(
+    local: dict[str, Any], rtol: float, ev: dict[str, float] | None = None
+) -> tuple[str, str, dict[str, Any]]:
+    """``(status, message, numbers)`` of the step: :func:`~lightning_recipe.core.init_values.diagnose`
+    of the evidence of :func:`step_evidence` (``local``), or of ``ev`` when given (the evidence
+    averaged over processes)."""
+    ev = local["ev"] if ev is None else ev
+    verdict = diagnose(ev, local["task"], local["kind"], rtol=rtol, bias_source=local["source"])
+    numbers: dict[str, Any] = {
+        "measured": ev["measured"],
+        "expected": verdict.expected,
+        "expected_is": verdict.label,
+        "uninformative": ev["zero"],
+        "task": local["task"],
+        "loss": local["kind"],
+        "layer": local["layer"],
+        "bias_from": local["source"],
+        "cause": verdict.cause,
+    }
+    if math.isfinite(ev["spread"]):
+        numbers["logit_std"] = ev["spread"]
+    return verdict.status, verdict.message, numbers

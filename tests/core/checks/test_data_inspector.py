@@ -1,0 +1,149 @@
+"""The DataInspector's check module without a Trainer: configuration, verdict wording, the scan of splits."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, IterableDataset, TensorDataset
+
+from lightning_recipe.core.checks.data_inspector import (
+    DataInspectorConfig,
+    note_estimates,
+    other_rank_reason,
+    report_findings,
+    scan_sources,
+    summary_scalars,
+)
+from lightning_recipe.core.data_stats import DataIssue, DataReport
+from lightning_recipe.core.errors import ArgumentError
+
+
+def _images(n: int = 64, seed: int = 0) -> TensorDataset:
+    g = torch.Generator().manual_seed(seed)
+    return TensorDataset(torch.rand(n, 1, 8, 8, generator=g), torch.arange(n) % 4)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        (
+            {"task": "multi"},
+            ValueError,
+            r"owner\(task='multi'\): unknown task; pass one of 'auto', 'multiclass'",
+        ),
+        ({"num_classes": 0}, ValueError, r"owner\(num_classes=0\): pass an integer >= 1"),
+        ({"max_samples": 2.5}, TypeError, r"owner\(max_samples=2.5\)"),
+        ({"top_k": -1}, ValueError, r"owner\(top_k=-1\): pass an integer >= 0"),
+        ({"ignore_index": "pad"}, TypeError, r"owner\(ignore_index='pad'\): pass an integer label"),
+        (
+            {"imbalance_ratio": 1.0},
+            ValueError,
+            r"owner\(imbalance_ratio=1.0\): pass a finite number greater than 1",
+        ),
+        ({"outlier_z": float("inf")}, ValueError, r"owner\(outlier_z=inf\)"),
+        ({"near_constant_ratio": True}, ValueError, r"owner\(near_constant_ratio=True\)"),
+        ({"input_key": 1.5}, TypeError, r"owner\(input_key=1.5\)"),
+    ],
+)
+def test_config_rejects_bad_values_naming_the_owner(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        DataInspectorConfig(**kwargs).validate("owner")
+
+
+def test_config_accepts_its_defaults_and_explicit_values():
+    DataInspectorConfig().validate("owner")
+    DataInspectorConfig(
+        task="regression", num_classes=3, ignore_index=None, max_samples=10, top_k=0
+    ).validate("owner")
+
+
+def _report(*issues: DataIssue) -> DataReport:
+    summary = DataIssue(
+        "summary", "pass", "train 10 samples: no duplicates", None, {"train": {"samples": 10}}
+    )
+    return DataReport(issues=[*issues, summary], splits={"train": {"samples": 10}})
+
+
+def test_report_findings_carry_the_issue_and_the_split():
+    report = _report(DataIssue("duplicates", "warn", "train: 2 exact duplicates", "train", {"count": 2}))
+    assert report_findings(report) == [
+        ("warn", "train: 2 exact duplicates", {"issue": "duplicates", "split": "train", "count": 2}),
+        ("pass", "train 10 samples: no duplicates", {"issue": "summary", "train": {"samples": 10}}),
+    ]
+
+
+def test_report_findings_of_a_clean_report_are_one_pass():
+    assert [(s, n["issue"]) for s, _, n in report_findings(_report())] == [("pass", "summary")]
+
+
+def test_note_estimates_names_the_splits_read_in_part_and_leaves_a_full_read_alone():
+    report = _report()
+    note_estimates(report, {})
+    assert report.issues[-1].message == "train 10 samples: no duplicates"
+    note_estimates(report, {"train": 640})
+    assert report.issues[-1].message.endswith(
+        "(train: estimated from the first 640 samples (an iterable data set "
+        "without len(); pass max_samples= to read more))"
+    )
+    assert report.issues[-1].numbers["estimated_from"] == {"train": 640}
+
+
+def test_summary_scalars_per_split_and_the_overlap():
+    report = DataReport(
+        splits={
+            "train": {"samples": 100, "duplicates": 2, "nonfinite": 1, "constant": 3, "near_constant": 1,
+                      "imbalance_ratio": 1.5},
+            "val": {"samples": 20, "in_train": 4},
+        }
+    )  # fmt: skip
+    assert summary_scalars(report) == {
+        "train/samples": 100.0, "train/duplicates": 2.0, "train/nonfinite": 1.0, "train/blank": 4.0,
+        "train/imbalance_ratio": 1.5, "val/samples": 20.0, "val/duplicates": 0.0, "val/nonfinite": 0.0,
+        "val/blank": 0.0, "train_val_overlap": 4.0,
+    }  # fmt: skip
+
+
+def test_scan_sources_judges_train_against_val():
+    data = _images()
+    x = data.tensors[0]
+    leaked = TensorDataset(torch.cat([x[:3], torch.rand(5, 1, 8, 8)]), torch.arange(8) % 4)
+    outcome = scan_sources(
+        {"train": DataLoader(data, batch_size=16), "val": leaked}, DataInspectorConfig(), False
+    )
+    assert outcome.failed == {} and outcome.estimated == {}
+    assert [n["issue"] for s, _, n in report_findings(outcome.report) if s != "pass"] == ["train_val_overlap"]
+    clean = scan_sources({"train": data}, DataInspectorConfig(), False)
+    assert [s for s, _, _ in report_findings(clean.report)] == ["pass"]
+
+
+class _Endless(IterableDataset):
+    def __iter__(self):
+        g = torch.Generator().manual_seed(0)
+        while True:
+            yield torch.randn(4, generator=g), torch.tensor(0)
+
+
+def test_scan_sources_says_why_a_split_is_left_out():
+    one_shot = iter([(torch.zeros(4), 0)])
+    outcome = scan_sources({"train": _images(), "val": one_shot}, DataInspectorConfig(), False)
+    assert "one-shot iterator" in outcome.failed["val"] and outcome.report is not None
+    unreadable = scan_sources(
+        {"train": [{"a": torch.zeros(2, 3), "b": torch.ones(2, 3)}]}, DataInspectorConfig(), False
+    )
+    assert unreadable.report is None
+    assert unreadable.failed["train"].startswith(
+        "skipped, because the train data could not be scanned (ValueError"
+    )
+    # another rank could not read its shard: every rank leaves the split out
+    agreed = scan_sources({"train": _images()}, DataInspectorConfig(), False, agree=lambda ok: False)
+    assert agreed.failed == {"train": other_rank_reason("train")} and agreed.report is None
+
+
+def test_scan_sources_raises_an_argument_that_does_not_fit_and_notes_a_partial_read():
+    with pytest.raises(ArgumentError, match="input_key='img'"):
+        scan_sources({"train": [{"x": torch.zeros(3)}]}, DataInspectorConfig(input_key="img"), False)
+    outcome = scan_sources(
+        {"train": DataLoader(_Endless(), batch_size=50)}, DataInspectorConfig(max_samples=120), False
+    )
+    assert outcome.estimated == {"train": 120} and outcome.report.splits["train"]["samples"] == 120
+    assert "estimated from the first 120 samples" in outcome.report.issues[-1].message

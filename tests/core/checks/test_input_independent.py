@@ -1,0 +1,194 @@
+"""The input-independent baseline without a Trainer: zeroing, the reduced rounds, the verdicts, two copies."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from lightning_recipe.core.checks.input_independent import (
+    BaselineConfig,
+    BaselineRounds,
+    CopyPair,
+    drop,
+    verdict,
+    zero_inputs,
+)
+from lightning_recipe.core.errors import ArgumentError
+from lightning_recipe.core.shadow import ShadowSteps
+from lightning_recipe.findings import Skip
+
+CONFIG = BaselineConfig()
+
+
+# ---------------------------------------------------------------------- zeroing
+def test_zero_inputs_zeroes_inputs_and_leaves_targets():
+    x, y = torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
+    zx, zy = zero_inputs((x, y), CONFIG, "Owner", check=True)
+    assert not zx.any() and zy is y and x.any()
+    batch = {"image": x, "label": y}
+    out = zero_inputs(batch, BaselineConfig(fill=0.5), "Owner", check=True)
+    assert torch.equal(out["image"], torch.full_like(x, 0.5)) and out["label"] is y
+
+
+def test_zero_inputs_integer_inputs_need_integer_fill():
+    ids, y = torch.randint(1, 9, (4, 6)), torch.tensor([0, 1, 0, 1])
+    with pytest.raises(Skip, match=r"integer tensors \(token ids\?\) and integer_fill=None"):
+        zero_inputs((ids, y), CONFIG, "Owner", check=True)
+    zeroed, _ = zero_inputs((ids, y), BaselineConfig(integer_fill=0), "Owner", check=True)
+    assert not zeroed.any()
+
+
+def test_zero_inputs_skips_without_targets_and_names_the_owner_for_a_bad_key():
+    with pytest.raises(Skip, match="found no targets in the batch"):
+        zero_inputs({"x": torch.randn(2, 3)}, CONFIG, "Owner")
+    with pytest.raises(ArgumentError, match=r"^Owner: .*input_key='pixels'"):
+        zero_inputs(
+            {"x": torch.randn(2, 3), "y": torch.zeros(2)}, BaselineConfig(input_key="pixels"), "Owner"
+        )
+
+
+# ---------------------------------------------------------------------- rounds and verdicts
+def _rounds(*rounds: tuple[float, float, float]) -> BaselineRounds:
+    """Rounds of (real val loss, zeroed val loss, real drift); zeroed drift 1, training losses = validation."""
+    out = BaselineRounds()
+    for k, (real, zero, drift) in enumerate(rounds):
+        out.add([real * 10, 10, zero * 10, 10, real, zero, 1.0, drift, 1.0, 1.0, 1.0], steps_done=100 * k)
+    return out
+
+
+def test_rounds_reduce_sums_to_means():
+    rounds = _rounds((2.3, 2.3, 0.0), (0.5, 2.0, 0.9))
+    assert rounds.real_val == pytest.approx([2.3, 0.5]) and rounds.zero_val == pytest.approx([2.3, 2.0])
+    assert rounds.eval_steps == [0, 100]
+    assert rounds.gap == pytest.approx(0.75) and rounds.fit_gap == pytest.approx(0.75)
+    numbers = rounds.numbers(100)
+    assert numbers["steps"] == 100 and numbers["real_val_loss_at"] == pytest.approx({0: 2.3, 100: 0.5})
+    empty = BaselineRounds()
+    empty.add([0.0] * 11, 0)
+    assert math.isnan(empty.real_val[0]) and math.isnan(empty.gap) and BaselineRounds().numbers(0) == {}
+
+
+def test_verdict_passes_when_real_inputs_help():
+    found = verdict(CONFIG, _rounds((2.3, 2.3, 1.0), (0.2, 2.3, 0.9)), last=False)
+    assert found == (
+        "pass",
+        "the model uses its input: validation loss 0.2 with real inputs vs 2.3 with zeroed inputs after 100 steps "
+        "(91% lower)",
+    )
+
+
+def test_verdict_fails_identical_copies_and_a_real_copy_that_learned_nothing():
+    status, message = verdict(CONFIG, _rounds((2.3, 2.3, 1.0), (2.1, 2.1, 0.9)), last=False)
+    assert (
+        status == "fail"
+        and "does not depend on its input" in message
+        and "identical at every point" in message
+    )
+    status, message = verdict(CONFIG, _rounds((2.3, 2.31, 1.0), (2.30, 2.31, 0.1)), last=False)
+    assert status == "fail" and message.startswith("the model extracts no information from its input")
+    assert "(gap 0.4% < margin 5%)" in message
+
+
+def test_verdict_waits_then_says_inconclusive():
+    still_learning = _rounds((2.3, 2.31, 1.0), (2.0, 2.05, 0.9))
+    assert verdict(CONFIG, still_learning, last=False) is None
+    status, message = verdict(CONFIG, still_learning, last=True)
+    assert status == "skipped" and message.startswith("inconclusive:")
+    assert "its gradients still point one way (drift 0.90)" in message and "(now 500)" in message
+    catching_up = _rounds((2.3, 2.3, 1.0), (1.0, 1.5, 0.1))  # 33% gap, but the zeroed copy fell 0.8
+    assert verdict(CONFIG, catching_up, last=False) is None
+    status, message = verdict(CONFIG, catching_up, last=True)
+    assert status == "skipped" and "the zeroed copy is still improving (0.8 in the last 100 steps)" in message
+
+
+@pytest.mark.parametrize(
+    "real, zero, expected",
+    [
+        (0.5, math.nan, "has a non-finite validation loss (nan)"),
+        (math.inf, 2.3, "the copy trained on real inputs diverged (validation loss inf) within 100 steps"),
+        (0.0, 0.0, "reached a validation loss of 0: the targets are predictable without the input"),
+    ],
+)
+def test_verdict_skips_what_cannot_be_compared(real, zero, expected):
+    status, message = verdict(CONFIG, _rounds((2.3, 2.3, 1.0), (real, zero, 0.5)), last=False)
+    assert status == "skipped" and expected in message
+
+
+def test_drop():
+    assert drop([2.0, 1.0]) == 1.0 and drop([1.0]) == 0.0 and drop([1.0, math.nan]) == 0.0
+
+
+# ---------------------------------------------------------------------- two copies, one rank, no Trainer
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 3)
+
+    def training_step(self, batch, batch_idx):
+        return F.cross_entropy(self.lin(batch[0]), batch[1])
+
+
+def _loader(n: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 4, generator=g)
+    y = x[:, :3].argmax(1)  # the label is in the input
+    return [(x[i : i + 32], y[i : i + 32]) for i in range(0, n, 32)]
+
+
+def _pair(config: BaselineConfig, val: list) -> CopyPair:
+    torch.manual_seed(0)
+    net = Net()
+
+    def make_copy() -> ShadowSteps:
+        copy = Net()
+        copy.load_state_dict(net.state_dict())
+        return ShadowSteps(copy, torch.optim.Adam(copy.parameters(), lr=0.05))
+
+    return CopyPair(
+        config,
+        make_copy,
+        _loader(256, 0),
+        val,
+        lambda b: b,
+        lambda b, check: zero_inputs(b, config, "T", check),
+    )
+
+
+def test_copy_pair_trains_both_copies_and_the_real_one_wins():
+    config = BaselineConfig(steps=40)
+    pair = _pair(config, _loader(128, 1))
+    rounds = BaselineRounds()
+    for k in (0, 1):
+        assert pair.advance(k) is None
+        assert len(pair.local) == 11
+        rounds.add(pair.local, pair.steps_done)
+    pair.close()
+    assert pair.steps_done == 40 and len(pair.real_losses) == len(pair.zero_losses) == 40
+    assert pair.real is None and pair.zero is None
+    assert verdict(config, rounds, last=True)[0] == "pass"
+    assert rounds.real_val[-1] < 0.5 * rounds.zero_val[-1]
+
+
+def test_copy_pair_reports_why_it_cannot_run():
+    assert (
+        _pair(CONFIG, []).advance(0)
+        == "the validation dataloader yielded no batch; pass validation data to `Trainer.fit`"
+    )
+
+    class Broken(Net):
+        def training_step(self, batch, batch_idx):
+            raise RuntimeError("boom")
+
+    pair = CopyPair(
+        CONFIG,
+        lambda: ShadowSteps(Broken(), torch.optim.SGD(Net().parameters(), lr=0.1)),
+        _loader(64, 0),
+        _loader(64, 1),
+        lambda b: b,
+        lambda b, check: b,
+    )
+    assert pair.advance(0) == "a copy of the module failed (RuntimeError: boom)"
