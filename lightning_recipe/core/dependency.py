@@ -48,6 +48,7 @@ __all__ = [
     "DependencyError",
     "Source",
     "causal_verdict",
+    "chart_call",
     "chart_dependencies",
     "choose_positions",
     "choose_samples",
@@ -244,34 +245,77 @@ def _batch_size(inputs: Any, batch_dim: int) -> int:
     )
 
 
+class _Leaves:
+    """Copies of the inputs that require grad, made afresh each time the model is called on them.
+
+    Calling it on the inputs (``ModelCall``'s ``transform=``) records, for that call, the batch
+    size, the leaves, their sources, the integer tensors (token ids) and the embedding outputs.
+    """
+
+    def __init__(self, batch_dim: int) -> None:
+        self.batch_dim = batch_dim
+        self.n: int | None = None
+        self.error: DependencyError | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.sources: list[Source] = []
+        self.leaves: list[tuple[str, torch.Tensor]] = []
+        self.notes: list[str] = []
+        self.id_tensors: list[torch.Tensor] = []
+        self.embedded: list[tuple[str, torch.Tensor, bool]] = []
+
+    def __call__(self, inputs: Any) -> Any:
+        self._reset()
+        self.n = None
+        try:
+            n = self.n = _batch_size(inputs, self.batch_dim)
+        except DependencyError as err:
+            self.error = err  # the call may fail and another convention be tried
+            return inputs
+
+        def copy_leaf(t: torch.Tensor, path: str) -> torch.Tensor:
+            if not _has_batch(t, n, self.batch_dim):
+                if t.is_floating_point():
+                    self.notes.append(f"{path} has no batch dimension of {n}; not charted")
+                return t
+            if not t.is_floating_point():
+                if not t.is_complex():
+                    self.id_tensors.append(t)
+                return t
+            leaf = t.detach().clone().requires_grad_(True)
+            self.leaves.append((path, leaf))
+            self.sources.append(Source(path, "input", tuple(t.shape)))
+            return leaf.clone()  # a non-leaf copy: in-place ops inside the model stay legal
+
+        return _walk(inputs, "inputs", copy_leaf)
+
+
 @contextmanager
-def _embedding_leaves(
-    module: nn.Module | None,
-    n: int,
-    batch_dim: int,
-    id_tensors: list[torch.Tensor],
-    leaves: list[tuple[str, torch.Tensor, bool]],
-) -> Iterator[None]:
-    """Replace each embedding output with a leaf that requires grad (recorded in ``leaves``)."""
+def _embedding_leaves(module: nn.Module | None, state: _Leaves) -> Iterator[None]:
+    """Replace each embedding output with a leaf that requires grad (recorded in ``state.embedded``)."""
     handles = []
+    batch_dim = state.batch_dim
     if module is not None:
         for name, m in module.named_modules():
             if not isinstance(m, (nn.Embedding, nn.EmbeddingBag)):
                 continue
 
             def hook(mod: nn.Module, args: tuple[Any, ...], output: Any, _name: str = name) -> Any:
-                if not isinstance(output, torch.Tensor) or not output.is_floating_point():
+                n = state.n
+                if n is None or not isinstance(output, torch.Tensor) or not output.is_floating_point():
                     return None
                 if not _has_batch(output, n, batch_dim):
                     return None
                 ids = args[0] if args and isinstance(args[0], torch.Tensor) else None
                 matched = ids is not None and any(
                     t.shape == ids.shape and t.device == ids.device and torch.equal(t, ids)
-                    for t in id_tensors
+                    for t in state.id_tensors
                 )
                 if not matched and not _per_sample_ids(ids, n, batch_dim):
                     return None  # positions (arange) or indices shared by every sample: not the batch's data
                 leaf = output.detach().requires_grad_(True)
+                leaves = state.embedded
                 count = sum(1 for recorded, _, _ in leaves if recorded.startswith(f"embedding {_name!r}"))
                 label = f"embedding {_name!r}" + (f" (call {count + 1})" if count else "")
                 leaves.append((label, leaf, matched))
@@ -357,42 +401,67 @@ def chart_dependencies(
         DependencyError: no batch dimension, no per-sample outputs, nothing to differentiate, or
             the forward pass failed.
     """
-    n = _batch_size(inputs, batch_dim)
-    sources: list[Source] = []
-    leaves: list[tuple[str, torch.Tensor]] = []
-    notes: list[str] = []
-    id_tensors: list[torch.Tensor] = []
+    _batch_size(inputs, batch_dim)  # before the forward pass: inputs without a batch dimension
+    return chart_call(
+        lambda prepare: fn(prepare(inputs)),
+        modules=modules,
+        samples=samples,
+        num_samples=num_samples,
+        batch_dim=batch_dim,
+        causal_dim=causal_dim,
+        strict=strict,
+        causal_samples=causal_samples,
+        output_key=output_key,
+        seed=seed,
+    )
 
-    def copy_leaf(t: torch.Tensor, path: str) -> torch.Tensor:
-        if not _has_batch(t, n, batch_dim):
-            if t.is_floating_point():
-                notes.append(f"{path} has no batch dimension of {n}; not charted")
-            return t
-        if not t.is_floating_point():
-            if not t.is_complex():
-                id_tensors.append(t)
-            return t
-        leaf = t.detach().clone().requires_grad_(True)
-        leaves.append((path, leaf))
-        sources.append(Source(path, "input", tuple(t.shape)))
-        return leaf.clone()  # a non-leaf copy: in-place ops inside the model stay legal
 
-    model_inputs = _walk(inputs, "inputs", copy_leaf)
-    embedded: list[tuple[str, torch.Tensor, bool]] = []
-    with torch.enable_grad(), _embedding_leaves(modules, n, batch_dim, id_tensors, embedded):
+def chart_call(
+    run: Callable[[Callable[[Any], Any]], Any],
+    modules: nn.Module | None = None,
+    samples: Sequence[int] | None = None,
+    num_samples: int = 4,
+    batch_dim: int = 0,
+    causal_dim: int | None = None,
+    strict: bool = False,
+    causal_samples: int = 2,
+    output_key: Any = None,
+    seed: int = 0,
+) -> DependencyChart:
+    """:func:`chart_dependencies` for a caller that prepares the inputs itself.
+
+    ``run(prepare)`` calls the model on ``prepare(inputs)`` and returns its outputs, e.g.
+    ``lambda prepare: ModelCall()(module, batch, grad=True, transform=prepare).raw``, so that the
+    gradients are taken w.r.t. exactly what the call convention passes (the other arguments are
+    those of :func:`chart_dependencies`). ``prepare`` may be called more than once (a call
+    convention tried and given up); the last call counts. Inputs without a batch dimension are
+    passed on unchanged (that call may fail and the next convention be tried); if the call that
+    succeeds had such inputs, the chart fails as :func:`chart_dependencies` would.
+
+    Example:
+        >>> net = nn.Linear(3, 2)
+        >>> chart = chart_call(lambda prepare: net(prepare(torch.randn(5, 3))))
+        >>> chart.batch_size, [s.name for s in chart.sources]
+        (5, ['inputs'])
+    """
+    state = _Leaves(batch_dim)
+    with torch.enable_grad(), _embedding_leaves(modules, state):
         try:
-            outputs = fn(model_inputs)
+            outputs = run(state)
         except DependencyError:
             raise
         except Exception as err:
             raise DependencyError(f"the forward pass failed ({type(err).__name__}: {err})") from err
-    if embedded:
-        matched = [e for e in embedded if e[2]] or embedded
+    if state.n is None:
+        raise state.error or DependencyError("the model was called without the inputs to chart (`prepare` unused)")
+    n, sources, leaves, notes = state.n, state.sources, state.leaves, state.notes
+    if state.embedded:
+        matched = [e for e in state.embedded if e[2]] or state.embedded
         for label, leaf, _ in matched:
             leaves.append((label, leaf))
             sources.append(Source(label, "embedding", tuple(leaf.shape)))
     if not leaves:
-        if id_tensors:
+        if state.id_tensors:
             raise DependencyError(
                 "the inputs are integer tensors and no nn.Embedding looks them up, so there is nothing to "
                 "differentiate; pass `input_key=` / `forward=` so that floating-point inputs reach the model"

@@ -24,7 +24,7 @@ from typing import Literal, get_args
 
 import torch
 
-__all__ = ["TASKS", "Task", "TaskLiteral", "check_task_argument", "infer_task", "is_binary_valued"]
+__all__ = ["TASKS", "Task", "TaskLiteral", "check_task_argument", "class_dim", "infer_task", "is_binary_valued"]
 
 TaskLiteral = Literal["multiclass", "binary", "multilabel", "regression"]
 Task = TaskLiteral
@@ -48,6 +48,31 @@ def is_binary_valued(t: torch.Tensor) -> bool:
         return False
     t = t.detach()
     return bool(((t == 0) | (t == 1)).all())
+
+
+def class_dim(targets: torch.Tensor, outputs: torch.Tensor) -> int | None:
+    """The dimension of multiclass ``outputs`` that holds the classes, for ``targets`` of class indices.
+
+    ``1`` for ``(N, C)`` logits and for dense ``(N, C, ...)`` logits with ``(N, ...)`` targets (the
+    layout ``F.cross_entropy`` takes), ``-1`` for ``(N, T, C)`` logits with ``(N, T)`` targets (a
+    language model's), ``None`` when the targets fit neither. Both fit (``T == C``): ``1``.
+
+    Example:
+        >>> class_dim(torch.zeros(2, 6, dtype=torch.long), torch.zeros(2, 5, 6))
+        1
+        >>> class_dim(torch.zeros(2, 6, dtype=torch.long), torch.zeros(2, 6, 5))
+        -1
+    """
+    t, o = tuple(targets.shape), tuple(outputs.shape)
+    if len(o) == 2:
+        return 1
+    if len(o) < 2:
+        return None
+    if t == (o[0], *o[2:]):
+        return 1
+    if t == o[:-1]:
+        return -1
+    return None
 
 
 def _ambiguous(why: str, choices: tuple[str, ...]) -> ValueError:
@@ -118,9 +143,7 @@ def infer_task(
             if width >= 2:
                 return "multiclass"
             return "binary" if binary_valued else "regression"
-        dense = o.dim() >= 3 and (
-            t.shape == (o.shape[0], *o.shape[2:]) or t.shape == o.shape[:-1]
-        )  # per-position classes: logits (N, C, ...) or (N, T, C)
+        dense = o.dim() >= 3 and class_dim(t, o) is not None  # per-position classes: (N, C, ...) or (N, T, C)
         if dense:
             return "multiclass"
         if t.numel() == o.numel():

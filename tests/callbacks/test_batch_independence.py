@@ -248,6 +248,15 @@ class DictDigits(torch.utils.data.Dataset):
         return {"input_ids": self.ids[i], "attention_mask": torch.ones(64), "labels": self.labels[i]}
 
 
+def test_batch_independence_calls_a_named_argument_forward_without_configuration(tmp_path):
+    check = BatchIndependenceCheck()  # TokenModel.forward(input_ids, attention_mask): called with those keys
+    data = torch.utils.data.DataLoader(DictDigits(), batch_size=16)
+    fit(tmp_path, TokenModel(mix=True), [check], data=data, max_steps=1)
+    (finding,) = check.findings
+    assert finding.status == "fail", finding.message
+    assert finding.numbers["sources"] == ["inputs['attention_mask']", "embedding 'emb'"]
+
+
 @pytest.mark.parametrize("mix, expected", [(False, "pass"), (True, "fail")])
 def test_batch_independence_token_ids_in_dict_batches(tmp_path, mix, expected):
     torch.manual_seed(0)
@@ -262,10 +271,20 @@ def test_batch_independence_token_ids_in_dict_batches(tmp_path, mix, expected):
     assert finding.numbers["sources"] == ["inputs['attention_mask']", "embedding 'emb'"]
 
 
+class UnnamedTokenModel(TokenModel):
+    """``forward(ids, mask)``: named after no key of the batch, so no call convention fits it."""
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return super().forward(ids, mask)
+
+    def training_step(self, batch, batch_idx):
+        return F.cross_entropy(self(batch["input_ids"], batch["attention_mask"]), batch["labels"])
+
+
 def test_batch_independence_unsupported_call_says_pass_forward(tmp_path):
     check = BatchIndependenceCheck(input_key=lambda b: {k: b[k] for k in ("input_ids", "attention_mask")})
     data = torch.utils.data.DataLoader(DictDigits(), batch_size=16)
-    fit(tmp_path, TokenModel(), [check], data=data, max_steps=1)
+    fit(tmp_path, UnnamedTokenModel(), [check], data=data, max_steps=1)
     (finding,) = check.findings
     assert finding.status == "skipped"
     assert "forward pass failed" in finding.message and "pass `forward=`" in finding.message
@@ -400,3 +419,25 @@ def test_batch_independence_same_verdict_on_every_rank_under_ddp(tmp_path):
     events = read_events(log_dir)
     assert len(events.images(TAG)) == 1
     assert not math.isnan(events.scalars("recipe/batch_independence/mixing_ratio")[0][1])
+
+
+def test_batch_independence_calls_a_forward_kwargs_module_with_its_dict_batch(tmp_path):
+    from tests.callbacks.kwargs_model import KwargsClassifier, dict_loader
+
+    x, y = digits_arrays()
+    check = BatchIndependenceCheck()
+    torch.manual_seed(0)
+    fit(tmp_path, KwargsClassifier(), [check], data=dict_loader(x[:64], y[:64]), max_steps=1)
+    (finding,) = check.findings
+    assert finding.status == "pass", finding.message
+    assert finding.numbers["sources"] == ["inputs['x']"]
+
+
+def test_batch_independence_records_one_skipped_finding_when_one_reason_stops_both_checks(tmp_path):
+    check = BatchIndependenceCheck(causal_dim=1)  # image logits (N, 10) have no sequence like the (N, 1, 8, 8) input
+    fit(tmp_path, LitModel(small_cnn()), [check], max_steps=1)
+    (finding,) = check.findings
+    assert finding.status == "skipped" and "check `causal_dim=`" in finding.message
+    resumed = BatchIndependenceCheck(causal_dim=1)
+    resumed.load_state_dict(check.state_dict())
+    assert [f.status for f in resumed.findings] == ["skipped"]

@@ -470,3 +470,17 @@ def test_dumb_baselines_skip_a_one_shot_training_stream(tmp_path):
     [finding] = baselines.findings
     assert finding.status == "skipped"
     assert "the training data (_OneShot) is a one-shot stream" in finding.message
+
+
+def test_dumb_baselines_call_a_forward_kwargs_module_to_infer_the_task(tmp_path):
+    from tests.callbacks.kwargs_model import KwargsClassifier, dict_loader
+
+    # 0/1 labels: binary or two-class multiclass, which only the model's 2 logits can tell
+    (xt, yt), (xv, yv) = _split(*imbalanced_breast_cancer(ratio=2))
+    baselines = DumbBaselines()
+    data = (dict_loader(xt, yt, batch_size=64, shuffle=True), dict_loader(xv, yv, batch_size=128))
+    fit(tmp_path, KwargsClassifier(in_features=30, num_classes=2), baselines, data)
+    [finding] = baselines.findings
+    assert finding.status == "pass", finding.message
+    assert baselines.scores is not None and baselines.scores.task == "multiclass"
+    assert finding.numbers["best_value"] < 0.5 * finding.numbers["baseline"]

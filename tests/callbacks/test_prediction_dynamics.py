@@ -313,3 +313,16 @@ def test_predictions_for_leaves_ignore_index_out_of_the_means():
     assert probs[0] == pytest.approx(p[0, :2].mean(0).numpy(), rel=1e-6)
     flat_value, _, _ = predictions_for("multiclass", torch.zeros(2, 3), torch.tensor([2, -100]))
     assert flat_value[0] == pytest.approx(1 / 3) and np.isnan(flat_value[1])
+
+
+def test_forward_kwargs_module_with_a_dict_batch_is_called_without_configuration(tmp_path):
+    from tests.callbacks.kwargs_model import KwargsClassifier, dict_loader
+
+    x, y = digits_arrays()
+    cb = PredictionDynamics(num_samples=4, every_n_train_steps=2)
+    torch.manual_seed(0)
+    trainer = make_trainer(tmp_path, [cb], max_steps=4)
+    trainer.fit(KwargsClassifier(), dict_loader(x[:128], y[:128]))
+    assert cb.findings == [] and cb.steps == [0, 2, 4] and cb.task == "multiclass"
+    assert cb._call.convention == "kwargs"
+    assert len(read_events(trainer.logger).images(P + "trajectories")) == 3

@@ -318,3 +318,25 @@ def test_causal_on_token_ids_uses_the_embedding():
 def test_causal_dim_without_matching_inputs_raises():
     with pytest.raises(DependencyError, match="check `causal_dim=`"):
         chart_dependencies(lambda x: x.unsqueeze(1).expand(-1, 5, -1), torch.randn(4, 3), causal_dim=1)
+
+
+def test_chart_call_charts_the_inputs_model_call_passes():
+    from lightning_recipe.core.dependency import chart_call
+    from lightning_recipe.core.model_call import ModelCall
+
+    class HFStyle(nn.Module):  # forward(**batch): called with the whole dict, labels included
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Linear(3, 2)
+
+        def forward(self, **batch):
+            return {"logits": self.net(batch["x"] * batch["m"]), "loss": batch["x"].sum()}
+
+    batch = {"x": torch.randn(5, 3), "m": torch.ones(5, 3), "labels": torch.zeros(5, dtype=torch.long)}
+    call = ModelCall()
+    chart = chart_call(lambda prepare: call(HFStyle(), batch, grad=True, transform=prepare).raw)
+    assert call.convention == "kwargs" and chart.batch_size == 5
+    assert [s.name for s in chart.sources] == ["inputs['x']", "inputs['m']"]
+    assert independence_verdict(chart)[0] == "pass"
+    with pytest.raises(DependencyError, match="no tensor with a batch dimension"):
+        chart_call(lambda prepare: prepare({"k": 3}))

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lightning_recipe.core.tasks import check_task_argument, infer_task
+from lightning_recipe.core.tasks import check_task_argument, class_dim, infer_task
 
 
 @pytest.mark.parametrize(
@@ -50,3 +50,19 @@ def test_task_argument_errors_list_values():
     check_task_argument("auto", "X")
     with pytest.raises(ValueError, match=r"LossAtInitCheck\(task='multi'\): unknown task; pass one of 'auto', 'multiclass', 'binary', 'multilabel' or 'regression'"):
         check_task_argument("multi", "LossAtInitCheck")
+
+
+@pytest.mark.parametrize(
+    ("targets", "outputs", "expected"),
+    [
+        ((4,), (4, 3), 1),
+        ((2, 6), (2, 5, 6), 1),  # dense (N, C, T)
+        ((2, 6), (2, 6, 5), -1),  # language model (N, T, V)
+        ((2, 3, 4), (2, 5, 3, 4), 1),  # segmentation (N, C, H, W)
+        ((2, 5), (2, 5, 5), 1),  # both fit: classes first, as F.cross_entropy reads them
+        ((2, 7), (2, 5, 6), None),
+        ((4,), (4,), None),
+    ],
+)
+def test_class_dim_finds_the_classes_in_dense_logits(targets, outputs, expected):
+    assert class_dim(torch.zeros(targets, dtype=torch.long), torch.zeros(outputs)) == expected

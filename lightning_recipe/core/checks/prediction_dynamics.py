@@ -1,0 +1,241 @@
+"""PredictionDynamics' bookkeeping ("visualize prediction dynamics"), without Lightning.
+
+* :func:`spread_batch`: samples spread evenly over a loader's dataset, collated as the loader would;
+  :func:`cut_batch` keeps ``num_samples`` of them on the CPU, with their inputs and targets.
+* :func:`resolve_output` / :func:`call_failed`: what the model returned on them, or why it is
+  ``skipped`` (raised as :class:`~lightning_recipe.findings.Skip`; the message is the finding's).
+* :func:`predictions_for`: the per-sample numbers of the figures, by task.
+* :class:`Trajectories`: the logged steps, per-sample values and jitter (the checkpoint state).
+
+Example:
+    >>> import torch
+    >>> trace = Trajectories()
+    >>> targets = torch.tensor([0, 1])
+    >>> trace.add(0, "multiclass", torch.zeros(2, 2), targets)[0]
+    {'mean_true_prob': 0.5}
+    >>> scalars, probs, predicted = trace.add(5, "multiclass", torch.tensor([[2.0, 0.0], [0.0, 2.0]]), targets)
+    >>> trace.steps, sorted(scalars), predicted.tolist()
+    ([0, 5], ['jitter', 'mean_true_prob'], [0, 1])
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import IterableDataset, default_collate
+
+from lightning_recipe.core.batches import KeySpec, map_tensors, split_batch
+from lightning_recipe.core.model_call import ModelCall
+from lightning_recipe.core.tasks import class_dim, infer_task
+from lightning_recipe.findings import Skip
+
+__all__ = [
+    "NO_DATA",
+    "Trajectories",
+    "call_failed",
+    "cut_batch",
+    "describe_call",
+    "predictions_for",
+    "resolve_output",
+    "spread_batch",
+]
+
+NO_DATA = "found no data to take a fixed batch from (no validation or training samples)."
+
+
+def spread_batch(loader: Any, num_samples: int) -> Any:
+    """``num_samples`` samples spread evenly over the loader's dataset, collated as the loader would;
+    the first batch of an iterable dataset; ``None`` for an empty loader."""
+    dataset = getattr(loader, "dataset", None)
+    indexable = (
+        dataset is not None
+        and not isinstance(dataset, IterableDataset)
+        and hasattr(dataset, "__getitem__")
+        and hasattr(dataset, "__len__")
+        and getattr(loader, "batch_size", 1) is not None
+    )
+    if indexable and len(dataset) > 0:
+        idx = np.unique(np.linspace(0, len(dataset) - 1, min(num_samples, len(dataset))).round().astype(int))
+        collate = getattr(loader, "collate_fn", None) or default_collate
+        return collate([dataset[int(i)] for i in idx])
+    for batch in loader:  # iterable datasets: the first batch
+        return batch
+    return None
+
+
+def cut_batch(batch: Any, num_samples: int, input_key: KeySpec, target_key: KeySpec) -> tuple[Any, Any, torch.Tensor]:
+    """``(batch, inputs, targets)`` of the first ``num_samples`` samples, detached copies on the CPU.
+
+    Raises:
+        ValueError: when the batch has no targets (the message names ``target_key=``).
+    """
+    parts = split_batch(batch, input_key=input_key, target_key=target_key, require_targets=True)
+    assert parts.targets is not None
+    size = parts.targets.shape[0] if parts.targets.dim() else None
+
+    def cut(t: torch.Tensor) -> torch.Tensor:
+        t = t[:num_samples] if t.dim() and t.shape[0] == size else t
+        return t.detach().cpu().clone()
+
+    kept = map_tensors(batch, cut)
+    parts = split_batch(kept, input_key=input_key, target_key=target_key, require_targets=True)
+    assert parts.targets is not None
+    return kept, parts.inputs, parts.targets
+
+
+def describe_call(call: ModelCall, module: nn.Module, batch: Any) -> str:
+    """How ``call`` calls ``module`` on ``batch`` (or tries first), in the messages' words: ``pl_module(inputs)``."""
+    words = ModelCall(call.forward, call.input_key, call.target_key)
+    words.convention = call.convention or call.candidates(module, batch)[0]
+    return words.describe().replace("module", "pl_module")
+
+
+def _one_line(err: Exception, limit: int = 160) -> str:
+    text = " ".join(str(err).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def call_failed(how: str, shape: tuple[int, ...] | None, err: Exception) -> str:
+    """The ``skipped`` message for a model that could not be called on the fixed batch."""
+    return (
+        f"skipped, because the model could not be called as {how} on the fixed batch's inputs "
+        f"{shape} ({type(err).__name__}: {_one_line(err)}); pass `forward=` "
+        "(a callable(pl_module, inputs) returning the predictions)."
+    )
+
+
+def resolve_output(output: torch.Tensor | None, targets: torch.Tensor, task: str | None, task_argument: str) -> str:
+    """The task to plot ``output`` with; raises :class:`Skip` when it has no row per sample or the task is ambiguous."""
+    n = targets.shape[0]
+    if output is None or output.dim() == 0 or output.shape[0] != n:
+        shape = None if output is None else tuple(output.shape)
+        raise Skip(
+            f"the model's output {shape} has no row per sample of the fixed batch "
+            f"({n} samples); pass `forward=` (a callable(pl_module, inputs))."
+        )
+    if task is not None:
+        return task
+    try:
+        return infer_task(targets, output, task_argument)
+    except ValueError as err:
+        raise Skip(f"skipped, because {err}") from err
+
+
+def predictions_for(
+    task: str, output: torch.Tensor, targets: torch.Tensor
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-sample numbers for the figures: ``(trajectory_value, predictions, predicted)``.
+
+    * multiclass: the softmax probability of the true class (averaged over positions for dense
+      outputs ``(N, C, ...)``), the class probabilities ``(N, C)``, the argmax class;
+    * binary: the probability given to the true label, ``p(1)`` as ``(N, 1)``, the 0/1 decision;
+    * multilabel: the mean probability given to the true value of each label, ``p`` as ``(N, K)``,
+      the number of labels predicted right;
+    * regression: the first output, all outputs ``(N, K)``, the first output again.
+
+    Example:
+        >>> value, probs, pred = predictions_for("multiclass", torch.tensor([[0.0, 0.0]]), torch.tensor([1]))
+        >>> value.tolist(), probs.tolist(), pred.tolist()
+        ([0.5], [[0.5, 0.5]], [0])
+    """
+    out = output.detach().float().cpu()
+    y = targets.detach().cpu()
+    n = out.shape[0]
+    if task == "multiclass":
+        if out.dim() == 2:
+            probs = torch.softmax(out, dim=1)
+            y = y.long().reshape(n)
+            valid = (y >= 0) & (y < probs.shape[1])  # ignore_index (-100) and other out-of-range labels
+            value = probs.gather(1, y.clamp(0, probs.shape[1] - 1).reshape(n, 1)).reshape(n)
+            value = torch.where(valid, value, torch.full_like(value, math.nan))
+            return value.numpy(), probs.numpy(), probs.argmax(1).numpy()
+        if class_dim(y, out) == -1:
+            out = out.movedim(-1, 1)  # (N, T, C) logits: classes last
+        return _dense_multiclass(out, y.long(), n)
+    if task == "binary":
+        p = torch.sigmoid(out.reshape(n, -1)[:, 0])
+        t = y.reshape(n, -1)[:, 0].float()
+        value = torch.where(t > 0.5, p, 1 - p)
+        return value.numpy(), p.reshape(n, 1).numpy(), (p > 0.5).long().numpy()
+    if task == "multilabel":
+        p = torch.sigmoid(out.reshape(n, -1))
+        t = y.reshape(n, -1).float()
+        right = torch.where(t > 0.5, p, 1 - p)
+        return right.mean(1).numpy(), p.numpy(), ((p > 0.5).float() == t).sum(1).numpy()
+    flat = out.reshape(n, -1)
+    return flat[:, 0].numpy(), flat.numpy(), flat[:, 0].numpy()
+
+
+def _dense_multiclass(out: torch.Tensor, y: torch.Tensor, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-position classes ``(N, C, ...)``: means over the labelled positions."""
+    probs = torch.softmax(out, dim=1)
+    k = probs.shape[1]
+    # positions labelled ignore_index (-100, padding) or out of range take no part in the means
+    valid = ((y >= 0) & (y < k)).reshape(n, -1).float()
+    picked = probs.gather(1, y.clamp(0, k - 1).unsqueeze(1)).reshape(n, -1)
+    count = valid.sum(1)
+    value = (picked * valid).sum(1) / count.clamp_min(1)
+    value = torch.where(count > 0, value, torch.full_like(value, math.nan))
+    flat = probs.reshape(n, k, -1)
+    mean_probs = (flat * valid.unsqueeze(1)).sum(2) / count.clamp_min(1).unsqueeze(1)
+    mean_probs = torch.where((count > 0).unsqueeze(1), mean_probs, flat.mean(2))
+    return value.numpy(), mean_probs.numpy(), mean_probs.argmax(1).numpy()
+
+
+@dataclass
+class Trajectories:
+    """What the fixed batch's predictions did so far.
+
+    Attributes:
+        steps: the global steps logged.
+        values: per step, the per-sample trajectory values (:func:`predictions_for`).
+        jitter: per step after the first, the mean absolute change of the predictions.
+        last_pred: the predictions of the last step ``(N, K)``.
+    """
+
+    steps: list[int] = field(default_factory=list)
+    values: list[list[float]] = field(default_factory=list)
+    jitter: list[float] = field(default_factory=list)
+    last_pred: torch.Tensor | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain copies for a checkpoint (keys ``steps``, ``values``, ``jitter``, ``last_pred``)."""
+        values = [list(v) for v in self.values]
+        return {"steps": list(self.steps), "values": values, "jitter": list(self.jitter), "last_pred": self.last_pred}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Trajectories:
+        """The inverse of :meth:`state_dict`; missing keys start empty."""
+        return cls(
+            steps=list(state.get("steps", [])),
+            values=[list(v) for v in state.get("values", [])],
+            jitter=list(state.get("jitter", [])),
+            last_pred=state.get("last_pred"),
+        )
+
+    def add(
+        self, step: int, task: str, output: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+        """Record one step; return its scalars (``jitter``, ``mean_true_prob`` or ``mean_abs_error``),
+        the predictions and the predicted classes."""
+        value, preds, decided = predictions_for(task, output, targets)
+        pred_tensor = torch.from_numpy(np.ascontiguousarray(preds, dtype=np.float32))
+        scalars: dict[str, float] = {}
+        if self.last_pred is not None and self.last_pred.shape == pred_tensor.shape:
+            jitter = float((pred_tensor - self.last_pred).abs().mean())
+            self.jitter.append(jitter)
+            scalars["jitter"] = jitter
+        self.last_pred = pred_tensor
+        self.steps.append(step)
+        self.values.append([float(v) for v in value])
+        if task == "regression":
+            t = targets.reshape(targets.shape[0], -1)[:, 0].float().numpy()
+            scalars["mean_abs_error"] = float(np.abs(value - t).mean())
+        elif np.isfinite(value).any():  # samples whose labels are all ignore_index have no value
+            scalars["mean_true_prob"] = float(np.nanmean(value))
+        return scalars, preds, decided
