@@ -47,7 +47,9 @@ def generalization_figure(
     top.plot(xs, t, "o-", color="tab:blue", linewidth=1.5, markersize=3, label=names[0])
     top.plot(xs, v, "o-", color="tab:orange", linewidth=1.5, markersize=3, label=names[1])
     if baseline is not None and np.isfinite(baseline):
-        top.axhline(baseline, color="tab:red", linestyle="--", linewidth=1.2, label=f"dumb baseline ({baseline:.3g})")
+        top.axhline(
+            baseline, color="tab:red", linestyle="--", linewidth=1.2, label=f"dumb baseline ({baseline:.3g})"
+        )
     gap = v - t
     bottom.plot(xs, gap, "o-", color="tab:purple", linewidth=1.5, markersize=3)
     bottom.axhline(0.0, color="0.5", linewidth=0.8)

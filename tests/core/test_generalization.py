@@ -112,7 +112,10 @@ def test_overfitting_caught_by_early_stopping_passes_and_lists_the_advice():
     verdict = judge_stage(x, e, t, v, restored_epoch=7, advice=advice)
     assert (verdict.stage, verdict.status) == ("overfitting", "pass")
     assert "early stopping caught it and restored the weights of epoch 7" in verdict.message
-    assert "try in the recipe's order: 1. more data (64 training samples); 2. data augmentation" in verdict.message
+    assert (
+        "try in the recipe's order: 1. more data (64 training samples); 2. data augmentation"
+        in verdict.message
+    )
     text = markdown(verdict)
     assert "1. more data (64 training samples)" in text.splitlines()
 
@@ -136,7 +139,7 @@ def test_a_levelled_off_or_overfitting_run_is_not_told_to_keep_training(kind):
 
 
 def test_one_good_epoch_at_the_end_of_a_flat_curve_is_not_a_trend():
-    x, e, t, v = curves("plateau")
+    x, e, _t, v = curves("plateau")
     v = v.copy()
     v[-1] -= 0.03  # ten jitters below the floor, once
     assert end_of_run(x, e, v, "budget", "healthy").kind == "levelled_off"
@@ -152,7 +155,7 @@ def _stopped(values, patience):
 
 
 def test_early_stopping_on_a_plateau():
-    x, e, t, v = curves("plateau", n=60)
+    x, e, _t, v = curves("plateau", n=60)
     stop = _stopped(v, 3) + 1
     end = end_of_run(x[:stop], e[:stop], v[:stop], "early_stopping", "healthy", patience=3)
     assert (end.kind, end.status) == ("stopped_on_plateau", "pass")
@@ -172,7 +175,7 @@ def test_early_stopping_on_noise_while_the_trend_still_falls():
 
 
 def test_early_stopping_on_the_onset_of_overfitting():
-    x, e, t, v = curves("overfit")
+    x, e, _t, v = curves("overfit")
     end = end_of_run(x, e, v, "early_stopping", "overfitting", patience=3)
     assert (end.kind, end.status) == ("stopped_on_overfitting", "pass")
 
@@ -216,14 +219,22 @@ def test_advice_follows_the_recipe_order_with_what_the_run_shows():
         "no EarlyStopping attached",
     ):
         assert expected in text
-    wd = regularization_advice(RunFacts(dropout=[0.2], weight_decay=[("AdamW", 0.01)], batchnorm=True, batch_size=8))
-    assert "more dropout (p=0.2 in 1 module(s))" in wd and "more weight decay (weight_decay=0.01 in AdamW)" in wd
+    wd = regularization_advice(
+        RunFacts(dropout=[0.2], weight_decay=[("AdamW", 0.01)], batchnorm=True, batch_size=8)
+    )
+    assert (
+        "more dropout (p=0.2 in 1 module(s))" in wd and "more weight decay (weight_decay=0.01 in AdamW)" in wd
+    )
     assert "a smaller batch (batch size 8; with batch norm, smaller batches regularize)" in wd
 
 
 def test_describe_module_finds_dropout_batch_norm_and_convolutions():
-    found = describe_module(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Dropout2d(0.1), nn.Dropout(0.3)))
-    assert found["dropout"] == [0.1, 0.3] and found["spatial_dropout"] and found["batchnorm"] and found["conv"]
+    found = describe_module(
+        nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Dropout2d(0.1), nn.Dropout(0.3))
+    )
+    assert (
+        found["dropout"] == [0.1, 0.3] and found["spatial_dropout"] and found["batchnorm"] and found["conv"]
+    )
     assert found["parameters"] == 1 * 2 * 9 + 2 + 2 + 2
 
 

@@ -46,12 +46,13 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Sized
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 from torch import nn
+from torch.utils.data import Subset, TensorDataset
 
 from lightning_recipe.core.loss_curve import robust_summary, trend_z
 
@@ -63,16 +64,20 @@ __all__ = [
     "StageVerdict",
     "Trend",
     "Verdict",
+    "budget_name",
+    "describe_data",
+    "describe_early_stopping",
     "describe_module",
     "describe_optimizers",
     "end_of_run",
     "jitter",
-    "markdown",
     "judge_stage",
+    "markdown",
     "recent_trend",
     "regularization_advice",
     "stop_cause",
     "theil_sen",
+    "validate_arguments",
 ]
 
 Stage = Literal["overfitting", "diverging", "underfitting", "healthy", "too_short"]
@@ -126,6 +131,35 @@ class Trend:
     relative: float
     level: float
     improving: bool
+
+
+def validate_arguments(
+    owner: str,
+    monitor: Any,
+    train_monitor: Any,
+    baseline: Any,
+    underfit_ratio: Any,
+    min_rise: Any,
+    min_improvement: Any,
+) -> None:
+    """Raise ``TypeError``/``ValueError`` naming ``owner`` and the argument for a bad value."""
+    for arg, value in (("monitor", monitor), ("train_monitor", train_monitor)):
+        if value is not None and (not isinstance(value, str) or not value):
+            raise TypeError(f"{owner}({arg}={value!r}): pass the name of a logged loss, or None to infer it.")
+    if baseline is not None and not (
+        isinstance(baseline, (int, float))
+        and not isinstance(baseline, bool)
+        and math.isfinite(baseline)
+        and baseline > 0
+    ):
+        raise ValueError(f"{owner}(baseline={baseline!r}): pass a positive loss value, or None.")
+    for arg, value in (
+        ("underfit_ratio", underfit_ratio),
+        ("min_rise", min_rise),
+        ("min_improvement", min_improvement),
+    ):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+            raise ValueError(f"{owner}({arg}={value!r}): pass a fraction between 0 and 1.")
 
 
 # ---------------------------------------------------------------------- small robust helpers
@@ -275,7 +309,9 @@ def judge_stage(
             head += "; to regularize, try in the recipe's order: " + "; ".join(
                 f"{i}. {a}" for i, a in enumerate(advice, 1)
             )
-        return StageVerdict(status, "overfitting", head, numbers, stage="overfitting", onset_index=b, onset_epoch=int(ep[b]))
+        return StageVerdict(
+            status, "overfitting", head, numbers, stage="overfitting", onset_index=b, onset_epoch=int(ep[b])
+        )
     if baseline is not None and math.isfinite(baseline) and baseline > 0:
         ratio = t_late / baseline
         numbers.update(baseline=baseline, train_to_baseline=ratio)
@@ -352,7 +388,11 @@ def end_of_run(
     name: str = "val_loss",
 ) -> Verdict | None:
     """What the end of the run says: "leave it training", or why early stopping stopped it (``None``: nothing)."""
-    xs, ep, v = np.asarray(x, dtype=np.float64), np.asarray(epochs, dtype=np.int64), np.asarray(val, dtype=np.float64)
+    xs, ep, v = (
+        np.asarray(x, dtype=np.float64),
+        np.asarray(epochs, dtype=np.int64),
+        np.asarray(val, dtype=np.float64),
+    )
     if stage == "too_short" or v.size < MIN_VALIDATIONS:
         return None
     if stopped_by == "budget":
@@ -361,7 +401,12 @@ def end_of_run(
         trend = recent_trend(xs, v, min_improvement)
         if trend is None:
             return None
-        numbers = {"trend_z": trend.z, "slope_per_epoch": trend.relative, "window": trend.window, "ended_by": budget}
+        numbers = {
+            "trend_z": trend.z,
+            "slope_per_epoch": trend.relative,
+            "window": trend.window,
+            "ended_by": budget,
+        }
         if trend.improving:
             return Verdict(
                 "warn",
@@ -457,7 +502,13 @@ def describe_module(module: nn.Module) -> dict[str, Any]:
         batchnorm = batchnorm or isinstance(m, nn.modules.batchnorm._BatchNorm)
         conv = conv or isinstance(m, nn.modules.conv._ConvNd)
     parameters = sum(p.numel() for p in module.parameters() if p.requires_grad)
-    return {"parameters": int(parameters), "dropout": dropout, "spatial_dropout": spatial, "batchnorm": batchnorm, "conv": conv}
+    return {
+        "parameters": int(parameters),
+        "dropout": dropout,
+        "spatial_dropout": spatial,
+        "batchnorm": batchnorm,
+        "conv": conv,
+    }
 
 
 def describe_optimizers(optimizers: Iterable[Any]) -> list[tuple[str, float]]:
@@ -470,12 +521,45 @@ def describe_optimizers(optimizers: Iterable[Any]) -> list[tuple[str, float]]:
     return out
 
 
+def describe_data(loader: Any) -> dict[str, Any]:
+    """``train_size``, ``batch_size`` and what is known of augmentation, from a training ``DataLoader``."""
+    dataset = getattr(loader, "dataset", None)
+    inner = dataset.dataset if isinstance(dataset, Subset) else dataset
+    return {
+        "train_size": len(dataset) if isinstance(dataset, Sized) else None,
+        "batch_size": getattr(loader, "batch_size", None),
+        "augmentation": "a fixed TensorDataset: no augmentation"
+        if isinstance(inner, TensorDataset)
+        else None,
+    }
+
+
+def describe_early_stopping(patience: int, restore_best_weights: bool | None) -> str:
+    """How early stopping is set up (``restore_best_weights=None``: the option does not exist)."""
+    text = f"EarlyStopping(patience={patience}) attached"
+    if restore_best_weights:
+        return text + ", best weights restored"
+    if restore_best_weights is not None:
+        return text + "; pass restore_best_weights=True to end on the best epoch"
+    return text
+
+
+def budget_name(max_steps: int | None, global_step: int, max_epochs: int | None, current_epoch: int) -> str:
+    """Which limit ended a run that nothing stopped: ``"max_steps=N"``, ``"max_epochs=N"`` or "the run's limit"."""
+    if max_steps is not None and max_steps >= 0 and global_step >= max_steps:
+        return f"max_steps={max_steps}"
+    if max_epochs is not None and max_epochs >= 0 and current_epoch >= max_epochs:
+        return f"max_epochs={max_epochs}"
+    return "the run's limit"
+
+
 def _count(n: int) -> str:
     return f"{n / 1e6:.3g}M" if n >= 1e6 else f"{n / 1e3:.3g}k" if n >= 1e3 else str(n)
 
 
 def regularization_advice(facts: RunFacts) -> list[str]:
     """The recipe's regularization tips in its order, each with what the run shows."""
+
     def with_(text: str, evidence: str | None) -> str:
         return f"{text} ({evidence})" if evidence else text
 
@@ -498,7 +582,9 @@ def regularization_advice(facts: RunFacts) -> list[str]:
     batch = None
     if facts.batch_size is not None:
         batch = f"batch size {facts.batch_size}" + (
-            "; with batch norm, smaller batches regularize" if facts.batchnorm else "; no batch norm, so this helps less"
+            "; with batch norm, smaller batches regularize"
+            if facts.batchnorm
+            else "; no batch norm, so this helps less"
         )
     items.append(with_("a smaller batch", batch))
     if not facts.dropout or max(facts.dropout) == 0:
