@@ -20,6 +20,7 @@ from lightning_recipe.callbacks.prediction_dynamics import PredictionDynamics
 from lightning_recipe.callbacks.seed import FixedSeed
 from lightning_recipe.callbacks.training_loss import TrainingLossCheck
 from lightning_recipe.callbacks.update_health import UpdateHealth
+from lightning_recipe.ensemble import EnsembleResult, evaluate_ensemble
 from lightning_recipe.presets import recipe_callbacks
 from lightning_recipe.report import Finding, RecipeCheckError, RecipeReport, RecipeWarning
 
@@ -31,6 +32,7 @@ __all__ = [
     "DataInspector",
     "DumbBaselines",
     "EarlyStopping",
+    "EnsembleResult",
     "FinalBiasInit",
     "Finding",
     "FirstLayerFilters",
@@ -46,6 +48,7 @@ __all__ = [
     "RecipeWarning",
     "TrainingLossCheck",
     "UpdateHealth",
+    "evaluate_ensemble",
     "inspect_data",
     "recipe_callbacks",
 ]
