@@ -107,10 +107,19 @@ class EnsembleResult:
         best, ens = self.members[self.best], self.ensemble
         n = len(self.members)
         if not self.has_gain:
+            mean = sum(m.loss for m in self.members) / n
+            if self.disagreement < 1e-6:
+                why = "the members agree (disagreement 0): they are the same model"
+            elif ens.loss < mean:
+                why = (
+                    f"it beats the average member ({mean:.4g}) but the best is far better than the rest: average "
+                    "members of similar quality (the best setting trained with different seeds)"
+                )
+            else:
+                why = f"the members are too alike (disagreement {self.disagreement:.3g})"
             return (
                 f"no gain from an ensemble of {n}: {self.loss_name} {ens.loss:.4g} vs {best.loss:.4g} for the best "
-                f"member ({best.name}); the members {'agree' if self.disagreement < 1e-6 else 'are too alike'} "
-                f"(disagreement {self.disagreement:.3g}): ensemble models trained with different seeds or settings"
+                f"member ({best.name}); {why}"
             )
         rel = self.loss_gain / abs(best.loss) if best.loss else math.inf
         metric = f"{self.metric_name} {_fmt(ens.metric, self)} vs {_fmt(best.metric, self)} ({self._metric_delta()})"

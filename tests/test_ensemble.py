@@ -55,7 +55,17 @@ def test_identical_members_show_no_gain(digits_members):
     assert not result.has_gain
     assert result.loss_gain == pytest.approx(0.0, abs=1e-6) and result.disagreement == 0.0
     assert result.message.startswith("no gain from an ensemble of 3")
-    assert "the members agree (disagreement 0)" in result.message
+    assert "the members agree (disagreement 0): they are the same model" in result.message
+
+
+def test_a_far_better_member_is_named_as_the_reason_for_no_gain(digits_members):
+    members, val = digits_members
+    weak = copy.deepcopy(members[1])
+    with torch.no_grad():
+        for p in weak.parameters():
+            p.mul_(0.05)  # close to a uniform prediction
+    result = evaluate_ensemble([members[0], weak], val)
+    assert not result.has_gain and "the best is far better than the rest" in result.message
 
 
 def test_regression_averages_outputs_and_binary_averages_probabilities():
