@@ -11,6 +11,7 @@ from lightning_recipe.callbacks.data_inspector import DataInspector, inspect_dat
 from lightning_recipe.callbacks.dumb_baselines import DumbBaselines
 from lightning_recipe.callbacks.early_stopping import EarlyStopping
 from lightning_recipe.callbacks.first_layer import FirstLayerFilters
+from lightning_recipe.callbacks.generalization import GeneralizationCheck
 from lightning_recipe.callbacks.input_independent import InputIndependentBaseline
 from lightning_recipe.callbacks.loss_at_init import LossAtInitCheck
 from lightning_recipe.callbacks.lr_schedule import LRScheduleAudit
@@ -19,6 +20,7 @@ from lightning_recipe.callbacks.prediction_dynamics import PredictionDynamics
 from lightning_recipe.callbacks.seed import FixedSeed
 from lightning_recipe.callbacks.training_loss import TrainingLossCheck
 from lightning_recipe.callbacks.update_health import UpdateHealth
+from lightning_recipe.ensemble import EnsembleResult, evaluate_ensemble
 from lightning_recipe.findings import Finding, RecipeCheckError, RecipeWarning
 from lightning_recipe.presets import recipe_callbacks
 from lightning_recipe.report import RecipeReport
@@ -31,10 +33,12 @@ __all__ = [
     "DataInspector",
     "DumbBaselines",
     "EarlyStopping",
+    "EnsembleResult",
     "FinalBiasInit",
     "Finding",
     "FirstLayerFilters",
     "FixedSeed",
+    "GeneralizationCheck",
     "InputIndependentBaseline",
     "LRScheduleAudit",
     "LossAtInitCheck",
@@ -45,6 +49,7 @@ __all__ = [
     "RecipeWarning",
     "TrainingLossCheck",
     "UpdateHealth",
+    "evaluate_ensemble",
     "inspect_data",
     "recipe_callbacks",
 ]

@@ -55,6 +55,7 @@ RECIPE_STEPS: dict[str, str] = {
     "UpdateHealth": "activations and updates look odd",
     "FirstLayerFilters": "visualize first-layer weights",
     "EarlyStopping": "early stopping, leave it training",
+    "GeneralizationCheck": "regularize",
 }
 
 

@@ -32,6 +32,7 @@ _SKELETON = (
     "LRScheduleAudit",
 )
 _OVERFIT = (*_SKELETON, "UpdateHealth", "FirstLayerFilters", "EarlyStopping")
+_REGULARIZE = (*_OVERFIT, "GeneralizationCheck")
 
 #: The callbacks of each stage, in the order they are returned (``RecipeReport`` is appended).
 STAGES: dict[str, tuple[str, ...]] = {
@@ -39,8 +40,8 @@ STAGES: dict[str, tuple[str, ...]] = {
     "init": ("FixedSeed", "FinalBiasInit", "LossAtInitCheck"),
     "skeleton": _SKELETON,
     "overfit": _OVERFIT,
-    "regularize": _OVERFIT,
-    "full": ("DataInspector", *_OVERFIT),
+    "regularize": _REGULARIZE,
+    "full": ("DataInspector", *_REGULARIZE),
 }
 
 # ``monitor``/``mode`` mean the validation metric only for these (TrainingLossCheck's ``monitor``
@@ -76,9 +77,11 @@ def recipe_callbacks(
     * ``"skeleton"``: seed, batch inspector, bias init, loss at init, batch independence, overfit
       one batch, input-independent and dumb baselines, prediction dynamics, training-loss check,
       LR-schedule audit ("set up the end-to-end training/evaluation skeleton").
-    * ``"overfit"`` / ``"regularize"``: the skeleton plus :class:`UpdateHealth`,
-      :class:`FirstLayerFilters` and :class:`EarlyStopping` (``restore_best_weights=True``,
-      ``strict=False``: a run that never logs ``monitor`` gets a ``skipped`` finding).
+    * ``"overfit"``: the skeleton plus :class:`UpdateHealth`, :class:`FirstLayerFilters` and
+      :class:`EarlyStopping` (``restore_best_weights=True``, ``strict=False``: a run that never logs
+      ``monitor`` gets a ``skipped`` finding).
+    * ``"regularize"``: ``"overfit"`` plus :class:`GeneralizationCheck` (underfitting, overfitting,
+      leave it training).
     * ``"full"``: everything, :class:`DataInspector` included.
 
     A :class:`RecipeReport` is appended unless ``report=False``. Every callback stays usable on its

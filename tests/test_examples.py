@@ -65,3 +65,14 @@ def test_cli_example_builds_every_callback_from_yaml(tmp_path):
     from lightning_recipe.presets import STAGES
 
     assert set(STAGES["full"]) | {"RecipeReport"} <= names
+
+
+@pytest.mark.slow
+def test_tune_example_runs_a_small_study(tmp_path, capsys):
+    import tune
+
+    result = tune.main(["--fast", "--logdir", str(tmp_path)])
+    assert len(result.study.trials) == 2
+    assert (tmp_path / "tune" / "digits.db").exists()
+    assert (tmp_path / "tune" / "digits" / "trial_0000").is_dir()
+    assert f"tensorboard --logdir {tmp_path / 'tune'}" in capsys.readouterr().out

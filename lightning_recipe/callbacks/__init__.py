@@ -16,6 +16,7 @@ from lightning_recipe.callbacks.data_inspector import DataInspector
 from lightning_recipe.callbacks.dumb_baselines import DumbBaselines
 from lightning_recipe.callbacks.early_stopping import EarlyStopping
 from lightning_recipe.callbacks.first_layer import FirstLayerFilters
+from lightning_recipe.callbacks.generalization import GeneralizationCheck
 from lightning_recipe.callbacks.input_independent import InputIndependentBaseline
 from lightning_recipe.callbacks.loss_at_init import LossAtInitCheck
 from lightning_recipe.callbacks.lr_schedule import LRScheduleAudit
@@ -35,6 +36,7 @@ __all__ = [
     "FinalBiasInit",
     "FirstLayerFilters",
     "FixedSeed",
+    "GeneralizationCheck",
     "InputIndependentBaseline",
     "LRScheduleAudit",
     "LossAtInitCheck",

@@ -1,0 +1,325 @@
+"""GeneralizationCheck: the recipe's "regularize" and "leave it training"."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import EarlyStopping as _LightningEarlyStopping
+from typing_extensions import override
+
+from lightning_recipe import logging as recipe_logging
+from lightning_recipe.callbacks.base import OnFail, RecipeCallback
+from lightning_recipe.callbacks.dumb_baselines import DumbBaselines
+from lightning_recipe.core.batches import split_batch
+from lightning_recipe.core.checks import generalization as core
+from lightning_recipe.core.errors import ArgumentError
+
+__all__ = ["GeneralizationCheck"]
+
+_TAG = "recipe/generalization"
+_TRAIN_KEYS = (
+    "train_loss_step",
+    "train_loss",
+    "train/loss",
+    "training_loss",
+    "loss/train",
+    "loss_step",
+    "loss",
+)
+_VAL_KEYS = ("val_loss", "valid_loss", "validation_loss", "val/loss", "loss/val", "val_loss_epoch")
+
+
+class GeneralizationCheck(RecipeCallback):
+    """Judge the stage of the run from its training and validation losses: underfitting, overfitting or healthy.
+
+    Recipe, "regularize" and "leave it training" (*"networks keep training for unintuitively long
+    time"*). Each validation loss is paired with the mean training loss since the previous one; at
+    the end of fit the run's stage is judged (rules: :mod:`lightning_recipe.core.checks.generalization`):
+
+    * **overfitting** (``warn``; ``pass`` when early stopping restored the best weights): the
+      validation loss turned up while the training loss went down, from which epoch and by how
+      much, with the recipe's regularizers in its order and what the run shows (dataset size,
+      input size, parameter count, batch size, dropout, weight decay, early stopping);
+    * **underfitting** (``warn``): the training loss is still above ``underfit_ratio`` of a dumb
+      baseline (``baseline=``, else ``DumbBaselines`` when attached, else the loss at init): get a
+      bigger model first; **diverging** (``warn``): both losses rose; **healthy** (``pass``).
+
+    A second finding says how the run ended: ``max_epochs``/``max_steps`` while the validation loss
+    was still improving (a trend test over the last validations): *leave it training*, with the
+    slope; or early stopping on the onset of overfitting, on a plateau, or on noise (``warn``).
+
+    TensorBoard: ``recipe/generalization/gap`` (validation minus training loss) at every validation;
+    the figure ``.../curves`` (losses and gap, the onset marked) and the text ``.../verdict`` at the end.
+
+    Args:
+        monitor: the logged validation loss; ``None``: the first of ``val_loss``, ``valid_loss``,
+            ``validation_loss``, ``val/loss``, ``loss/val``.
+        train_monitor: the logged training loss; ``None``: the first of ``train_loss_step``,
+            ``train_loss``, ``train/loss``, ``training_loss``, ``loss/train``, ``loss``, else the loss
+            ``training_step`` returns.
+        baseline: a dumb baseline's loss for the underfitting verdict (see above for the default).
+        underfit_ratio: underfitting while the training loss is above this fraction of the baseline.
+        min_rise: overfitting needs the validation loss to rise by more than this fraction of its best.
+        min_improvement: "still improving" needs a fall of at least this fraction per epoch.
+        log_figure: log the ``curves`` figure at the end of fit.
+        on_fail: accepted for symmetry; the verdicts are ``pass``, ``warn`` or ``skipped``.
+
+    Attributes:
+        findings: the stage verdict and the end-of-run remark, at the end of fit.
+        stage: ``"overfitting"``, ``"diverging"``, ``"underfitting"``, ``"healthy"`` or ``"too_short"``.
+        history: per validation: ``x`` (epochs trained), ``epoch``, ``step``, ``train``, ``val``.
+
+    Example:
+        >>> import warnings
+        >>> from lightning.pytorch import Trainer
+        >>> from lightning.pytorch.demos.boring_classes import BoringModel
+        >>> class Model(BoringModel):                 # losses scripted by epoch: both still falling
+        ...     def training_step(self, batch, batch_idx):
+        ...         self.log("train_loss", 1.0 / (self.current_epoch + 1))
+        ...         return super().training_step(batch, batch_idx)
+        ...     def validation_step(self, batch, batch_idx):
+        ...         self.log("val_loss", 1.0 / (self.current_epoch + 1) + 0.1)
+        >>> check = GeneralizationCheck(log_figure=False)
+        >>> trainer = Trainer(max_epochs=8, limit_train_batches=2, limit_val_batches=1, logger=False,
+        ...                   enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+        ...                   callbacks=[check], default_root_dir=getfixture("tmp_path"))
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore")
+        ...     trainer.fit(Model())
+        >>> check.stage, check.findings[1].message.split(" (")[0]
+        ('healthy', 'max_epochs=8 ended the run while val_loss was still improving ~15% per epoch')
+    """
+
+    recipe_step = "regularize"
+
+    def __init__(
+        self,
+        monitor: str | None = None,
+        train_monitor: str | None = None,
+        baseline: float | None = None,
+        underfit_ratio: float = 0.5,
+        min_rise: float = 0.05,
+        min_improvement: float = 0.002,
+        log_figure: bool = True,
+        on_fail: OnFail = "warn",
+    ) -> None:
+        super().__init__(on_fail=on_fail)
+        core.validate_arguments(
+            "GeneralizationCheck", monitor, train_monitor, baseline, underfit_ratio, min_rise, min_improvement
+        )
+        self.monitor = monitor
+        self.train_monitor = train_monitor
+        self.baseline = baseline
+        self.underfit_ratio = float(underfit_ratio)
+        self.min_rise = float(min_rise)
+        self.min_improvement = float(min_improvement)
+        self.log_figure = bool(log_figure)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.stage: str | None = None
+        self.history: dict[str, list[Any]] = {"x": [], "epoch": [], "step": [], "train": [], "val": []}
+        self._sum: torch.Tensor | None = None
+        self._count = 0
+        self._batch_idx = -1
+        self._initial: float | torch.Tensor | None = None
+        self._input_shape: tuple[int, ...] | None = None
+        self._names = [self.train_monitor, self.monitor]
+        self._done = False
+
+    @property
+    @override
+    def state_key(self) -> str:
+        return self._generate_state_key(monitor=self.monitor, train_monitor=self.train_monitor)
+
+    @override
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if stage == "fit":
+            self._reset()
+
+    @override
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self.should_skip(trainer):
+            return
+        self._add_train(trainer, outputs, batch, batch_idx)
+
+    @override
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.should_skip(trainer) or self._done:
+            return
+        self._add_validation(trainer)
+
+    @override
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.should_skip(trainer) or self._done:
+            return
+        self._conclude(trainer, pl_module)
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        initial = self._initial
+        return {
+            "history": {k: list(v) for k, v in self.history.items()},
+            "initial": float(initial) if initial is not None else None,
+            "sum": float(self._sum) if self._sum is not None else None,
+            "count": self._count,
+            "input_shape": self._input_shape,
+        }
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        history = state_dict.get("history", {})
+        self.history = {k: list(history.get(k, [])) for k in ("x", "epoch", "step", "train", "val")}
+        self._initial = state_dict.get("initial")
+        total = state_dict.get("sum")
+        self._sum = torch.tensor(total, dtype=torch.float64) if total is not None else None
+        self._count = int(state_dict.get("count", 0))
+        shape = state_dict.get("input_shape")
+        self._input_shape = tuple(shape) if shape is not None else None
+
+    # ------------------------------------------------------------------ reading the losses
+    def _metric(self, trainer: Trainer, index: int, keys: tuple[str, ...]) -> torch.Tensor | None:
+        metrics = trainer.callback_metrics
+        given = (self.train_monitor, self.monitor)[index]
+        if given is not None and given not in metrics:
+            arg = ("train_monitor", "monitor")[index]
+            raise ArgumentError(
+                f"GeneralizationCheck({arg}={given!r}): no such logged metric; the logged metrics are "
+                f"{sorted(metrics)}; pass one of them, or {arg}=None to infer it."
+            )
+        key = given or self._names[index] or next((k for k in keys if k in metrics), None)
+        value = metrics.get(key) if key is not None else None
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            self._names[index] = key
+            return value.detach().reshape(()).double()
+        return None
+
+    def _add_train(self, trainer: Trainer, outputs: Any, batch: Any, batch_idx: int) -> None:
+        value = self._metric(trainer, 0, _TRAIN_KEYS)
+        if value is None:
+            loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+            if isinstance(loss, torch.Tensor) and loss.numel() == 1:
+                value, self._names[0] = loss.detach().reshape(()).double(), self._names[0] or "loss"
+        if self._input_shape is None:
+            try:
+                inputs = split_batch(batch).inputs
+            except Exception:  # only for the advice: a batch layout it cannot read is no reason to stop
+                inputs = None
+            self._input_shape = tuple(inputs.shape[1:]) if isinstance(inputs, torch.Tensor) else ()
+        self._batch_idx = batch_idx
+        if value is None:
+            return
+        if self._initial is None and not self.history["x"]:
+            self._initial = value
+        self._sum = value if self._sum is None else self._sum + value.to(self._sum.device)
+        self._count += 1
+
+    def _add_validation(self, trainer: Trainer) -> None:
+        val = self._metric(trainer, 1, _VAL_KEYS)
+        device = trainer.strategy.root_device
+        packed = torch.tensor([0.0, 0.0, 0.0, 0.0], dtype=torch.float64, device=device)
+        if self._sum is not None:
+            packed[0], packed[1] = self._sum.to(device), float(self._count)
+        if val is not None:
+            packed[2], packed[3] = val.to(device), 1.0
+        s, c, v, r = self.all_reduce_sum(trainer, packed).tolist()
+        self._sum, self._count = None, 0
+        if r == 0:
+            return
+        batches = trainer.num_training_batches
+        done = (self._batch_idx + 1) / batches if isinstance(batches, int) and batches > 0 else 1.0
+        h = self.history
+        h["x"].append(trainer.current_epoch + min(done, 1.0))
+        h["epoch"].append(int(trainer.current_epoch))
+        h["step"].append(int(trainer.global_step))
+        h["train"].append(s / c if c else math.nan)
+        h["val"].append(v / r)
+        gap = h["val"][-1] - h["train"][-1]
+        if math.isfinite(gap):
+            recipe_logging.log_scalars(trainer, {f"{_TAG}/gap": gap}, trainer.global_step)
+
+    # ------------------------------------------------------------------ the verdicts
+    def _conclude(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._done = True
+        h = {k: np.asarray(v, dtype=np.float64) for k, v in self.history.items()}
+        keep = np.isfinite(h["train"]) & np.isfinite(h["val"])
+        if not keep.any():
+            arg, like = (
+                ("monitor", "val_loss") if not self.history["val"] else ("train_monitor", "train_loss")
+            )
+            what = (
+                f"found no {'validation' if arg == 'monitor' else 'training'} loss: log one named like {like}"
+            )
+            self.record(
+                trainer, "skipped", f"{what} or pass `{arg}=` one of {sorted(trainer.callback_metrics)}"
+            )
+            return
+        h = {k: v[keep] for k, v in h.items()}
+        names = (self._names[0] or "train_loss", self._names[1] or "val_loss")
+        stop = next((cb for cb in trainer.callbacks if isinstance(cb, _LightningEarlyStopping)), None)  # type: ignore[attr-defined]
+        best_epoch = getattr(stop, "best_epoch", None)
+        restored = best_epoch if getattr(stop, "restore_best_weights", False) else None
+        baseline, baseline_name = self._baseline(trainer)
+        curves = {"x": h["x"], "epochs": h["epoch"], "val": h["val"]}
+        limits = {"min_improvement": self.min_improvement}
+        verdict = core.judge_stage(
+            **curves, train=h["train"], baseline=baseline, baseline_name=baseline_name, names=names, **limits,
+            underfit_ratio=self.underfit_ratio, min_rise=self.min_rise, restored_epoch=restored,
+            advice=core.regularization_advice(self._facts(trainer, pl_module, stop)),
+        )  # fmt: skip
+        self.stage = verdict.stage
+        self.record(trainer, verdict.status, verdict.message, verdict.numbers)
+        end = None
+        if not trainer.should_stop or (stop is not None and stop.stopped_epoch > 0):
+            budget = core.budget_name(
+                trainer.max_steps, trainer.global_step, trainer.max_epochs, trainer.current_epoch
+            )
+            by = "budget" if not trainer.should_stop else "early_stopping"
+            patience = getattr(stop, "patience", None)
+            end = core.end_of_run(**curves, **limits, stopped_by=by, stage=verdict.stage, budget=budget, patience=patience, name=names[1])  # fmt: skip
+            if end is not None:
+                self.record(trainer, end.status, end.message, end.numbers)
+        recipe_logging.log_text(trainer, f"{_TAG}/verdict", core.markdown(verdict, end), trainer.global_step)
+        if self.log_figure and trainer.is_global_zero:
+            onset = float(h["x"][verdict.onset_index]) if verdict.onset_index is not None else None
+            args = (h["x"], h["train"], h["val"], onset, verdict.stage, baseline, names)
+
+            def build() -> Any:
+                from lightning_recipe.plots.generalization import generalization_figure
+
+                return generalization_figure(*args)
+
+            recipe_logging.log_figure(trainer, f"{_TAG}/curves", build, trainer.global_step)
+
+    def _baseline(self, trainer: Trainer) -> tuple[float | None, str]:
+        if self.baseline is not None:
+            return float(self.baseline), "given baseline"
+        for cb in trainer.callbacks:  # type: ignore[attr-defined]
+            if isinstance(cb, DumbBaselines) and cb.scores is not None and math.isfinite(cb.scores.loss):
+                who = "mean predictor" if cb.scores.task == "regression" else "class-prior predictor"
+                return float(cb.scores.loss), who
+        if self._initial is not None:
+            return float(self._initial), "loss at init"
+        return None, ""
+
+    def _facts(self, trainer: Trainer, pl_module: LightningModule, stop: Any) -> core.RunFacts:
+        stopping = None
+        if stop is not None:
+            stopping = core.describe_early_stopping(
+                stop.patience, getattr(stop, "restore_best_weights", None)
+            )
+        return core.RunFacts(
+            input_shape=self._input_shape or None,
+            weight_decay=core.describe_optimizers(trainer.optimizers),
+            early_stopping=stopping,
+            **core.describe_data(self.first_dataloader(trainer.train_dataloader)),
+            **core.describe_module(pl_module),
+        )
