@@ -173,7 +173,7 @@ class FirstLayerFilters(RecipeCallback):
 
     def _resolve(self, trainer: Trainer, pl_module: LightningModule, batch: Any) -> None:
         name = self.layer or (self._restored.layer_name if self._restored is not None else None)
-        call = ModelCall(input_key=self.input_key, target_key=_no_targets)
+        call = ModelCall(input_key=self.input_key, target_key=_no_targets, hint="")
         try:
             inputs, no_inputs = self.split(batch, self.input_key, _no_targets).inputs, None
         except ArgumentError:

@@ -133,6 +133,8 @@ class ModelCall:
         forward: ``callable(module, inputs) -> output``, the user's override of the convention.
         input_key: where the inputs are in the batch (as in ``split_batch``).
         target_key: where the targets are (held back from a keyword call unless ``forward`` names them).
+        hint: what the error says to do when no convention can call the module (a callback without
+            a ``forward=`` argument names its own way out; ``""`` for none).
 
     Attributes:
         convention: the convention in use once a call succeeded (``None`` before).
@@ -143,12 +145,14 @@ class ModelCall:
         forward: Callable[[nn.Module, Any], Any] | None = None,
         input_key: KeySpec = None,
         target_key: KeySpec = None,
+        hint: str = "pass `forward=` (a callable(module, inputs) returning the output)",
     ) -> None:
         if forward is not None and not callable(forward):
             raise TypeError(f"ModelCall(forward={forward!r}): pass a callable(module, inputs) or None.")
         self.forward = forward
         self.input_key = input_key
         self.target_key = target_key
+        self.hint = hint
         self.convention: Convention | None = None
 
     # ------------------------------------------------------------------ conventions
@@ -266,7 +270,7 @@ class ModelCall:
             return out
         raise TypeError(
             f"could not call the module on the batch (tried {', '.join(tried) or 'nothing'}: "
-            f"{first_error}); pass `forward=` (a callable(module, inputs) returning the output)"
+            f"{first_error})" + (f"; {self.hint}" if self.hint else "")
         )
 
     @staticmethod

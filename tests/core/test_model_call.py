@@ -134,3 +134,13 @@ def test_hugging_face_model_output_is_read_as_a_mapping():
     out = transformers.modeling_outputs.SequenceClassifierOutput(loss=torch.tensor(0.3), logits=torch.zeros(2, 4))
     unpacked = unpack_output(out)
     assert unpacked.loss is not None and tuple(unpacked.logits.shape) == (2, 4)
+
+
+def test_the_error_hint_is_the_callers():
+    class Odd(nn.Module):
+        def forward(self, a, b, c):
+            return a
+
+    with pytest.raises(TypeError) as err:
+        ModelCall(hint="pass `layer=`")(Odd(), (torch.randn(2, 4), torch.zeros(2)))
+    assert str(err.value).endswith("; pass `layer=`") and "forward=" not in str(err.value)

@@ -156,10 +156,9 @@ def untraceable_message(err: Exception, no_inputs: Exception | None) -> str:
         reason = str(no_inputs).strip().rstrip(".")
         hint = "" if "`input_key=`" in reason else "; pass `input_key=`"
         return f"skipped, because {reason}{hint} (or `layer=`, the first layer's module name)."
-    why = str(err).split("; pass `forward=`")[0]  # ModelCall's hint names an argument the callback lacks
     return (
         f"could not trace the model on a training batch to find its first layer "
-        f"({type(err).__name__}: {why}); pass `layer=` (a module name)."
+        f"({type(err).__name__}: {err}); pass `layer=` (a module name)."
     )
 
 
