@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from lightning_recipe.core.checks.batch_independence import LEAK, OWN, OWN_ZERO, ZERO
-from lightning_recipe.plots.style import STATUS_COLORS, new_figure
+from lightning_recipe.plots.style import CARD_DPI, CARD_WIDTH_IN, STATUS_COLORS, new_figure
 
 __all__ = ["dependency_figure", "wrap"]
 
@@ -35,7 +35,7 @@ def dependency_figure(data: dict[str, Any], verdicts: list[str]) -> Figure:
     cmap = ListedColormap(_COLORS)
     causal = data["causal"]
     panels = 2 if causal is not None else 1
-    fig = new_figure(8.0, 1.9 + 1.9 * panels, dpi=90)
+    fig = new_figure(CARD_WIDTH_IN, 2.1 + 2.1 * panels, dpi=CARD_DPI)
     ax = fig.add_subplot(panels, 1, 1)
     n = data["n"]
     ax.imshow(data["cats"], cmap=cmap, vmin=0, vmax=3, aspect="auto", interpolation="nearest")
