@@ -63,7 +63,7 @@ def trajectory_figure(
     from matplotlib.patches import Rectangle
 
     n = values.shape[1]
-    ncols = max(1, min(n, 3))  # three panels a row: about 600 px, the width of a TensorBoard card
+    ncols = max(1, min(n, 4))  # four narrow panels a row: about 650 px, the width of a TensorBoard card
     nrows = math.ceil(n / ncols)
     regression = task == "regression"
     ylabel = {
@@ -73,7 +73,7 @@ def trajectory_figure(
     }.get(task, "prediction")
     # cell layout in axis units: [thumbnail | plot], a title band above each plot
     tw = 0.8 if thumbs is not None else 0.35  # room for the thumbnail, or for the y labels
-    pw, ph, gap_x, band, gap_y = 2.2, 1.0, 0.35, 0.32, 0.18
+    pw, ph, gap_x, band, gap_y = 1.6, 1.0, 0.35, 0.32, 0.18
     cell_w, cell_h = tw + pw + gap_x, ph + band + gap_y
     panel_w_in, panel_h_in = 0.72 * cell_w, 0.72 * cell_h
     fig = new_figure(ncols * panel_w_in + 0.3, nrows * panel_h_in + 0.55, dpi=80)
