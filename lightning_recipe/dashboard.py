@@ -51,11 +51,18 @@ __all__ = [
 
 #: The one-off numbers each recipe callback logs (one point per run) that HParams shows as metrics.
 ONE_OFF_METRICS: dict[str, tuple[str, ...]] = {
-    "DataInspector": ("recipe/data/train/samples", "recipe/data/train/duplicates", "recipe/data/train_val_overlap"),
+    "DataInspector": (
+        "recipe/data/train/samples",
+        "recipe/data/train/duplicates",
+        "recipe/data/train_val_overlap",
+    ),
     "FinalBiasInit": ("recipe/bias_init/expected_loss",),
     "LossAtInitCheck": ("recipe/loss_at_init/measured", "recipe/loss_at_init/expected"),
     "BatchIndependenceCheck": ("recipe/batch_independence/mixing_ratio",),
-    "InputIndependentBaseline": ("recipe/input_independent/real_val_loss", "recipe/input_independent/zeroed_val_loss"),
+    "InputIndependentBaseline": (
+        "recipe/input_independent/real_val_loss",
+        "recipe/input_independent/zeroed_val_loss",
+    ),
     "TrainingLossCheck": ("recipe/training_loss/trend_z",),
     "EarlyStopping": ("recipe/early_stopping/best_epoch",),
 }
@@ -109,7 +116,9 @@ def _matching(tags: Mapping[str, int], pattern: str) -> list[str]:
     return sorted(t for t in tags if rx.search(t))
 
 
-def build_layout(tags: Mapping[str, int], monitor: str | None = "val_loss", train_loss: str | None = None) -> dict:
+def build_layout(
+    tags: Mapping[str, int], monitor: str | None = "val_loss", train_loss: str | None = None
+) -> dict:
     """The custom-scalars layout (``SummaryWriter.add_custom_scalars`` format) for these tags.
 
     Args:
@@ -137,35 +146,60 @@ def build_layout(tags: Mapping[str, int], monitor: str | None = "val_loss", trai
     is_loss = monitor is not None and "loss" in monitor
     kind = [b for b in baselines if b.endswith("_loss") == is_loss or b.endswith("/human_baseline")]
     if monitor in tags:
-        multiline("recipe: loss", f"validation {'loss' if is_loss else monitor} vs dumb baselines",
-                  _present(tags, [monitor, *kind]))
-    multiline("recipe: loss", "training loss, raw and smoothed",
-              _present(tags, [train_loss, "recipe/training_loss/smoothed"]))
-    multiline("recipe: loss", "generalization gap (validation minus training loss)",
-              _present(tags, ["recipe/generalization/gap"]))
+        multiline(
+            "recipe: loss",
+            f"validation {'loss' if is_loss else monitor} vs dumb baselines",
+            _present(tags, [monitor, *kind]),
+        )
+    multiline(
+        "recipe: loss",
+        "training loss, raw and smoothed",
+        _present(tags, [train_loss, "recipe/training_loss/smoothed"]),
+    )
+    multiline(
+        "recipe: loss",
+        "generalization gap (validation minus training loss)",
+        _present(tags, ["recipe/generalization/gap"]),
+    )
     if tags.get("recipe/overfit_batch/loss", 0) > 1:
         multiline("recipe: loss", "overfit one batch: the copy's loss", ["recipe/overfit_batch/loss"])
     # inside the net
     cat = "recipe: updates, gradients, dead units"
-    family(cat, "log10 update/weight ratio per layer (about -3 is healthy)", "recipe/update_health/log10_update_ratio/")
+    family(
+        cat,
+        "log10 update/weight ratio per layer (about -3 is healthy)",
+        "recipe/update_health/log10_update_ratio/",
+    )
     margin = ["recipe/update_health/log10_update_ratio_" + s for s in ("median", "min", "max")]
     if all(m in tags for m in margin):
-        layout.setdefault(cat, {})["log10 update/weight ratio: median, min to max over layers"] = ["Margin", margin]
+        layout.setdefault(cat, {})["log10 update/weight ratio: median, min to max over layers"] = [
+            "Margin",
+            margin,
+        ]
     family(cat, "gradient norm per layer", "recipe/update_health/grad_norm/")
     multiline(cat, "gradient norm, all parameters", _present(tags, ["recipe/update_health/grad_norm"]))
     family(cat, "dead units per layer (fraction)", "recipe/update_health/dead_fraction/")
     # the learning rate
     lrs = [t for t in _matching(tags, r"^lr-") if tags[t] > 0]
     simulated = _matching(tags, r"^recipe/lr_schedule/simulated_lr")
-    multiline("recipe: learning rate", "learning rate: real (LearningRateMonitor) and as audited (LRScheduleAudit)",
-              lrs + simulated)
+    multiline(
+        "recipe: learning rate",
+        "learning rate: real (LearningRateMonitor) and as audited (LRScheduleAudit)",
+        lrs + simulated,
+    )
     # predictions and filters
     cat = "recipe: predictions, first-layer filters"
-    multiline(cat, "prediction jitter on the fixed batch", _present(tags, ["recipe/prediction_dynamics/jitter"]))
-    multiline(cat, "mean probability of the true class on the fixed batch",
-              _present(tags, ["recipe/prediction_dynamics/mean_true_prob"]))
-    multiline(cat, "first-layer filters: smoothness and change from init",
-              _matching(tags, r"^recipe/first_layer/"))
+    multiline(
+        cat, "prediction jitter on the fixed batch", _present(tags, ["recipe/prediction_dynamics/jitter"])
+    )
+    multiline(
+        cat,
+        "mean probability of the true class on the fixed batch",
+        _present(tags, ["recipe/prediction_dynamics/mean_true_prob"]),
+    )
+    multiline(
+        cat, "first-layer filters: smoothness and change from init", _matching(tags, r"^recipe/first_layer/")
+    )
     return layout
 
 
@@ -272,7 +306,11 @@ def write_hparams_session(trainer: Trainer, pl_module: LightningModule) -> bool:
 
 
 def write_end_of_fit(
-    trainer: Trainer, counts: Mapping[str, int], best: float | None, status: str = "success", hparams: bool = True
+    trainer: Trainer,
+    counts: Mapping[str, int],
+    best: float | None,
+    status: str = "success",
+    hparams: bool = True,
 ) -> None:
     """The custom-scalars layout, and with ``hparams`` the metric values and the session's end (rank zero)."""
     from lightning_recipe import writer as recipe_logging

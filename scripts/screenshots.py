@@ -48,9 +48,19 @@ FIGURES = {
 
 #: Screenshot file <- (TensorBoard URL fragment and query, text to wait for, window size).
 SHOTS = {
-    "tensorboard_custom_scalars.png": ("#custom_scalars", "forceSVG=true", "training loss, raw and smoothed", (1400, 1300)),
+    "tensorboard_custom_scalars.png": (
+        "#custom_scalars",
+        "forceSVG=true",
+        "training loss, raw and smoothed",
+        (1400, 1300),
+    ),
     "tensorboard_report.png": ("#text", "", "status check message", (1400, 1000)),
-    "tensorboard_images.png": ("#images&tagFilter=update_health%7Cprediction_dynamics", "", "recipe/", (1400, 1300)),
+    "tensorboard_images.png": (
+        "#images&tagFilter=update_health%7Cprediction_dynamics",
+        "",
+        "recipe/",
+        (1400, 1300),
+    ),
     "tensorboard_hparams.png": ("#hparams", "", "recipe/report/fail", (1400, 700)),
 }
 
@@ -78,7 +88,8 @@ def demo_report(output: str) -> list[str]:
 
 def refresh_readme(report: list[str]) -> None:
     path = os.path.join(ROOT, "README.md")
-    text = open(path, encoding="utf-8").read()
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
     if START not in text or END not in text:
         raise SystemExit(f"README.md has no {START} ... {END} block to refresh")
     head, rest = text.split(START, 1)

@@ -63,7 +63,7 @@ class TensorBoard:
         self.logdir = str(logdir)
         self.port = port or free_port()
         self._proc: subprocess.Popen | None = None
-        self._log = tempfile.TemporaryFile()
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115  (closed in __exit__)
 
     def url(self, fragment: str = "", query: str = "") -> str:
         return f"http://127.0.0.1:{self.port}/{('?' + query) if query else ''}{fragment}"
@@ -227,7 +227,11 @@ class Browser:
         pages: list[dict[str, Any]] = []
         while time.monotonic() < deadline and not pages:
             try:
-                pages = [p for p in json.loads(_get(f"http://127.0.0.1:{port}/json/list")) if p.get("type") == "page"]
+                pages = [
+                    p
+                    for p in json.loads(_get(f"http://127.0.0.1:{port}/json/list"))
+                    if p.get("type") == "page"
+                ]
             except OSError:
                 time.sleep(0.3)
         if not pages:
@@ -266,11 +270,19 @@ class Browser:
 
     def resize(self, width: int, height: int) -> None:
         self.width, self.height = width, height
-        self.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            width=width,
+            height=height,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
 
     def open(self, url: str, wait_for: str | None = None, timeout: float = 30.0, settle: float = 1.5) -> str:
         """Load ``url``; wait until the page's text holds ``wait_for`` (and ``settle`` seconds more)."""
-        self.call("Page.navigate", url="about:blank")  # a fresh app: a changed #fragment alone keeps the old tab
+        self.call(
+            "Page.navigate", url="about:blank"
+        )  # a fresh app: a changed #fragment alone keeps the old tab
         self.call("Page.navigate", url=url)
         deadline = time.monotonic() + timeout
         text = ""
@@ -280,7 +292,9 @@ class Browser:
             if wait_for is None or wait_for in text:
                 break
         else:
-            raise TimeoutError(f"{url}: {wait_for!r} did not appear within {timeout} s; the page says {text[:300]!r}")
+            raise TimeoutError(
+                f"{url}: {wait_for!r} did not appear within {timeout} s; the page says {text[:300]!r}"
+            )
         time.sleep(settle)
         return self.text()
 

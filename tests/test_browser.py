@@ -31,7 +31,8 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
     pytest.mark.skipif(
-        find_chromium() is None, reason="no chromium on PATH (apt-get install -y chromium; .ci/run installs it)"
+        find_chromium() is None,
+        reason="no chromium on PATH (apt-get install -y chromium; .ci/run installs it)",
     ),
 ]
 
@@ -90,7 +91,10 @@ def test_custom_scalars_page_holds_the_recipe_charts(dashboard):
     tb, browser, shots = dashboard
     layout = tb.json("/data/plugin/custom_scalars/layout")
     charts = {c["title"]: c for cat in layout["category"] for c in cat["chart"]}
-    assert [cat["title"] for cat in layout["category"]][:2] == ["recipe: loss", "recipe: updates, gradients, dead units"]
+    assert [cat["title"] for cat in layout["category"]][:2] == [
+        "recipe: loss",
+        "recipe: updates, gradients, dead units",
+    ]
     assert charts["validation loss vs dumb baselines"]["multiline"]["tag"] == [
         "^val_loss$",
         "^recipe/dumb_baselines/prior_loss$",
@@ -102,8 +106,14 @@ def test_custom_scalars_page_holds_the_recipe_charts(dashboard):
         "lower": "recipe/update_health/log10_update_ratio_min",
         "upper": "recipe/update_health/log10_update_ratio_max",
     }
-    text = browser.open(tb.url("#custom_scalars", "forceSVG=true"), wait_for="training loss, raw and smoothed")
-    for title in ("validation loss vs dumb baselines", "gradient norm per layer", "prediction jitter on the fixed batch"):
+    text = browser.open(
+        tb.url("#custom_scalars", "forceSVG=true"), wait_for="training loss, raw and smoothed"
+    )
+    for title in (
+        "validation loss vs dumb baselines",
+        "gradient norm per layer",
+        "prediction jitter on the fixed batch",
+    ):
         assert title in text
     assert os.path.getsize(browser.screenshot(os.path.join(shots, "custom_scalars.png"))) > 20_000
 
@@ -124,7 +134,9 @@ def test_text_tab_opens_on_the_report_with_the_failing_check_first(dashboard):
     healthy, buggy = sorted(cards, key=lambda card: "fail" in card[0])
     assert "fail" not in healthy[0] and re.fullmatch(r"\d+ fail(, \d+ \w+)+", buggy[0])  # the headline
     assert buggy[1:] == ("fail", "LossAtInitCheck")  # the planted bug's card opens on the failure
-    assert text.index("recipe/0_report") < text.index("recipe/seed/fingerprint")  # the report is the first card
+    assert text.index("recipe/0_report") < text.index(
+        "recipe/seed/fingerprint"
+    )  # the report is the first card
     browser.screenshot(os.path.join(shots, "text_report.png"))
 
 
@@ -139,16 +151,28 @@ def test_images_render_and_hparams_compare_the_runs(dashboard):
 
     experiment = tb.json("/data/plugin/hparams/experiment", {"experimentName": ""})
     metrics = [m["name"]["tag"] for m in experiment["metricInfos"]]
-    assert {"recipe/report/fail", "recipe/loss_at_init/measured", "recipe/loss_at_init/expected"} <= set(metrics)
-    assert {"lr", "channels", "recipe/seed", "recipe/optimizer"} <= {h["name"] for h in experiment["hparamInfos"]}
+    assert {"recipe/report/fail", "recipe/loss_at_init/measured", "recipe/loss_at_init/expected"} <= set(
+        metrics
+    )
+    assert {"lr", "channels", "recipe/seed", "recipe/optimizer"} <= {
+        h["name"] for h in experiment["hparamInfos"]
+    }
     groups = tb.json(
         "/data/plugin/hparams/session_groups",
-        {"experimentName": "", "allowedStatuses": ["STATUS_SUCCESS", "STATUS_UNKNOWN"], "colParams": [],
-         "startIndex": 0, "sliceSize": 10},
+        {
+            "experimentName": "",
+            "allowedStatuses": ["STATUS_SUCCESS", "STATUS_UNKNOWN"],
+            "colParams": [],
+            "startIndex": 0,
+            "sliceSize": 10,
+        },
     )["sessionGroups"]
     value = {g["name"]: {m["name"]["tag"]: m["value"] for m in g["metricValues"]} for g in groups}
     assert value["digits/planted_bug"]["recipe/report/fail"] >= 1
-    assert value["digits/planted_bug"]["recipe/loss_at_init/measured"] > 10 * value["digits/healthy"]["recipe/loss_at_init/measured"]
+    assert (
+        value["digits/planted_bug"]["recipe/loss_at_init/measured"]
+        > 10 * value["digits/healthy"]["recipe/loss_at_init/measured"]
+    )
     text = browser.open(tb.url("#hparams"), wait_for="digits/planted_bug")
     assert "recipe/report/fail" in text
     browser.screenshot(os.path.join(shots, "hparams.png"))
