@@ -81,9 +81,9 @@ def class_balance_figure(counts: dict[str, list[int]], missing: dict[Any, list[i
 
 def sample_stats_figure(stats: dict[str, np.ndarray]) -> Figure:
     """Distributions of the per-sample mean, std and norm (``(N, 3)`` per split), the splits overlaid."""
-    fig = new_figure(CARD_WIDTH_IN, 2.7, dpi=CARD_DPI)
+    fig = new_figure(CARD_WIDTH_IN, 1.3 * len(AXES) + 0.2, dpi=CARD_DPI)  # one panel a row
     for j, axis in enumerate(AXES):
-        ax = fig.add_subplot(1, len(AXES), j + 1)
+        ax = fig.add_subplot(len(AXES), 1, j + 1)
         finite = [v[:, j][np.isfinite(v[:, j])] for v in stats.values()]
         pooled = np.concatenate([f for f in finite if f.size]) if any(f.size for f in finite) else np.zeros(1)
         lo, hi = float(pooled.min()), float(pooled.max())

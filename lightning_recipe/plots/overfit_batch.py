@@ -10,7 +10,7 @@ Example:
     ...         "p_true": np.array([0.9, 0.8, 0.3]), "accuracy": 2 / 3}
     >>> fig = summary_figure(data, "warn: an example verdict")
     >>> fig.get_suptitle(), figure_to_array(fig).shape
-    ('warn: an example verdict', (640, 640, 3))
+    ('warn: an example verdict', (696, 638, 3))
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def summary_figure(data: dict[str, Any], verdict: str) -> Figure:
             ``"scatter"`` (``label``, ``pred``, ``ylabel``) or ``None`` (no predictions).
         verdict: the title, e.g. ``"pass: overfit 8 examples in 31 steps..."`` (wrapped to 3 lines).
     """
-    fig = new_figure(CARD_WIDTH_IN, 6.4, dpi=CARD_DPI)  # one panel a row: legible in a TensorBoard card
+    fig = new_figure(CARD_WIDTH_IN, 4.8, dpi=CARD_DPI)  # one panel a row: legible in a TensorBoard card
     _loss_curve(fig.add_subplot(2, 1, 1), data["losses"], data["target"])
     ax = fig.add_subplot(2, 1, 2)
     mode = data["mode"]
@@ -58,7 +58,7 @@ def summary_figure(data: dict[str, Any], verdict: str) -> Figure:
         )
         ax.set_axis_off()
     ax.tick_params(labelsize=8)
-    lines = textwrap.wrap(verdict, 95, break_long_words=False, break_on_hyphens=False)
+    lines = textwrap.wrap(verdict, 64, break_long_words=False, break_on_hyphens=False)
     title = "\n".join(lines[:3]) + (" …" if len(lines) > 3 else "")
     fig.suptitle(title, fontsize=9, x=0.01, ha="left")
     fig.tight_layout()

@@ -27,10 +27,11 @@ PALETTE: tuple[str, ...] = ("#3b75af", "#ef8636", "#519e3e", "#8d69b8", "#c53a32
 #: Colours that carry a verdict: good, doubtful, bad, neutral.
 STATUS_COLORS: dict[str, str] = {"pass": "#2ca02c", "warn": "#ff7f0e", "fail": "#d62728", "skipped": "#bdbdbd"}
 
-#: TensorBoard's image card shows a figure at about this width: figures are drawn this wide (inches at
-#: :data:`CARD_DPI`), one panel per row when there are several, so that nothing is scaled down.
-CARD_WIDTH_IN = 6.4
-CARD_DPI = 100
+#: The width of a figure drawn for a TensorBoard card: 4.4 in at :data:`CARD_DPI` is about 640 px, so
+#: that a 9 pt label is about 18 px and stays legible when TensorBoard shows the image in its ~350 px
+#: card (and sharp at actual size); several panels go one a row.
+CARD_WIDTH_IN = 4.4
+CARD_DPI = 145
 
 __all__ = [
     "CARD_DPI",

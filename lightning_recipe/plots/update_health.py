@@ -167,8 +167,8 @@ def health_figure(
     snames, (sd,) = rows(site_names, list(dead))
     panels = 3 if snames else 2
     # one panel a row, at a TensorBoard card's width; long labels widen it (about 0.07 in a character)
-    extra = 0.07 * max(0, max(map(len, [*lnames, *snames]), default=0) - 24)
-    heights = [0.9 + 0.26 * len(lnames)] * 2 + ([0.9 + 0.26 * len(snames)] if snames else [])
+    extra = 0.06 * max(0, max(map(len, [*lnames, *snames]), default=0) - 18)
+    heights = [0.75 + 0.2 * len(lnames)] * 2 + ([0.75 + 0.2 * len(snames)] if snames else [])
     fig = new_figure(CARD_WIDTH_IN + extra, min(0.5 + sum(heights), 30.0), dpi=CARD_DPI)
     axes = fig.subplots(panels, 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
     fig.suptitle(f"UpdateHealth · step {step}", fontsize=11)
