@@ -83,11 +83,17 @@ def main() -> None:
                 times[name].append(run(exclude is not None, args.epochs, args.stage, root, exclude or ()))
     medians = {name: statistics.median(values) for name, values in times.items()}
     bare = medians["bare Trainer"]
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
     print(f"digits demo, {args.epochs} epochs, {args.repeats} alternating runs each, stage={args.stage!r}")
     for name, values in times.items():
-        print(f"{name:22s} median {medians[name]:7.2f} s  ratio {medians[name] / bare:6.3f}  {[round(t, 2) for t in values]}")
-    print(f"one-time checks ({', '.join(ONE_TIME)}): {medians['whole suite'] - medians['per-step checks only']:.2f} s")
+        print(
+            f"{name:22s} median {medians[name]:7.2f} s  ratio {medians[name] / bare:6.3f}  {[round(t, 2) for t in values]}"
+        )
+    print(
+        f"one-time checks ({', '.join(ONE_TIME)}): {medians['whole suite'] - medians['per-step checks only']:.2f} s"
+    )
 
 
 if __name__ == "__main__":

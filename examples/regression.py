@@ -82,7 +82,9 @@ def main(argv: Sequence[str] | None = None) -> LossAtInitCheck:
     )
     trainer.fit(
         model,
-        DataLoader(TensorDataset(torch.from_numpy(x[train]), torch.from_numpy(y[train])), batch_size=32, shuffle=True),
+        DataLoader(
+            TensorDataset(torch.from_numpy(x[train]), torch.from_numpy(y[train])), batch_size=32, shuffle=True
+        ),
         DataLoader(TensorDataset(torch.from_numpy(x[val]), torch.from_numpy(y[val])), batch_size=128),
     )
     y_train = y[train].astype(np.float64)
@@ -90,7 +92,9 @@ def main(argv: Sequence[str] | None = None) -> LossAtInitCheck:
     print(f"final bias after FinalBiasInit: {model.net[-1].bias.item():.1f} (after training)")
     for finding in check.findings:
         print(f"LossAtInitCheck [{finding.status}]: {finding.message}")
-    print(f"View the run (no venv to activate):\n    {tensorboard_command(os.path.join(args.logdir, 'regression'))}")
+    print(
+        f"View the run (no venv to activate):\n    {tensorboard_command(os.path.join(args.logdir, 'regression'))}"
+    )
     return check
 
 

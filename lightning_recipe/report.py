@@ -71,6 +71,7 @@ _WRAP = 72
 
 log = logging.getLogger(__name__)
 
+
 def _fmt_number(value: Any) -> str:
     value = plain(value)
     if isinstance(value, float):
@@ -90,7 +91,9 @@ def _numbers_cell(numbers: dict[str, Any], limit: int = 160) -> str:
     parts: list[str] = []
     for key, value in numbers.items():
         value = plain(value)
-        if isinstance(value, dict) or (isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value)):
+        if isinstance(value, dict) or (
+            isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value)
+        ):
             continue
         part = f"{key}={_fmt_number(value)}"
         if sum(len(p) + 2 for p in parts) + len(part) > limit:
@@ -186,7 +189,9 @@ class RecipeReport(Callback):
         (['FixedSeed'], None)
     """
 
-    def __init__(self, filename: str = "recipe_report.json", print_summary: bool = True, log_hparams: bool = True) -> None:
+    def __init__(
+        self, filename: str = "recipe_report.json", print_summary: bool = True, log_hparams: bool = True
+    ) -> None:
         if not isinstance(filename, str) or not filename:
             raise ValueError(f"RecipeReport(filename={filename!r}): pass a non-empty file name.")
         self.filename = filename
@@ -231,7 +236,9 @@ class RecipeReport(Callback):
         if value is None:
             return
         value = float(value)
-        if math.isfinite(value) and (self._best is None or (value < self._best if mode == "min" else value > self._best)):
+        if math.isfinite(value) and (
+            self._best is None or (value < self._best if mode == "min" else value > self._best)
+        ):
             self._best = value
 
     @override

@@ -83,7 +83,6 @@ class EarlyStopping(_LightningEarlyStopping, RecipeCallback):
         (1, 3, 'stopped at epoch 3 (patience exhausted)')
     """
 
-
     def __init__(
         self,
         monitor: str,
@@ -143,7 +142,9 @@ class EarlyStopping(_LightningEarlyStopping, RecipeCallback):
             return
         current = logs[self.monitor].squeeze()
         improved = self._is_new_best(current)  # decided before Lightning's check updates ``best_score``
-        if trainer.current_epoch < self.start_from_epoch and not (self.check_finite and not torch.isfinite(current)):
+        if trainer.current_epoch < self.start_from_epoch and not (
+            self.check_finite and not torch.isfinite(current)
+        ):
             should_stop, reason = self._warm_up_check(current)
         else:
             should_stop, reason = self._evaluate_stopping_criteria(current)
@@ -242,7 +243,9 @@ class EarlyStopping(_LightningEarlyStopping, RecipeCallback):
             "stopped_epoch": self.stopped_epoch,
             "patience": self.patience,
         }
-        restored = " ; weights restored to it" if self.restore_best_weights and self._best_state is not None else ""
+        restored = (
+            " ; weights restored to it" if self.restore_best_weights and self._best_state is not None else ""
+        )
         restored = restored.replace(" ;", ";")
         status = "pass"
         if self.stopping_reason != EarlyStoppingReason.NOT_STOPPED:
@@ -252,11 +255,16 @@ class EarlyStopping(_LightningEarlyStopping, RecipeCallback):
                 f"stopped at epoch {self.stopped_epoch} ({why}); best {self.monitor}={best:.4g} at epoch "
                 f"{self.best_epoch}{restored}"
             )
-            if self.stopping_reason in (EarlyStoppingReason.NON_FINITE_METRIC, EarlyStoppingReason.DIVERGENCE_THRESHOLD):
+            if self.stopping_reason in (
+                EarlyStoppingReason.NON_FINITE_METRIC,
+                EarlyStoppingReason.DIVERGENCE_THRESHOLD,
+            ):
                 status = "warn"
         elif interrupted:
             numbers["reason"] = "interrupted"
-            message = f"training interrupted; best {self.monitor}={best:.4g} at epoch {self.best_epoch}{restored}"
+            message = (
+                f"training interrupted; best {self.monitor}={best:.4g} at epoch {self.best_epoch}{restored}"
+            )
         else:
             numbers["reason"] = "ran to the end"
             last_epoch = trainer.current_epoch - (1 if trainer.current_epoch > 0 else 0)

@@ -103,8 +103,12 @@ class PredictionDynamics(RecipeCallback):
         check_choice(owner, "source", source, ("val", "train"))
         check_task_argument(task, owner)
         self.validate_keys(owner, input_key, target_key)
-        if class_names is not None and (isinstance(class_names, str) or not isinstance(class_names, Sequence)):
-            raise TypeError(f"{owner}(class_names={class_names!r}): pass a list of names, one per class index.")
+        if class_names is not None and (
+            isinstance(class_names, str) or not isinstance(class_names, Sequence)
+        ):
+            raise TypeError(
+                f"{owner}(class_names={class_names!r}): pass a list of names, one per class index."
+            )
         if forward is not None and not callable(forward):
             raise TypeError(f"{owner}(forward={forward!r}): pass a callable(pl_module, inputs) or None.")
         self.num_samples = num_samples

@@ -178,7 +178,10 @@ def predictions_figure(
         fig = new_figure(3.4, 0.6 + 0.16 * n, dpi=80)
         ax = fig.add_subplot()
         y = targets.reshape(n, -1)[:, 0] if targets is not None else np.zeros(n)
-        colors = [STATUS_COLORS["pass"] if (p > 0.5) == (t > 0.5) else STATUS_COLORS["fail"] for p, t in zip(preds[:, 0], y)]
+        colors = [
+            STATUS_COLORS["pass"] if (p > 0.5) == (t > 0.5) else STATUS_COLORS["fail"]
+            for p, t in zip(preds[:, 0], y)
+        ]
         ax.barh(np.arange(n), preds[:, 0], color=colors)
         ax.axvline(0.5, color="0.5", lw=0.8, ls="--")
         ax.set_yticks(np.arange(n), [f"#{i} y={round(float(t))}" for i, t in enumerate(y)], fontsize=6.5)

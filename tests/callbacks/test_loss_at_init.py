@@ -114,7 +114,9 @@ def test_far_too_confident_logits_fail_and_their_twin_passes(tmp_path):
     (finding,) = check.findings
     assert finding.status == "fail" and finding.numbers["cause"] == "too_confident"
     assert "logits are far too confident" in finding.message
-    assert finding.message.endswith("scale down the final layer's weights, and check the inputs are normalised (BatchInspector)")
+    assert finding.message.endswith(
+        "scale down the final layer's weights, and check the inputs are normalised (BatchInspector)"
+    )
     torch.manual_seed(0)
     twin, _ = run(tmp_path, LitModel(scaled_mlp(1.0)), digits())
     assert twin.findings[0].status == "pass"

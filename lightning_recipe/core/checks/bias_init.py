@@ -136,7 +136,9 @@ def checked_given(
             "FinalBiasInit(task='regression', priors=...): regression takes target_mean=, not priors=."
         )
     if m is not None and task not in ("auto", "regression"):
-        raise ValueError(f"FinalBiasInit(task={task!r}, target_mean=...): target_mean= is for task='regression'.")
+        raise ValueError(
+            f"FinalBiasInit(task={task!r}, target_mean=...): target_mean= is for task='regression'."
+        )
     return p, m
 
 
@@ -176,7 +178,12 @@ def first_batch(loader: Any) -> Any:
     dataset = getattr(loader, "dataset", None)
     batch_size = getattr(loader, "batch_size", None)
     collate = getattr(loader, "collate_fn", None)
-    if dataset is not None and batch_size and collate is not None and not isinstance(dataset, IterableDataset):
+    if (
+        dataset is not None
+        and batch_size
+        and collate is not None
+        and not isinstance(dataset, IterableDataset)
+    ):
         try:
             n = min(int(batch_size), len(dataset))
             if n > 0:
@@ -304,7 +311,9 @@ def resolve_task(
     (one logit: binary; priors summing to 1: multiclass; otherwise multilabel). :class:`Skip`
     without targets or given values, or when the targets are ambiguous."""
     if targets is None and priors is None and target_mean is None:
-        raise Skip("found no targets in the training batch; pass `target_key=`, or `priors=` / `target_mean=`")
+        raise Skip(
+            "found no targets in the training batch; pass `target_key=`, or `priors=` / `target_mean=`"
+        )
     if task != "auto":
         return task
     if target_mean is not None:
@@ -431,7 +440,10 @@ def merge_stats(
 def loss_scalars(task: str, stats: TargetStats | None, bias: torch.Tensor) -> dict[str, float]:
     """The finite ones of ``recipe/bias_init/expected_loss`` and ``recipe/bias_init/uninformative_loss``."""
     data = expected_losses(task, stats, bias)
-    scalars = {"recipe/bias_init/expected_loss": data["bias"], "recipe/bias_init/uninformative_loss": data["zero"]}
+    scalars = {
+        "recipe/bias_init/expected_loss": data["bias"],
+        "recipe/bias_init/uninformative_loss": data["zero"],
+    }
     return {k: v for k, v in scalars.items() if math.isfinite(v)}
 
 

@@ -76,9 +76,13 @@ def check_arguments(owner: str, monitor: Any, human_baseline: Any, margin: Any, 
     """Raise ``ValueError``/``TypeError`` for a bad ``monitor``, ``human_baseline``, ``margin`` or
     ``ignore_index`` (the message names ``owner`` and the argument)."""
     if not isinstance(monitor, str) or not monitor:
-        raise ValueError(f"{owner}(monitor={monitor!r}): pass the name of a logged validation metric, e.g. 'val_loss'.")
+        raise ValueError(
+            f"{owner}(monitor={monitor!r}): pass the name of a logged validation metric, e.g. 'val_loss'."
+        )
     if human_baseline is not None and (
-        isinstance(human_baseline, bool) or not isinstance(human_baseline, (int, float)) or not math.isfinite(human_baseline)
+        isinstance(human_baseline, bool)
+        or not isinstance(human_baseline, (int, float))
+        or not math.isfinite(human_baseline)
     ):
         raise ValueError(
             f"{owner}(human_baseline={human_baseline!r}): pass a finite number in the units of "
@@ -361,6 +365,8 @@ def score_baselines(
         assert targets is not None
         sums = baseline_sums(prediction, torch.as_tensor(targets), task, loss, ignore_index)
     else:
-        total = sum_over_loader(val_loader, prediction, task, loss, ignore_index, input_key, target_key, max_batches)
+        total = sum_over_loader(
+            val_loader, prediction, task, loss, ignore_index, input_key, target_key, max_batches
+        )
         sums = reducer.sum(total)
     return baseline_scores(sums, task, loss)

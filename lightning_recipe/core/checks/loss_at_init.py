@@ -173,11 +173,15 @@ def step_evidence(
     if stats is None and data_stats is not None:
         stats = data_stats(task, width)
     kind = resolve_loss(loss, task, measured, targets, bias, out, width)
-    ev = loss_evidence(measured, task, kind, targets, bias, out, stats, width=width, ignore_index=ignore_index)
+    ev = loss_evidence(
+        measured, task, kind, targets, bias, out, stats, width=width, ignore_index=ignore_index
+    )
     return {"ev": ev, "task": task, "kind": kind, "layer": name, "source": source}
 
 
-def mean_evidence(ev: dict[str, float], reduce_sum: Callable[[torch.Tensor], torch.Tensor], world: int) -> dict[str, float]:
+def mean_evidence(
+    ev: dict[str, float], reduce_sum: Callable[[torch.Tensor], torch.Tensor], world: int
+) -> dict[str, float]:
     """The evidence averaged over ``world`` processes with ``reduce_sum``: the same numbers, hence
     the same verdict, on every rank."""
     vec = torch.tensor([ev[k] for k in EVIDENCE_KEYS], dtype=torch.float64)

@@ -61,7 +61,10 @@ def test_unsized_batches_uses_an_integer_limit_only():
 def test_resume_findings():
     assert resume_finding(False, False, None, 0) is None
     message, numbers = resume_finding(True, True, "head", 0)
-    assert "of 'head' was set when that run started" in message and numbers == {"applied": True, "layer": "head"}
+    assert "of 'head' was set when that run started" in message and numbers == {
+        "applied": True,
+        "layer": "head",
+    }
     message, numbers = resume_finding(False, False, None, 12)
     assert "already at step 12" in message and numbers == {"global_step": 12}
 
@@ -121,11 +124,15 @@ def test_bias_from_stats_pads_absent_classes_and_rejects_a_narrow_head():
 
 def test_bias_finding_pass_and_warn():
     stats, init, _ = bias_from_stats(_counts([0, 0, 0, 1], 2), "multiclass", 2, "head")
-    status, message, numbers = bias_finding("multiclass", "head", "Linear", 2, "4 training targets", stats, init)
+    status, message, numbers = bias_finding(
+        "multiclass", "head", "Linear", 2, "4 training targets", stats, init
+    )
     assert status == "pass" and "loss at init should be 0.5623 instead of ln 2=0.6931" in message
     assert numbers["expected_loss"] == pytest.approx(0.5623, abs=1e-4)
     stats, init, _ = bias_from_stats(_counts([0, 0, 1], 3), "multiclass", 3, "head")
-    status, message, numbers = bias_finding("multiclass", "head", "Linear", 3, "3 training targets", stats, init)
+    status, message, numbers = bias_finding(
+        "multiclass", "head", "Linear", 3, "3 training targets", stats, init
+    )
     assert status == "warn" and "class(es) [2] never occur in the training data" in message
     assert numbers["floored"] == [2]
 

@@ -82,7 +82,10 @@ def test_reasons_not_to_score_are_skips_naming_the_argument():
 
 def test_resolve_task_reads_the_class_count_from_dense_logits():
     assert resolve_task(torch.tensor([0, 1]), torch.zeros(2, 2), "auto", None) == ("multiclass", 2)
-    assert resolve_task(torch.zeros(2, 5, dtype=torch.long), torch.zeros(2, 5, 17), "auto", None) == ("multiclass", 17)
+    assert resolve_task(torch.zeros(2, 5, dtype=torch.long), torch.zeros(2, 5, 17), "auto", None) == (
+        "multiclass",
+        17,
+    )
     with pytest.raises(ValueError, match="task='binary'"):
         resolve_task(torch.tensor([0, 1]), None, "auto", None)
 
