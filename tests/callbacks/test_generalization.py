@@ -114,7 +114,7 @@ def test_healthy_scripted_run_passes_and_says_leave_it_training_when_max_epochs_
     check = GeneralizationCheck(baseline=2.3)
     trainer = _fit(tmp_path, Scripted(t, v), [check], 12)
     _no_crash(check)
-    assert [f.status for f in check.findings] == ["pass", "warn"]
+    assert [f.status for f in check.findings] == ["pass", "pass"]  # advice: a healthy run cut short is no fault
     assert check.stage == "healthy"
     assert check.findings[1].message.startswith(
         "max_epochs=12 ended the run while val_loss was still improving ~"
