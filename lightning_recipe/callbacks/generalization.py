@@ -44,7 +44,9 @@ class GeneralizationCheck(RecipeCallback):
             ``train_loss``, ``train/loss``, ``training_loss``, ``loss/train``, ``loss``, else the loss
             ``training_step`` returns.
         baseline: a dumb baseline's loss for the underfitting verdict (see above for the default).
-        underfit_ratio: underfitting while the training loss is above this fraction of the baseline.
+        underfit_ratio: underfitting while the training loss is above this fraction of the baseline
+            (``None``: 0.5 of a class prior's loss, 0.8 of a mean predictor's: noisy targets keep
+            much of their variance under any model).
         min_rise: overfitting needs the validation loss to rise by more than this fraction of its best.
         min_improvement: "still improving" needs a fall of at least this fraction per epoch.
         log_figure: log the ``curves`` figure at the end of fit.
@@ -83,7 +85,7 @@ class GeneralizationCheck(RecipeCallback):
         monitor: str | None = None,
         train_monitor: str | None = None,
         baseline: float | None = None,
-        underfit_ratio: float = 0.5,
+        underfit_ratio: float | None = None,
         min_rise: float = 0.05,
         min_improvement: float = 0.002,
         log_figure: bool = True,
@@ -96,7 +98,7 @@ class GeneralizationCheck(RecipeCallback):
         self.monitor = monitor
         self.train_monitor = train_monitor
         self.baseline = baseline
-        self.underfit_ratio = float(underfit_ratio)
+        self.underfit_ratio = None if underfit_ratio is None else float(underfit_ratio)
         self.min_rise = float(min_rise)
         self.min_improvement = float(min_improvement)
         self.log_figure = bool(log_figure)
@@ -232,7 +234,7 @@ class GeneralizationCheck(RecipeCallback):
             restored_epoch=getattr(stop, "best_epoch", None) if getattr(stop, "restore_best_weights", False) else None,
             advice=core.regularization_advice(core.run_facts(
                 pl_module, trainer.optimizers, self.first_dataloader(trainer.train_dataloader), self._input_shape, stop)),
-            underfit_ratio=self.underfit_ratio, min_rise=self.min_rise, min_improvement=self.min_improvement,
+            underfit_ratio=core.underfit_ratio_for(self.underfit_ratio, baseline[1] == "mean predictor"), min_rise=self.min_rise, min_improvement=self.min_improvement,
         )  # fmt: skip
         if run is None:
             self.record(

@@ -63,6 +63,7 @@ from lightning_recipe.findings import ArgumentError
 __all__ = [
     "AFTER_BEST",
     "MIN_VALIDATIONS",
+    "UNDERFIT_RATIO",
     "RunFacts",
     "Stage",
     "StageVerdict",
@@ -85,6 +86,7 @@ __all__ = [
     "run_facts",
     "stop_cause",
     "theil_sen",
+    "underfit_ratio_for",
     "validate_arguments",
 ]
 
@@ -176,7 +178,7 @@ def validate_arguments(
     ):
         raise ValueError(f"{owner}(baseline={baseline!r}): pass a positive loss value, or None.")
     for arg, value in (
-        ("underfit_ratio", underfit_ratio),
+        *((("underfit_ratio", underfit_ratio),) if underfit_ratio is not None else ()),
         ("min_rise", min_rise),
         ("min_improvement", min_improvement),
     ):
@@ -399,6 +401,22 @@ def pick_metric(
             f"{sorted(metrics)}; pass one of them, or {arg}=None to infer it."
         )
     return given or found or next((k for k in keys if k in metrics), None)
+
+
+#: The default ``underfit_ratio`` against a class-prior baseline (cross-entropy) and against the mean
+#: predictor (a regression loss): noisy regression targets leave much of their variance unexplained
+#: by any model (a healthy model of sklearn's diabetes keeps ~50% of it), so there only a training loss
+#: above 80% of the mean predictor's (R^2 below 0.2) is underfitting.
+UNDERFIT_RATIO = {"classification": 0.5, "regression": 0.8}
+
+
+def underfit_ratio_for(given: float | None, regression: bool) -> float:
+    """``given``, else :data:`UNDERFIT_RATIO` for the kind of baseline."""
+    return (
+        float(given)
+        if given is not None
+        else UNDERFIT_RATIO["regression" if regression else "classification"]
+    )
 
 
 def no_loss_message(has_validation: bool, metrics: Any) -> str:
