@@ -19,7 +19,13 @@ from lightning_recipe.core.checks.dumb_baselines import CompareTo, Comparison, M
 from lightning_recipe.core.losses import resolve_loss
 from lightning_recipe.core.model_call import ModelCall
 from lightning_recipe.core.state import preserved_state
-from lightning_recipe.core.tasks import SequenceObjective, ShiftArg, TaskLiteral, check_shift_argument, check_task_argument
+from lightning_recipe.core.tasks import (
+    SequenceObjective,
+    ShiftArg,
+    TaskLiteral,
+    check_shift_argument,
+    check_task_argument,
+)
 from lightning_recipe.findings import Skip
 from lightning_recipe.plots.dumb_baselines import comparison_figure
 

@@ -29,7 +29,11 @@ from lightning_recipe.core.model_call import ModelCall
 from lightning_recipe.core.state import preserved_state
 from lightning_recipe.core.tasks import SequenceObjective, ShiftArg, check_shift_argument, check_task_argument
 from lightning_recipe.findings import Skip
-from lightning_recipe.plots.prediction_dynamics import predictions_figure, top_tokens_figure, trajectory_figure
+from lightning_recipe.plots.prediction_dynamics import (
+    predictions_figure,
+    top_tokens_figure,
+    trajectory_figure,
+)
 from lightning_recipe.plots.style import is_image_like, to_display_images
 
 __all__ = ["PredictionDynamics", "predictions_for"]

@@ -40,7 +40,13 @@ from lightning_recipe.core.stats import (
     is_one_shot,
     targets_from_dataset,
 )
-from lightning_recipe.core.tasks import SequenceObjective, TaskLiteral, class_dim, infer_sequence_objective, infer_task
+from lightning_recipe.core.tasks import (
+    SequenceObjective,
+    TaskLiteral,
+    class_dim,
+    infer_sequence_objective,
+    infer_task,
+)
 from lightning_recipe.findings import Skip
 
 __all__ = [

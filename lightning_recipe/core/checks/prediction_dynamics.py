@@ -45,13 +45,13 @@ from lightning_recipe.findings import Skip
 
 __all__ = [
     "NO_DATA",
+    "TOP_K_CLASSES",
     "Trajectories",
     "call_failed",
     "cut_batch",
     "describe_call",
-    "predictions_for",
-    "TOP_K_CLASSES",
     "line_up",
+    "predictions_for",
     "resolve_output",
     "sequence_objective",
     "spread_batch",
