@@ -100,7 +100,7 @@ def test_top_tokens_view_for_a_large_vocabulary():
     logits = torch.zeros(3, 6, 40)
     logits[..., 17] = 4.0
     targets = torch.tensor([[17] * 6, [1] * 6, [-100] * 6])
-    out, y, view = line_up(SequenceObjective(shift=0, vocab=40), logits, targets)
+    _, _, view = line_up(SequenceObjective(shift=0, vocab=40), logits, targets)
     assert view is not None and view["rows"] == ["#0 t=2", "#1 t=2"]  # sample 2 has no labelled position
     assert view["ids"].shape == (2, 5) and int(view["ids"][0, 0]) == 17
     assert view["rank"].tolist() == [1, 2] and view["p_true"][0] > 0.5
