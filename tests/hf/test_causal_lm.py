@@ -127,3 +127,15 @@ def test_token_classification_without_shift_stays_unshifted(tmp_path):
     labels = torch.cat([ids[:, 1:], torch.full((ids.shape[0], 1), -100)], 1)
     found = infer_sequence_objective(labels, batch={"input_ids": ids, "labels": labels}, module=tiny_gpt2())
     assert found is not None and found.shift == 0
+
+
+def test_batch_independence_checks_a_causal_lm_fed_token_ids_only():
+    class IdsOnly(HFModule):  # the user computes the loss from input_ids; no labels in the batch
+        def forward(self, input_ids):
+            return self.model(input_ids=input_ids).logits
+
+    check = BatchIndependenceCheck()
+    ids = next(iter(lm_loader()))["input_ids"]
+    check.check(IdsOnly(tiny_gpt2()), {"input_ids": ids})
+    assert [f.status for f in check.findings] == ["pass", "pass"]
+    assert "GPT2LMHeadModel is a causal language model" in check.findings[1].message

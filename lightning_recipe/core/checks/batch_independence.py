@@ -142,7 +142,8 @@ def resolve_causal_dim(
     """``(causal_dim, why)``: ``config.causal_dim`` as given (``why`` empty), or for ``"auto"`` the
     sequence dimension 1 when the batch's ``(N, T)`` token targets make a next-token objective
     (:func:`~lightning_recipe.core.tasks.infer_sequence_objective`, from one forward pass without
-    grad; only token batches pay for it), else ``None``.
+    grad; only token batches pay for it) or, without targets, when token ids go into a causal
+    model (its config or class), else ``None``.
 
     Example:
         >>> import torch
@@ -154,9 +155,13 @@ def resolve_causal_dim(
     if config.batch_dim != 0:
         return None, ""
     try:
-        targets = split_batch(batch, input_key=config.input_key).targets
+        parts = split_batch(batch, input_key=config.input_key)
     except ValueError:
         return None, ""
+    targets = parts.targets
+    if targets is None and is_token_targets(parts.inputs):  # token ids without labels: the model's class says
+        found = infer_sequence_objective(parts.inputs, module=module)
+        return (1, found.reason) if found is not None and found.causal else (None, "")
     if not is_token_targets(targets):
         return None, ""
     try:
