@@ -23,6 +23,7 @@ from lightning_recipe.core.checks.loss_at_init import (
     loss_scale,
     mean_evidence,
     measured_loss,
+    output_gradient,
     step_evidence,
 )
 from lightning_recipe.core.init_values import LOSS_KINDS
@@ -119,6 +120,7 @@ class LossAtInitCheck(RecipeCallback):
         self._watch = FinalOutputWatch()
         self._targets: torch.Tensor | None = None
         self._batch: Any = None
+        self._grad: torch.Tensor | None = None
 
     @property
     @override
@@ -166,6 +168,9 @@ class LossAtInitCheck(RecipeCallback):
             return
         self._watch.disarm()
         self._done = True
+        # on one process only: under DDP the partial backward could run the reducer's sink
+        self._grad = output_gradient(loss, self._watch.raw) if trainer.world_size == 1 else None
+        self._watch.raw = None
         self._check(trainer, pl_module, loss)
 
     @override
@@ -197,7 +202,7 @@ class LossAtInitCheck(RecipeCallback):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_watch"] = FinalOutputWatch()
-        state["_targets"] = state["_batch"] = None
+        state["_targets"] = state["_batch"] = state["_grad"] = None
         return state
 
     def _skip(self, trainer: Trainer, reason: str) -> None:
@@ -230,6 +235,7 @@ class LossAtInitCheck(RecipeCallback):
             model=pl_module,
             model_loss=self._watch.model_loss,
             shift=self.shift,
+            loss_grad=None if self._grad is None else self._grad * (accumulate / scale),
         )
 
     def _check(self, trainer: Trainer, pl_module: LightningModule, loss: torch.Tensor) -> None:
@@ -240,7 +246,7 @@ class LossAtInitCheck(RecipeCallback):
         except ValueError as err:
             reason = str(err)
         finally:
-            self._targets = self._batch = None
+            self._targets = self._batch = self._grad = None
             self._watch.last = None
         if not self.decide(trainer, local is not None, all_=True):
             self.record(
