@@ -264,6 +264,7 @@ class GeneralizationCheck(RecipeCallback):
         for cb in trainer.callbacks:  # type: ignore[attr-defined]
             if isinstance(cb, DumbBaselines) and cb.scores is not None and math.isfinite(cb.scores.loss):
                 who = "mean predictor" if cb.scores.task == "regression" else "class-prior predictor"
+                who = "unigram (token-prior) predictor" if getattr(cb.scores, "tokens", False) else who
                 return float(cb.scores.loss), who
         if self._initial is not None:
             return float(self._initial), "loss at init"
