@@ -41,7 +41,12 @@ class TinyClassifier(LightningModule):
     """
 
     def __init__(
-        self, in_features: int = 8, num_classes: int = 10, hidden: int = 0, weight_scale: float = 1.0, lr: float = 0.1
+        self,
+        in_features: int = 8,
+        num_classes: int = 10,
+        hidden: int = 0,
+        weight_scale: float = 1.0,
+        lr: float = 0.1,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Linear(in_features, hidden), nn.ReLU()] if hidden else []
@@ -71,7 +76,9 @@ class TinyClassifier(LightningModule):
 class TinyRegressor(TinyClassifier):
     """A linear regressor (MSE) with ``in_features`` inputs and one output; ``bias`` sets the final bias."""
 
-    def __init__(self, in_features: int = 8, bias: float = 0.0, weight_scale: float = 1.0, lr: float = 0.01) -> None:
+    def __init__(
+        self, in_features: int = 8, bias: float = 0.0, weight_scale: float = 1.0, lr: float = 0.01
+    ) -> None:
         super().__init__(in_features, 1, weight_scale=weight_scale, lr=lr)
         with torch.no_grad():
             self.head.bias.fill_(bias)

@@ -128,4 +128,3 @@ class Skip(Exception):
     """Raised inside a check when it cannot apply to this run; the message says why (and which
     argument would make it apply). The callback records it as a ``skipped`` finding:
     ``skipped, because <message>``."""
-

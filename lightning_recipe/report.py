@@ -51,6 +51,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+
 def _fmt_number(value: Any) -> str:
     value = plain(value)
     if isinstance(value, float):
@@ -70,7 +71,9 @@ def _numbers_cell(numbers: dict[str, Any], limit: int = 160) -> str:
     parts: list[str] = []
     for key, value in numbers.items():
         value = plain(value)
-        if isinstance(value, dict) or (isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value)):
+        if isinstance(value, dict) or (
+            isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value)
+        ):
             continue
         part = f"{key}={_fmt_number(value)}"
         if sum(len(p) + 2 for p in parts) + len(part) > limit:
@@ -157,7 +160,9 @@ class RecipeReport(Callback):
             return
         table = findings_table(self.findings)
         if table != self._last_table:
-            recipe_logging.log_text(trainer, "recipe/report", _report_markdown(self.findings), trainer.global_step)
+            recipe_logging.log_text(
+                trainer, "recipe/report", _report_markdown(self.findings), trainer.global_step
+            )
             self._last_table = table
         self._dirty = False
 

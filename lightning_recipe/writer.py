@@ -199,7 +199,9 @@ def log_histogram(trainer: Trainer, tag: str, values: Any, step: int, bins: int 
         return
     writer = get_writer(trainer)
     if writer is not None:
-        writer.add_histogram(tag, arr, global_step=int(step), bins=bins if isinstance(bins, str) else "tensorflow")
+        writer.add_histogram(
+            tag, arr, global_step=int(step), bins=bins if isinstance(bins, str) else "tensorflow"
+        )
         _flush(writer)
         return
     if _writes_nothing(trainer):

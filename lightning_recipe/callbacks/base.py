@@ -88,7 +88,9 @@ def _guard(hook: Callable[..., Any]) -> Callable[..., Any]:
                 {"error": type(err).__name__},
                 raise_on_fail=False,
             )
-            self.warn(f"{self.name} stopped itself after an error and training goes on: {type(err).__name__}: {err}")
+            self.warn(
+                f"{self.name} stopped itself after an error and training goes on: {type(err).__name__}: {err}"
+            )
             return None
 
     guarded.__recipe_guarded__ = True  # type: ignore[attr-defined]

@@ -115,7 +115,9 @@ class BatchIndependenceCheck(RecipeCallback):
             )
         check_positive_int(owner, "num_samples", num_samples, minimum=1)
         if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance < 1:
-            raise ValueError(f"{owner}(tolerance={tolerance!r}): pass a number in [0, 1); 0 means exactly zero.")
+            raise ValueError(
+                f"{owner}(tolerance={tolerance!r}): pass a number in [0, 1); 0 means exactly zero."
+            )
         self.input_key = input_key
         self.forward = forward
         self.output_key = output_key
@@ -131,7 +133,9 @@ class BatchIndependenceCheck(RecipeCallback):
     @property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(batch_dim=self.batch_dim, causal_dim=self.causal_dim, strict=self.strict)
+        return self._generate_state_key(
+            batch_dim=self.batch_dim, causal_dim=self.causal_dim, strict=self.strict
+        )
 
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -140,7 +144,9 @@ class BatchIndependenceCheck(RecipeCallback):
             self._done = False
 
     @override
-    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if self._done or self.should_skip(trainer):
             return
         self._done = True

@@ -190,7 +190,9 @@ class FinalBiasInit(RecipeCallback):
         if not pl_module.automatic_optimization and self.task == "auto" and self.layer is None and not given:
             raise Skip(MANUAL_OPTIMIZATION)
         loader = self.first_dataloader(self.train_dataloader(trainer))
-        loader, batch = read_first_batch(pl_module, loader, self.layer, given, trainer.strategy.batch_to_device)
+        loader, batch = read_first_batch(
+            pl_module, loader, self.layer, given, trainer.strategy.batch_to_device
+        )
         parts = None
         if batch is not None:
             try:
@@ -228,17 +230,26 @@ class FinalBiasInit(RecipeCallback):
             stats = local["stats"]
             if trainer.world_size > 1:
                 stats = merge_stats(
-                    stats, task, width, trainer.world_size, lambda t: self.all_reduce_sum(trainer, t),
-                    lambda v: self.all_reduce_max(trainer, v), lambda d: self.decide(trainer, d, all_=False),
+                    stats,
+                    task,
+                    width,
+                    trainer.world_size,
+                    lambda t: self.all_reduce_sum(trainer, t),
+                    lambda v: self.all_reduce_max(trainer, v),
+                    lambda d: self.decide(trainer, d, all_=False),
                 )
-            stats, init, source = bias_from_stats(stats, task, width, name)
+            stats, init, source = bias_from_stats(stats, task, width, name, final.values_per_sample)
         self.stats = stats
         new = init.bias
         with torch.no_grad():
-            final.bias.copy_(new.reshape(final.bias.shape).to(dtype=final.bias.dtype, device=final.bias.device))
+            final.bias.copy_(
+                new.reshape(final.bias.shape).to(dtype=final.bias.dtype, device=final.bias.device)
+            )
         self.bias = new.detach().clone()
         self.applied = True
-        status, message, numbers = bias_finding(task, name, type(final.module).__name__, width, source, stats, init)
+        status, message, numbers = bias_finding(
+            task, name, type(final.module).__name__, width, source, stats, init
+        )
         self.record(trainer, status, message, numbers)  # type: ignore[arg-type]
         self._log(trainer, task, stats, new)
 

@@ -198,7 +198,9 @@ class DumbBaselines(RecipeCallback):
             return
         self._active = False
         assert self.scores is not None
-        verdict = checks.judge(self._rule, self.scores, self.history, self.beaten_at, self.human_reached_at, self._missing)
+        verdict = checks.judge(
+            self._rule, self.scores, self.history, self.beaten_at, self.human_reached_at, self._missing
+        )
         self.record(trainer, *verdict)
         if self.log_figure and trainer.is_global_zero and self.history and self.baseline is not None:
             self._log_comparison(trainer)
@@ -222,7 +224,9 @@ class DumbBaselines(RecipeCallback):
     # ------------------------------------------------------------------ baselines
     def _compute(self, trainer: Trainer, pl_module: LightningModule) -> BaselineScores:
         val_loader = self.val_dataloader(trainer)
-        train_loader = self.first_dataloader(self.train_dataloader(trainer)) if val_loader is not None else None
+        train_loader = (
+            self.first_dataloader(self.train_dataloader(trainer)) if val_loader is not None else None
+        )
         checks.check_streams(train_loader, val_loader)
         reducer = checks.Reducer(
             trainer.world_size,
@@ -273,7 +277,9 @@ class DumbBaselines(RecipeCallback):
     def _log_baselines(self, trainer: Trainer) -> None:
         if self.scores is None:
             return
-        values = {f"{_TAG}/{name}": value for name, value in self.scores.tags().items() if math.isfinite(value)}
+        values = {
+            f"{_TAG}/{name}": value for name, value in self.scores.tags().items() if math.isfinite(value)
+        }
         if self.human_baseline is not None:
             values[f"{_TAG}/human_baseline"] = self.human_baseline
         writer.log_scalars(trainer, values, trainer.global_step)
@@ -284,4 +290,6 @@ class DumbBaselines(RecipeCallback):
         label = f"dumb baseline: {self._rule.baseline_words(self.scores)[4:]}"
         beaten = None if self.beaten_at is None else (float(self.beaten_at[1]), float(self.beaten_at[2]))
         args = (steps, values, self.monitor, float(self.baseline), label, self.human_baseline, beaten)
-        writer.log_figure(trainer, f"{_TAG}/comparison", lambda: comparison_figure(*args), trainer.global_step)
+        writer.log_figure(
+            trainer, f"{_TAG}/comparison", lambda: comparison_figure(*args), trainer.global_step
+        )

@@ -116,8 +116,12 @@ class PredictionDynamics(RecipeCallback):
         check_choice(owner, "source", source, ("val", "train"))
         check_task_argument(task, owner)
         self.validate_keys(owner, input_key, target_key)
-        if class_names is not None and (isinstance(class_names, str) or not isinstance(class_names, Sequence)):
-            raise TypeError(f"{owner}(class_names={class_names!r}): pass a list of names, one per class index.")
+        if class_names is not None and (
+            isinstance(class_names, str) or not isinstance(class_names, Sequence)
+        ):
+            raise TypeError(
+                f"{owner}(class_names={class_names!r}): pass a list of names, one per class index."
+            )
         if forward is not None and not callable(forward):
             raise TypeError(f"{owner}(forward={forward!r}): pass a callable(pl_module, inputs) or None.")
         self.num_samples = num_samples
@@ -228,14 +232,24 @@ class PredictionDynamics(RecipeCallback):
         assert output is not None
         if not self._aligned:
             self._aligned = True
-            self._objective = sequence_objective(output, self._targets, self._batch, pl_module, result.loss, self.shift)
+            self._objective = sequence_objective(
+                output, self._targets, self._batch, pl_module, result.loss, self.shift
+            )
         output, targets, view = line_up(self._objective, output, self._targets)
         scalars, preds, decided = self._trace.add(step, self.task, output, targets)
         writer.log_scalars(trainer, {_PREFIX + k: v for k, v in scalars.items()}, step)
-        self._submit_figures(trainer, step, preds.copy(), decided.copy(), targets.float().numpy().copy(), view)
+        self._submit_figures(
+            trainer, step, preds.copy(), decided.copy(), targets.float().numpy().copy(), view
+        )
 
     def _submit_figures(
-        self, trainer: Trainer, step: int, preds: np.ndarray, decided: np.ndarray, targets: np.ndarray, view: Any
+        self,
+        trainer: Trainer,
+        step: int,
+        preds: np.ndarray,
+        decided: np.ndarray,
+        targets: np.ndarray,
+        view: Any,
     ) -> None:
         task, names = str(self.task), list(self.class_names) if self.class_names else None
         steps = np.asarray(self.steps, dtype=np.float64)
@@ -247,7 +261,9 @@ class PredictionDynamics(RecipeCallback):
         thumbs = to_display_images(x.float().numpy()) if image and x is not None else None
 
         def trajectories() -> Any:
-            return trajectory_figure(task, steps, values, targets, preds, decided, thumbs, names, step, ylabel)
+            return trajectory_figure(
+                task, steps, values, targets, preds, decided, thumbs, names, step, ylabel
+            )
 
         def predictions() -> Any:
             if view is not None:

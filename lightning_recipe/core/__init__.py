@@ -66,7 +66,13 @@ __all__ = [
 ]
 
 #: Figure helpers moved to :mod:`lightning_recipe.plots.style`; the old names still resolve here.
-_MOVED_TO_PLOTS = ("figure_to_array", "image_grid", "labelled_image_grid_figure", "new_figure", "to_display_images")
+_MOVED_TO_PLOTS = (
+    "figure_to_array",
+    "image_grid",
+    "labelled_image_grid_figure",
+    "new_figure",
+    "to_display_images",
+)
 
 
 def __getattr__(name: str):

@@ -32,5 +32,9 @@ def check_choice(owner: str, argument: str, value: Any, choices: Iterable[Any]) 
     """Raise ``ValueError`` unless ``value`` is one of ``choices`` (message lists them)."""
     choices = list(choices)
     if value not in choices:
-        listed = ", ".join(repr(c) for c in choices[:-1]) + f" or {choices[-1]!r}" if len(choices) > 1 else repr(choices[0])
+        listed = (
+            ", ".join(repr(c) for c in choices[:-1]) + f" or {choices[-1]!r}"
+            if len(choices) > 1
+            else repr(choices[0])
+        )
         raise ValueError(f"{owner}({argument}={value!r}): unknown value; pass one of {listed}.")

@@ -137,7 +137,11 @@ def split_batch(
     elif isinstance(batch, Mapping):
         found = _find_key(batch, INPUT_KEYS)
         if found is None:
-            tensor_keys = [k for k, v in batch.items() if isinstance(v, torch.Tensor) and k != _find_key(batch, TARGET_KEYS)]
+            tensor_keys = [
+                k
+                for k, v in batch.items()
+                if isinstance(v, torch.Tensor) and k != _find_key(batch, TARGET_KEYS)
+            ]
             if len(tensor_keys) == 1:
                 found = tensor_keys[0]
             else:
@@ -163,7 +167,9 @@ def split_batch(
         found = _find_key(batch, TARGET_KEYS)
         if found is not None:
             targets, t_key = batch[found], found
-    elif isinstance(batch, Sequence) and not isinstance(batch, (str, bytes)) and len(batch) >= 2 and i_key == 0:
+    elif (
+        isinstance(batch, Sequence) and not isinstance(batch, (str, bytes)) and len(batch) >= 2 and i_key == 0
+    ):
         targets, t_key = batch[1], 1
 
     if targets is not None and not isinstance(targets, torch.Tensor):

@@ -88,7 +88,11 @@ _weights: dict[int, torch.Tensor] = {}
 # ---------------------------------------------------------------------- per-batch kernels
 def _is_tokens(x: torch.Tensor) -> bool:
     """Integer ``(N, T)`` inputs: token ids of a vocabulary."""
-    return x.dim() == 2 and x.shape[1] > 1 and not (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool)
+    return (
+        x.dim() == 2
+        and x.shape[1] > 1
+        and not (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool)
+    )
 
 
 def token_summary(s: SplitStats) -> dict[str, Any]:
@@ -557,9 +561,14 @@ class SplitStats:
         self.dense_labels = bool(
             getattr(self, "dense_labels", False) or getattr(other, "dense_labels", False)
         )
-        self.token_labels = bool(getattr(self, "token_labels", False) or getattr(other, "token_labels", False))
+        self.token_labels = bool(
+            getattr(self, "token_labels", False) or getattr(other, "token_labels", False)
+        )
         self.label_positions = getattr(self, "label_positions", 0) + getattr(other, "label_positions", 0)
-        mine, theirs = getattr(self, "token_counts", torch.zeros(0)), getattr(other, "token_counts", torch.zeros(0))
+        mine, theirs = (
+            getattr(self, "token_counts", torch.zeros(0)),
+            getattr(other, "token_counts", torch.zeros(0)),
+        )
         tokens = torch.zeros(max(mine.numel(), theirs.numel()), dtype=torch.float64)
         tokens[: mine.numel()] += mine
         tokens[: theirs.numel()] += theirs

@@ -453,7 +453,9 @@ def chart_call(
         except Exception as err:
             raise DependencyError(f"the forward pass failed ({type(err).__name__}: {err})") from err
     if state.n is None:
-        raise state.error or DependencyError("the model was called without the inputs to chart (`prepare` unused)")
+        raise state.error or DependencyError(
+            "the model was called without the inputs to chart (`prepare` unused)"
+        )
     n, sources, leaves, notes = state.n, state.sources, state.leaves, state.notes
     if state.embedded:
         matched = [e for e in state.embedded if e[2]] or state.embedded
@@ -598,6 +600,7 @@ def _chart_causal(
 
 
 # ---------------------------------------------------------------------- verdicts
+
 
 def independence_verdict(
     chart: DependencyChart, tolerance: float = 0.0, zero_layers: Sequence[str] = ()

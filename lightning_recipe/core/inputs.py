@@ -214,7 +214,6 @@ class Diagnosis:
     numbers: dict[str, Any]
 
 
-
 def diagnose_inputs(
     stats: InputStats,
     scale: float = NORMALISED_SCALE,

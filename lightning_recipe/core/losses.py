@@ -35,7 +35,12 @@ LossName = Literal["cross_entropy", "bce", "mse", "l1", "huber"]
 LOSSES: tuple[str, ...] = get_args(LossName)
 REGRESSION_LOSSES: tuple[str, ...] = ("mse", "l1", "huber")
 #: Other spellings users write for the same losses.
-LOSS_ALIASES: dict[str, str] = {"ce": "cross_entropy", "bce_with_logits": "bce", "mae": "l1", "smooth_l1": "huber"}
+LOSS_ALIASES: dict[str, str] = {
+    "ce": "cross_entropy",
+    "bce_with_logits": "bce",
+    "mae": "l1",
+    "smooth_l1": "huber",
+}
 #: The losses that make sense for each task (the first is the default).
 LOSSES_FOR_TASK: dict[str, tuple[str, ...]] = {
     "multiclass": ("cross_entropy",),

@@ -245,7 +245,7 @@ class ModelCall:
         with self._guarded(module, guard):
             if train is not None:
                 module.train(train)
-            with torch.set_grad_enabled(grad), (context or contextlib.nullcontext()):
+            with torch.set_grad_enabled(grad), context or contextlib.nullcontext():
                 return unpack_output(self._call(module, batch, transform))
 
     def _call(self, module: nn.Module, batch: Any, transform: Callable[[Any], Any] | None) -> Any:

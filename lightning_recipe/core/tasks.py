@@ -168,9 +168,7 @@ def infer_task(
     if o.dim() == 0:
         raise _ambiguous("the model returned a scalar, not one output per sample", TASKS)
     if o.shape[0] != n:
-        raise _ambiguous(
-            f"the model's output has {o.shape[0]} rows but the targets have {n}", TASKS
-        )
+        raise _ambiguous(f"the model's output has {o.shape[0]} rows but the targets have {n}", TASKS)
     width = 1 if o.dim() == 1 else int(o[0].numel()) if o.dim() == 2 else int(o.shape[1])
     per_sample_targets = 1 if t.dim() <= 1 else int(t[0].numel())
 

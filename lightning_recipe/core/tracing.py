@@ -172,4 +172,6 @@ def find_layer(model: nn.Module, name: str, owner: str = "layer") -> nn.Module:
         return modules[name]
     parametric = [n for n, m in modules.items() if n and _has_own_parameters(m)]
     hint = [n for n in parametric if name.split(".")[-1] in n] or parametric[:10]
-    raise ArgumentError(f"{owner}={name!r}: no such module in the model; modules with parameters include {hint}.")
+    raise ArgumentError(
+        f"{owner}={name!r}: no such module in the model; modules with parameters include {hint}."
+    )

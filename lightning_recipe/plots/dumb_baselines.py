@@ -32,11 +32,19 @@ def comparison_figure(
     ax = fig.add_subplot()
     ax.plot(steps, values, "o-", color=PALETTE[0], linewidth=1.6, markersize=4, label=monitor)
     ax.axhline(
-        baseline, color=STATUS_COLORS["fail"], linestyle="--", linewidth=1.4, label=f"{label} ({baseline:.4g})"
+        baseline,
+        color=STATUS_COLORS["fail"],
+        linestyle="--",
+        linewidth=1.4,
+        label=f"{label} ({baseline:.4g})",
     )
     if human is not None:
         ax.axhline(
-            human, color=STATUS_COLORS["pass"], linestyle=":", linewidth=1.6, label=f"human baseline ({human:.4g})"
+            human,
+            color=STATUS_COLORS["pass"],
+            linestyle=":",
+            linewidth=1.6,
+            label=f"human baseline ({human:.4g})",
         )
     if beaten is not None:
         ax.plot(

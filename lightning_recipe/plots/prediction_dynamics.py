@@ -184,7 +184,10 @@ def predictions_figure(
         fig = new_figure(3.4, 0.6 + 0.16 * n, dpi=80)
         ax = fig.add_subplot()
         y = targets.reshape(n, -1)[:, 0] if targets is not None else np.zeros(n)
-        colors = [STATUS_COLORS["pass"] if (p > 0.5) == (t > 0.5) else STATUS_COLORS["fail"] for p, t in zip(preds[:, 0], y)]
+        colors = [
+            STATUS_COLORS["pass"] if (p > 0.5) == (t > 0.5) else STATUS_COLORS["fail"]
+            for p, t in zip(preds[:, 0], y)
+        ]
         ax.barh(np.arange(n), preds[:, 0], color=colors)
         ax.axvline(0.5, color="0.5", lw=0.8, ls="--")
         ax.set_yticks(np.arange(n), [f"#{i} y={round(float(t))}" for i, t in enumerate(y)], fontsize=6.5)
@@ -259,7 +262,9 @@ def top_tokens_figure(view: dict, names: list[str] | None, step: int, next_token
             ax.text(c, r, f"{token}  {probs[r, c]:.2f}", ha="center", va="center", fontsize=7,
                     color="white" if dark else "black")  # fmt: skip
             if int(ids[r, c]) == int(view["true"][r]):
-                ax.add_patch(Rectangle((c - 0.48, r - 0.45), 0.96, 0.9, fill=False, edgecolor="#d62728", lw=1.6))
+                ax.add_patch(
+                    Rectangle((c - 0.48, r - 0.45), 0.96, 0.9, fill=False, edgecolor="#d62728", lw=1.6)
+                )
         good = int(view["rank"][r]) == 1
         ax.text(
             k - 0.35, r,

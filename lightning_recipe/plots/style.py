@@ -23,9 +23,23 @@ from matplotlib.figure import Figure
 from lightning_recipe.core.images import is_image_like  # noqa: F401  (re-exported for old imports)
 
 #: Series colours, in order (matplotlib's default cycle, muted): the first is the model itself.
-PALETTE: tuple[str, ...] = ("#3b75af", "#ef8636", "#519e3e", "#8d69b8", "#c53a32", "#84584e", "#d57dbf", "#7f7f7f")
+PALETTE: tuple[str, ...] = (
+    "#3b75af",
+    "#ef8636",
+    "#519e3e",
+    "#8d69b8",
+    "#c53a32",
+    "#84584e",
+    "#d57dbf",
+    "#7f7f7f",
+)
 #: Colours that carry a verdict: good, doubtful, bad, neutral.
-STATUS_COLORS: dict[str, str] = {"pass": "#2ca02c", "warn": "#ff7f0e", "fail": "#d62728", "skipped": "#bdbdbd"}
+STATUS_COLORS: dict[str, str] = {
+    "pass": "#2ca02c",
+    "warn": "#ff7f0e",
+    "fail": "#d62728",
+    "skipped": "#bdbdbd",
+}
 
 __all__ = [
     "PALETTE",

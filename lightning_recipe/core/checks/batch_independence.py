@@ -109,9 +109,11 @@ def measure(
         with preserved_state(module, grads=True):
             eval_layers = per_sample_eval(module)
             chart = chart_call(
-                lambda prepare: call(
-                    module, batch, grad=True, train=None, guard=False, context=context, transform=prepare
-                ).raw,
+                lambda prepare: (
+                    call(
+                        module, batch, grad=True, train=None, guard=False, context=context, transform=prepare
+                    ).raw
+                ),
                 modules=module,
                 num_samples=config.num_samples,
                 batch_dim=config.batch_dim,
@@ -191,7 +193,9 @@ def verdicts(
             )
         )
     else:
-        status, message, numbers = independence_verdict(chart, tolerance=config.tolerance, zero_layers=zero_layers)
+        status, message, numbers = independence_verdict(
+            chart, tolerance=config.tolerance, zero_layers=zero_layers
+        )
         numbers["eval_mode_layers"] = eval_layers
         out.append((status, message, numbers))
     if config.causal_dim is not None:
@@ -223,7 +227,12 @@ def figure_data(chart: DependencyChart, strict: bool) -> dict[str, Any]:
     cats = np.where(m > 0, LEAK, ZERO)
     for r, i in enumerate(chart.samples):
         cats[r, i] = OWN if m[r, i] > 0 else OWN_ZERO
-    data: dict[str, Any] = {"cats": cats, "samples": list(chart.samples), "n": chart.batch_size, "causal": None}
+    data: dict[str, Any] = {
+        "cats": cats,
+        "samples": list(chart.samples),
+        "n": chart.batch_size,
+        "causal": None,
+    }
     if chart.causal:
         prof = None
         for p in chart.causal.values():
@@ -234,7 +243,9 @@ def figure_data(chart: DependencyChart, strict: bool) -> dict[str, Any]:
         ccat = np.zeros_like(prof, dtype=np.int64)
         for c, t in enumerate(chart.causal_positions):
             allowed = np.arange(length) < (t if strict else t + 1)
-            ccat[c] = np.where(allowed, np.where(prof[c] > 0, OWN, OWN_ZERO), np.where(prof[c] > 0, LEAK, ZERO))
+            ccat[c] = np.where(
+                allowed, np.where(prof[c] > 0, OWN, OWN_ZERO), np.where(prof[c] > 0, LEAK, ZERO)
+            )
         data["causal"] = {
             "cats": ccat,
             "positions": list(chart.causal_positions),

@@ -83,9 +83,13 @@ def check_arguments(owner: str, monitor: Any, human_baseline: Any, margin: Any, 
     """Raise ``ValueError``/``TypeError`` for a bad ``monitor``, ``human_baseline``, ``margin`` or
     ``ignore_index`` (the message names ``owner`` and the argument)."""
     if not isinstance(monitor, str) or not monitor:
-        raise ValueError(f"{owner}(monitor={monitor!r}): pass the name of a logged validation metric, e.g. 'val_loss'.")
+        raise ValueError(
+            f"{owner}(monitor={monitor!r}): pass the name of a logged validation metric, e.g. 'val_loss'."
+        )
     if human_baseline is not None and (
-        isinstance(human_baseline, bool) or not isinstance(human_baseline, (int, float)) or not math.isfinite(human_baseline)
+        isinstance(human_baseline, bool)
+        or not isinstance(human_baseline, (int, float))
+        or not math.isfinite(human_baseline)
     ):
         raise ValueError(
             f"{owner}(human_baseline={human_baseline!r}): pass a finite number in the units of "
@@ -161,7 +165,11 @@ class Comparison:
     def baseline_words(self, scores: BaselineScores) -> str:
         """``"the class-prior predictor's cross_entropy loss"`` and the like."""
         if self.compare_to == "accuracy":
-            return "the most-frequent-token predictor's accuracy" if scores.tokens else "the majority-class predictor's accuracy"
+            return (
+                "the most-frequent-token predictor's accuracy"
+                if scores.tokens
+                else "the majority-class predictor's accuracy"
+            )
         if self.compare_to == "mae":
             return "the mean predictor's MAE"
         if scores.task == "regression":
@@ -281,8 +289,14 @@ def resolve_task(
 
 
 def token_objective(
-    task: str, targets: torch.Tensor, outputs: torch.Tensor | None, batch: Any, module: Any, loss: Any,
-    shift: Any, ignore_index: int | None,
+    task: str,
+    targets: torch.Tensor,
+    outputs: torch.Tensor | None,
+    batch: Any,
+    module: Any,
+    loss: Any,
+    shift: Any,
+    ignore_index: int | None,
 ) -> SequenceObjective | None:
     """The token objective of a multiclass task (:func:`~lightning_recipe.core.tasks.infer_sequence_objective`
     from one batch, the model and its own ``loss`` on it); ``None`` for other tasks and targets."""

@@ -84,7 +84,9 @@ def spread_batch(loader: Any, num_samples: int) -> Any:
     return None
 
 
-def cut_batch(batch: Any, num_samples: int, input_key: KeySpec, target_key: KeySpec) -> tuple[Any, Any, torch.Tensor]:
+def cut_batch(
+    batch: Any, num_samples: int, input_key: KeySpec, target_key: KeySpec
+) -> tuple[Any, Any, torch.Tensor]:
     """``(batch, inputs, targets)`` of the first ``num_samples`` samples, detached copies on the CPU.
 
     Raises:
@@ -125,7 +127,9 @@ def call_failed(how: str, shape: tuple[int, ...] | None, err: Exception) -> str:
     )
 
 
-def resolve_output(output: torch.Tensor | None, targets: torch.Tensor, task: str | None, task_argument: str) -> str:
+def resolve_output(
+    output: torch.Tensor | None, targets: torch.Tensor, task: str | None, task_argument: str
+) -> str:
     """The task to plot ``output`` with; raises :class:`Skip` when it has no row per sample or the task is ambiguous."""
     n = targets.shape[0]
     if output is None or output.dim() == 0 or output.shape[0] != n:
@@ -187,7 +191,9 @@ def predictions_for(
     return flat[:, 0].numpy(), flat.numpy(), flat[:, 0].numpy()
 
 
-def _dense_multiclass(out: torch.Tensor, y: torch.Tensor, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _dense_multiclass(
+    out: torch.Tensor, y: torch.Tensor, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-position classes ``(N, C, ...)``: means over the labelled positions."""
     probs = torch.softmax(out, dim=1)
     k = probs.shape[1]
@@ -222,7 +228,12 @@ class Trajectories:
     def state_dict(self) -> dict[str, Any]:
         """Plain copies for a checkpoint (keys ``steps``, ``values``, ``jitter``, ``last_pred``)."""
         values = [list(v) for v in self.values]
-        return {"steps": list(self.steps), "values": values, "jitter": list(self.jitter), "last_pred": self.last_pred}
+        return {
+            "steps": list(self.steps),
+            "values": values,
+            "jitter": list(self.jitter),
+            "last_pred": self.last_pred,
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Trajectories:
@@ -258,7 +269,12 @@ class Trajectories:
 
 
 def sequence_objective(
-    output: torch.Tensor, targets: torch.Tensor, batch: Any, module: nn.Module | None, loss: Any, shift: ShiftArg
+    output: torch.Tensor,
+    targets: torch.Tensor,
+    batch: Any,
+    module: nn.Module | None,
+    loss: Any,
+    shift: ShiftArg,
 ) -> SequenceObjective | None:
     """How the fixed batch's ``(N, T, V)`` logits line up with its ``(N, T)`` token targets
     (:func:`~lightning_recipe.core.tasks.infer_sequence_objective`; ``loss``: the model's own
@@ -281,7 +297,11 @@ def line_up(
 
 
 def top_tokens(
-    output: torch.Tensor, targets: torch.Tensor, k: int = 5, max_rows: int = 8, ignore_index: int | None = -100
+    output: torch.Tensor,
+    targets: torch.Tensor,
+    k: int = 5,
+    max_rows: int = 8,
+    ignore_index: int | None = -100,
 ) -> dict[str, Any] | None:
     """The ``k`` most probable tokens at one labelled position (the middle one) of each of the first
     ``max_rows`` samples, from lined-up ``(N, T, V)`` logits and ``(N, T)`` targets.
