@@ -254,3 +254,20 @@ def image_loader(
     pixels = torch.from_numpy(np.repeat(x[:, None], 3, axis=1).copy())
     data = _Dicts(pixel_values=pixels, labels=torch.from_numpy(y))
     return DataLoader(data, batch_size=batch_size, shuffle=shuffle)
+
+
+def tiny_vit_coarse(num_labels: int = 10, seed: int = 0) -> Any:
+    """ViT on 8x8 RGB with 4x4 patches: learns the digits in a few epochs (``tiny_vit``'s 2x2 patches
+    underfit for dozens of epochs), for healthy runs that must converge."""
+    torch.manual_seed(seed)
+    config = transformers.ViTConfig(
+        image_size=8,
+        patch_size=4,
+        num_channels=3,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=num_labels,
+    )
+    return transformers.ViTForImageClassification(config)
