@@ -297,7 +297,9 @@ def log_figure(
             _write_png(target, image)
 
     if callable(figure) and _async["enabled"]:
-        _renderer.submit(job)
+        from lightning_recipe.core.budget import charge_render, current_meter
+
+        _renderer.submit(charge_render(current_meter(), job))  # its CPU time is charged to the hook's callback
     else:
         job()
 

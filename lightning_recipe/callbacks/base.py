@@ -10,6 +10,7 @@ recipe), and calls :meth:`RecipeCallback.record` with a :class:`~lightning_recip
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -21,6 +22,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from lightning_recipe import writer as recipe_logging
 from lightning_recipe.core.arguments import check_choice, check_positive_int
 from lightning_recipe.core.batches import KeySpec, split_batch, validate_key_spec
+from lightning_recipe.core.budget import Cadence, CostMeter, is_before, set_running
 from lightning_recipe.core.errors import ArgumentError
 from lightning_recipe.findings import RECIPE_STEPS, Finding, RecipeCheckError, RecipeWarning, Status
 from lightning_recipe.report import RecipeReport
@@ -70,10 +72,18 @@ def _guard(hook: Callable[..., Any]) -> Callable[..., Any]:
     error the callback stays quiet for the rest of the run.
     """
 
+    name, before = hook.__name__, is_before(hook.__name__)
+
     @functools.wraps(hook)
     def guarded(self: RecipeCallback, trainer: Trainer, *args: Any, **kwargs: Any) -> Any:
-        if self.__dict__.get("_broken"):
+        state = self.__dict__
+        if state.get("_broken"):
             return None
+        meter = state.get("_cost")
+        if meter is None:
+            meter = state["_cost"] = CostMeter()
+        previous = set_running((meter, before))  # figures submitted now are charged to this callback
+        start = time.perf_counter()
         try:
             return hook(self, trainer, *args, **kwargs)
         except (RecipeCheckError, ArgumentError, KeyboardInterrupt, SystemExit):
@@ -90,6 +100,9 @@ def _guard(hook: Callable[..., Any]) -> Callable[..., Any]:
             )
             self.warn(f"{self.name} stopped itself after an error and training goes on: {type(err).__name__}: {err}")
             return None
+        finally:
+            meter.add(name, time.perf_counter() - start)
+            set_running(previous)
 
     guarded.__recipe_guarded__ = True  # type: ignore[attr-defined]
     return guarded
@@ -126,11 +139,50 @@ class RecipeCallback(Callback):
         self.findings: list[Finding] = []
         self._warned: set[str] = set()
 
+    # ------------------------------------------------------------------ cost and cadence
+    @property
+    def cost(self) -> CostMeter:
+        """What this callback cost in the current run: seconds in its hooks and its figures."""
+        meter = self.__dict__.get("_cost")
+        if meter is None:
+            meter = self.__dict__["_cost"] = CostMeter()
+        return meter
+
+    @staticmethod
+    def planned_steps(trainer: Trainer) -> float | None:
+        """The planned optimizer steps of the run (``trainer.estimated_stepping_batches``; ``None`` if unknown)."""
+        try:
+            return float(trainer.estimated_stepping_batches)
+        except Exception:
+            return None
+
+    def start_cadence(self, trainer: Trainer, cadence: Cadence) -> None:
+        """At the start of training: plan ``cadence`` for the run's length; the budget clock starts
+        at its first point."""
+        cadence.start(self.planned_steps(trainer), int(trainer.global_step))
+        self.__dict__["_clock"] = None
+
+    def cadence_taken(self, trainer: Trainer, cadence: Cadence, step: int, collective: bool = False) -> None:
+        """A point was taken at ``step``: schedule the next one from this callback's cost so far.
+
+        ``collective``: the points run collectives, so every rank must take the same ones; the next
+        step is then the latest any rank proposes (call it on every rank).
+        """
+        now = time.perf_counter()
+        clock = self.__dict__.get("_clock")
+        if clock is None:
+            clock = self.__dict__["_clock"] = (now, int(step), self.cost.during_s)
+        elapsed, steps = now - clock[0], int(step) - clock[1]
+        self.cost.points += 1
+        cadence.taken(int(step), self.cost.during_s - clock[2], elapsed, elapsed / steps if steps > 0 else 0.0)
+        if collective and not cadence.fixed and trainer.world_size > 1:
+            cadence.next_due = int(self.all_reduce_max(trainer, float(cadence.next_due)))
+
     def __getstate__(self) -> dict[str, Any]:
         # Lightning attaches the module's bound ``log``/``log_dict`` to every callback
         # (``_attach_model_logging_functions``): a pickled callback must not drag the module along.
         state = dict(self.__dict__)
-        for transient in ("log", "log_dict"):
+        for transient in ("log", "log_dict", "_clock"):
             state.pop(transient, None)
         return state
 
@@ -291,3 +343,4 @@ class RecipeCallback(Callback):
         if stage == "fit":
             self.findings = []
             self._broken = False
+            self.cost.reset()
