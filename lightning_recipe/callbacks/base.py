@@ -17,7 +17,7 @@ from typing import Any, Literal
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.trainer.states import TrainerFn
-from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 from lightning_recipe import writer as recipe_logging
 from lightning_recipe.core.arguments import check_choice, check_positive_int
@@ -63,7 +63,32 @@ _GUARDED_HOOKS = frozenset(
 STOPPED_AFTER_ERROR: list[tuple[str, str, str]] = []
 
 
-def _guard(hook: Callable[..., Any]) -> Callable[..., Any]:
+#: The checks that run once, at the start of training (some on the first batch): all their cost is
+#: one-time cost ("before training" in the report), whichever hook it falls in.
+ONE_TIME_CHECKS = frozenset(
+    {
+        "DataInspector",
+        "FinalBiasInit",
+        "LossAtInitCheck",
+        "BatchIndependenceCheck",
+        "OverfitBatchCheck",
+        "InputIndependentBaseline",
+        "LRScheduleAudit",
+    }
+)
+
+
+#: The hooks a one-time check's work starts in: the first of them says what is running.
+_ANNOUNCE_IN = frozenset({"on_fit_start", "on_train_start", "on_train_batch_start", "on_before_backward"})
+
+
+def _announce(callback: RecipeCallback, trainer: Trainer) -> None:
+    """One line before a one-time check runs (the progress bar shows nothing while it does)."""
+    if trainer.is_global_zero and callback.is_fitting(trainer) and not trainer.sanity_checking:
+        rank_zero_info(f"lightning_recipe: running {callback.name} ({callback.recipe_step}) before training")
+
+
+def _guard(hook: Callable[..., Any], one_time: bool = False) -> Callable[..., Any]:
     """Turn an unexpected exception in a check's hook into a ``skipped`` finding and a warning.
 
     A recipe check exists to find bugs in the user's run; a model it cannot handle must not end
@@ -72,7 +97,8 @@ def _guard(hook: Callable[..., Any]) -> Callable[..., Any]:
     error the callback stays quiet for the rest of the run.
     """
 
-    name, before = hook.__name__, is_before(hook.__name__)
+    before = one_time or is_before(hook.__name__)
+    name = hook.__name__
 
     @functools.wraps(hook)
     def guarded(self: RecipeCallback, trainer: Trainer, *args: Any, **kwargs: Any) -> Any:
@@ -82,6 +108,9 @@ def _guard(hook: Callable[..., Any]) -> Callable[..., Any]:
         meter = state.get("_cost")
         if meter is None:
             meter = state["_cost"] = CostMeter()
+        if one_time and not state.get("_announced") and name in _ANNOUNCE_IN:
+            state["_announced"] = True
+            _announce(self, trainer)
         previous = set_running((meter, before))  # figures submitted now are charged to this callback
         start = time.perf_counter()
         try:
@@ -101,7 +130,7 @@ def _guard(hook: Callable[..., Any]) -> Callable[..., Any]:
             self.warn(f"{self.name} stopped itself after an error and training goes on: {type(err).__name__}: {err}")
             return None
         finally:
-            meter.add(name, time.perf_counter() - start)
+            meter.add("setup" if before else name, time.perf_counter() - start)
             set_running(previous)
 
     guarded.__recipe_guarded__ = True  # type: ignore[attr-defined]
@@ -123,15 +152,19 @@ class RecipeCallback(Callback):
     #: The recipe step this callback implements (shown in the report); filled in from the one list,
     #: :data:`~lightning_recipe.findings.RECIPE_STEPS`, for the callbacks it names.
     recipe_step: str = ""
+    #: A check that runs once at the start of training: its cost counts as one-time cost.
+    one_time: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "recipe_step" not in vars(cls):
             cls.recipe_step = RECIPE_STEPS.get(cls.__name__, cls.recipe_step)
+        if "one_time" not in vars(cls) and cls.__name__ in ONE_TIME_CHECKS:
+            cls.one_time = True
         for name in _GUARDED_HOOKS & set(vars(cls)):
             hook = vars(cls)[name]
             if callable(hook) and not getattr(hook, "__recipe_guarded__", False):
-                setattr(cls, name, _guard(hook))
+                setattr(cls, name, _guard(hook, one_time=cls.one_time))
 
     def __init__(self, on_fail: OnFail = "warn") -> None:
         check_choice(type(self).__name__, "on_fail", on_fail, ("warn", "raise"))
@@ -343,4 +376,5 @@ class RecipeCallback(Callback):
         if stage == "fit":
             self.findings = []
             self._broken = False
+            self._announced = False
             self.cost.reset()
