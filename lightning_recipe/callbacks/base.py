@@ -203,11 +203,11 @@ class RecipeCallback(Callback):
         """
         now = time.perf_counter()
         clock = self.__dict__.get("_clock")
-        if clock is None:
-            clock = self.__dict__["_clock"] = (now, int(step), self.cost.during_s)
+        if clock is None:  # the first point: its figures (rendered later) count, what came before not
+            clock = self.__dict__["_clock"] = (now, int(step), self.cost.total_s)
         elapsed, steps = now - clock[0], int(step) - clock[1]
         self.cost.points += 1
-        cadence.taken(int(step), self.cost.during_s - clock[2], elapsed, elapsed / steps if steps > 0 else 0.0)
+        cadence.taken(int(step), self.cost.total_s - clock[2], elapsed, elapsed / steps if steps > 0 else 0.0)
         if collective and not cadence.fixed and trainer.world_size > 1:
             cadence.next_due = int(self.all_reduce_max(trainer, float(cadence.next_due)))
 

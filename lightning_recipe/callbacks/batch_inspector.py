@@ -13,6 +13,7 @@ from typing_extensions import override
 from lightning_recipe import writer as recipe_logging
 from lightning_recipe.callbacks.base import OnFail, RecipeCallback, check_positive_int
 from lightning_recipe.core.batches import BatchParts, KeySpec, first_tensor
+from lightning_recipe.core.budget import Cadence, check_overhead
 from lightning_recipe.core.checks.batch_inspector import (
     batch_findings,
     denormalized,
@@ -35,6 +36,9 @@ from lightning_recipe.core.inputs import (
 from lightning_recipe.plots.batch_inspector import batch_grid_figure
 
 __all__ = ["BatchInspector", "label_text"]
+
+#: The shortest interval between two inspections of the default (budgeted) cadence.
+_EVERY = 1000
 
 _PREFIX = "recipe/batch_inspector/"
 #: Input values in the ``inputs`` histogram at most (evenly spaced through the batch).
@@ -61,7 +65,9 @@ class BatchInspector(RecipeCallback):
     See the README section "``BatchInspector``: exactly what goes into ``training_step``".
 
     Args:
-        every_n_train_steps: inspect at step 0 and then every this many optimizer steps.
+        every_n_train_steps: inspect at step 0 and then every this many optimizer steps. ``None``
+            (default): every 1000 steps at most, stretched to stay within ``overhead``.
+        overhead: the fraction of training time this callback may spend (with the default cadence).
         num_samples: at most this many samples in the image grid, table or decoded text.
         denormalize: ``callable(x) -> x`` applied to a CPU copy of the image samples before they are
             drawn; statistics always use the raw batch.
@@ -95,7 +101,7 @@ class BatchInspector(RecipeCallback):
 
     def __init__(
         self,
-        every_n_train_steps: int = 1000,
+        every_n_train_steps: int | None = None,
         num_samples: int = 32,
         denormalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
         decode: Callable[[torch.Tensor], str] | None = None,
@@ -104,11 +110,14 @@ class BatchInspector(RecipeCallback):
         target_key: KeySpec = None,
         normalised_scale: float = NORMALISED_SCALE,
         constant_std: float = CONSTANT_STD,
+        overhead: float = 0.01,
         on_fail: OnFail = "warn",
     ) -> None:
         super().__init__(on_fail=on_fail)
         owner = type(self).__name__
-        check_positive_int(owner, "every_n_train_steps", every_n_train_steps)
+        check_positive_int(owner, "every_n_train_steps", every_n_train_steps, allow_none=True)
+        self.overhead = check_overhead(owner, overhead)
+        self._cadence = Cadence(every_n_train_steps, base=_EVERY, share=self.overhead)
         check_positive_int(owner, "num_samples", num_samples)
         for name, fn in (("denormalize", denormalize), ("decode", decode)):
             if fn is not None and not callable(fn):
@@ -147,11 +156,14 @@ class BatchInspector(RecipeCallback):
         super().setup(trainer, pl_module, stage)
         if stage == "fit":
             self._last_step = -1
+            self._cadence = Cadence(self.every_n_train_steps, base=_EVERY, share=self.overhead)
             self._seen_codes = set()
             self._inspected = 0
 
     def _is_due(self, step: int) -> bool:
-        return step != self._last_step and step % self.every_n_train_steps == 0
+        if self.every_n_train_steps is not None:
+            return step != self._last_step and step % self.every_n_train_steps == 0
+        return step != self._last_step and self._cadence.due(step)
 
     @override
     def on_train_batch_start(
@@ -161,6 +173,8 @@ class BatchInspector(RecipeCallback):
             return
         self._last_step = trainer.global_step
         self.inspect(trainer, batch)
+        # every rank inspects the same steps (a fail may raise on all of them together)
+        self.cadence_taken(trainer, self._cadence, int(trainer.global_step), collective=True)
 
     # ------------------------------------------------------------------ the work
     def inspect(self, trainer: Trainer, batch: Any) -> InputStats | None:
