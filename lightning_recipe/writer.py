@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -141,10 +142,8 @@ def _flush(writer: Any, force: bool = False) -> None:
 
 def _flush_all() -> None:
     for key, (_, writer) in list(_flushed.items()):
-        try:
+        with contextlib.suppress(Exception):  # a writer closed by its logger already
             _flush(writer, force=True)
-        except Exception:  # a writer closed by its logger already
-            pass
         _flushed.pop(key, None)
 
 
