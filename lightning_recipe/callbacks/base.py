@@ -195,19 +195,32 @@ class RecipeCallback(Callback):
         cadence.start(self.planned_steps(trainer), int(trainer.global_step))
         self.__dict__["_clock"] = None
 
+    def _budget_clock(self, step: int) -> tuple[float, float, float]:
+        """Cost since the first point, training time since then, and seconds per step."""
+        now = time.perf_counter()
+        clock = self.__dict__.get("_clock")
+        if clock is None:  # the first point: its figures (rendered later) count, what came before not
+            clock = self.__dict__["_clock"] = (now, int(step), self.cost.total_s)
+        elapsed, steps = now - clock[0], int(step) - clock[1]
+        return self.cost.total_s - clock[2], elapsed, elapsed / steps if steps > 0 else 0.0
+
+    def cadence_due(self, cadence: Cadence, step: int) -> bool:
+        """Whether ``step`` is due; at a due step of a budgeted cadence the cost is read again (the
+        figures of the last point may have finished since). Rank-local: not for collective points."""
+        if not cadence.due(step):
+            return False
+        if cadence.fixed or self.__dict__.get("_clock") is None:
+            return True
+        return cadence.recheck(step, *self._budget_clock(step))
+
     def cadence_taken(self, trainer: Trainer, cadence: Cadence, step: int, collective: bool = False) -> None:
         """A point was taken at ``step``: schedule the next one from this callback's cost so far.
 
         ``collective``: the points run collectives, so every rank must take the same ones; the next
         step is then the latest any rank proposes (call it on every rank).
         """
-        now = time.perf_counter()
-        clock = self.__dict__.get("_clock")
-        if clock is None:  # the first point: its figures (rendered later) count, what came before not
-            clock = self.__dict__["_clock"] = (now, int(step), self.cost.total_s)
-        elapsed, steps = now - clock[0], int(step) - clock[1]
         self.cost.points += 1
-        cadence.taken(int(step), self.cost.total_s - clock[2], elapsed, elapsed / steps if steps > 0 else 0.0)
+        cadence.taken(int(step), *self._budget_clock(step))
         if collective and not cadence.fixed and trainer.world_size > 1:
             cadence.next_due = int(self.all_reduce_max(trainer, float(cadence.next_due)))
 

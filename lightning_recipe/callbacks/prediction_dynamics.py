@@ -241,7 +241,7 @@ class PredictionDynamics(RecipeCallback):
         scalars, preds, decided = self._trace.add(step, self.task, output, self._targets)
         writer.log_scalars(trainer, {_PREFIX + k: v for k, v in scalars.items()}, step)
         self._last = (preds.copy(), decided.copy())
-        if figures or self._figures.due(step):
+        if figures or self.cadence_due(self._figures, step):
             self._redraw(trainer, step)
 
     def _redraw(self, trainer: Trainer, step: int) -> None:

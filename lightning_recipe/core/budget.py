@@ -142,13 +142,14 @@ class Cadence:
         min_points: points (step 0 included) a budgeted cadence fits in the planned run.
     """
 
-    __slots__ = ("base", "every", "min_points", "next_due", "planned", "share", "taken_points")
+    __slots__ = ("base", "every", "last", "min_points", "next_due", "planned", "share", "taken_points")
 
     def __init__(self, every: int | None, base: int, share: float, min_points: int = 2) -> None:
         self.every, self.base, self.share, self.min_points = every, max(1, int(base)), float(share), min_points
         self.planned: int | None = None
         self.next_due = 0
         self.taken_points = 0
+        self.last: int | None = None
 
     @property
     def fixed(self) -> bool:
@@ -160,7 +161,7 @@ class Cadence:
         if planned_steps is not None and math.isfinite(float(planned_steps)) and planned_steps > 0:
             planned = int(planned_steps)
         self.planned = planned
-        self.taken_points = 0
+        self.taken_points, self.last = 0, None
         self.next_due = step if self.every is None else math.ceil(step / self.every) * self.every
 
     def due(self, step: int) -> bool:
@@ -181,6 +182,15 @@ class Cadence:
         else:
             self.next_due = step + self.interval(cost_s, elapsed_s, step_time_s)
         self.taken_points += 1
+        self.last = step
+
+    def recheck(self, step: int, cost_s: float, elapsed_s: float, step_time_s: float) -> bool:
+        """At a due step of a budgeted cadence: whether it is still due with the cost known now
+        (figures of earlier points finish rendering after they were scheduled); else postpone."""
+        if self.every is not None or self.last is None or self.taken_points == 0:
+            return True
+        self.next_due = max(self.next_due, self.last + self.interval(cost_s, elapsed_s, step_time_s))
+        return step >= self.next_due
 
     def interval(self, cost_s: float, elapsed_s: float, step_time_s: float) -> int:
         """The budgeted interval after a point: ``base``, stretched to keep ``cost/elapsed <= share``."""
