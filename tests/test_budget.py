@@ -105,7 +105,8 @@ def test_report_says_what_each_callback_cost(tmp_path):
     torch.manual_seed(0)
     trainer = make_trainer(tmp_path, [filters, UpdateHealth(), report], max_epochs=3, max_steps=-1)
     trainer.fit(LitModel(small_cnn()), digits(batch_size=256))
-    cost = json.load(open(os.path.join(trainer.logger.log_dir, "recipe_report.json")))["cost"]
+    with open(os.path.join(trainer.logger.log_dir, "recipe_report.json"), encoding="utf-8") as fh:
+        cost = json.load(fh)["cost"]
     assert set(cost["callbacks"]) == {"FirstLayerFilters", "UpdateHealth"}
     assert cost["train_s"] > 0 and cost["during_s"] > 0
     row = cost["callbacks"]["FirstLayerFilters"]
