@@ -120,7 +120,7 @@ def run(
         recipe_logging.drain()
     seconds = time.perf_counter() - start
     report = next((cb for cb in callbacks if type(cb).__name__ == "RecipeReport"), None)
-    return seconds, rss_mb() - before, dict(report.cost) if report is not None else {}
+    return seconds, rss_mb() - before, dict(getattr(report, "cost", None) or {})
 
 
 def main() -> None:
