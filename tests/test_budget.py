@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from lightning_recipe import (
+    BatchInspector,
     FirstLayerFilters,
     PredictionDynamics,
     RecipeReport,
@@ -115,3 +116,19 @@ def test_report_says_what_each_callback_cost(tmp_path):
     assert "FirstLayerFilters" in text[-1][1] and "% of training" in text[-1][1]
     # the end of fit is always shown: the filters at the last step
     assert filters.history[-1][0] == trainer.global_step
+
+
+@pytest.mark.slow
+def test_budgeted_cadences_agree_across_two_process_ddp(tmp_path):
+    # the budget reads each rank's clock; the ranks must still take the same collective points
+    health = UpdateHealth()
+    callbacks = [health, FirstLayerFilters(), BatchInspector(), PredictionDynamics(num_samples=4)]
+    trainer = make_trainer(
+        tmp_path, callbacks, max_steps=30, strategy="ddp_fork", devices=2, limit_val_batches=1
+    )
+    log_dir = trainer.logger.log_dir
+    x, y = digits_arrays()
+    trainer.fit(LitModel(small_cnn()), digits(), loader(x[:64], y[:64]))
+    ev = read_events(log_dir)
+    assert [s for s, *_ in ev.images("recipe/prediction_dynamics/trajectories")][-1] == 30
+    assert ev.images("recipe/update_health/layers")[-1][0] > 0
