@@ -103,23 +103,26 @@ def tiny_bert(num_labels: int = 2, seed: int = 0) -> Any:
     return transformers.BertForSequenceClassification(_bert_config(num_labels=num_labels))
 
 
-def tiny_gpt2(seed: int = 0) -> Any:
-    """GPT-2 causal LM, output layer tied to the input embedding; shifts ``labels`` inside its loss."""
+def tiny_gpt2(seed: int = 0, vocab_size: int = VOCAB) -> Any:
+    """GPT-2 causal LM, output layer tied to the input embedding; shifts ``labels`` inside its loss.
+
+    ``vocab_size`` above ``VOCAB``: a vocabulary larger than the ids the data uses (as real ones are).
+    """
     torch.manual_seed(seed)
     config = transformers.GPT2Config(
-        vocab_size=VOCAB, n_positions=64, n_embd=32, n_layer=2, n_head=2, pad_token_id=PAD_ID
+        vocab_size=vocab_size, n_positions=64, n_embd=32, n_layer=2, n_head=2, pad_token_id=PAD_ID
     )
     return transformers.GPT2LMHeadModel(config)
 
 
-def tiny_bert_lm(causal: bool = False, seed: int = 0) -> Any:
+def tiny_bert_lm(causal: bool = False, seed: int = 0, vocab_size: int = VOCAB) -> Any:
     """BERT with an LM head, trained on next-token prediction (it shifts ``labels`` inside its loss).
 
     ``causal=False`` (the bug): bidirectional attention, so every position sees the token it must
     predict. ``causal=True``: ``is_decoder`` masks the future (the healthy twin).
     """
     torch.manual_seed(seed)
-    return transformers.BertLMHeadModel(_bert_config(is_decoder=causal))
+    return transformers.BertLMHeadModel(_bert_config(is_decoder=causal, vocab_size=vocab_size))
 
 
 def tiny_vit(num_labels: int = 10, seed: int = 0) -> Any:

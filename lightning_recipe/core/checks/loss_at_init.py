@@ -35,7 +35,7 @@ from torch import nn
 from lightning_recipe.core.batches import first_tensor
 from lightning_recipe.core.init_values import EVIDENCE_KEYS, diagnose, loss_evidence, resolve_loss
 from lightning_recipe.core.stats import TargetStats, targets_from_dataset
-from lightning_recipe.core.tasks import infer_task
+from lightning_recipe.core.tasks import SequenceObjective, ShiftArg, infer_sequence_objective, infer_task
 from lightning_recipe.core.tracing import find_layer
 
 __all__ = [
@@ -69,10 +69,13 @@ def check_rtol(owner: str, rtol: Any) -> float:
 
 class FinalOutputWatch:
     """Read-only forward hooks on every module with parameters (or on one named layer): after the
-    user's step, :attr:`last` is the last of them to run, with its output (detached)."""
+    user's step, :attr:`last` is the last of them to run, with its output (detached), and
+    :attr:`model_loss` is ``True`` when some module returned an output that carries its own loss
+    (``output.loss``, ``{"loss": ...}``: a Hugging Face model computing the loss itself)."""
 
     def __init__(self) -> None:
         self.last: LastLayer | None = None
+        self.model_loss = False
         self._handles: list[Any] = []
 
     @property
@@ -90,13 +93,26 @@ class FinalOutputWatch:
             out = first_tensor(output)
             self.last = (names.get(id(module), ""), module, None if out is None else out.detach())
 
+        def loss_hook(module: nn.Module, args: Any, output: Any) -> None:
+            if not isinstance(output, torch.Tensor) and _carries_loss(output):
+                self.model_loss = True
+
         self.last = None
+        self.model_loss = False
         self._handles = [m.register_forward_hook(hook) for m in modules]
+        self._handles += [m.register_forward_hook(loss_hook) for m in model.modules()]
 
     def disarm(self) -> None:
         for h in self._handles:
             h.remove()
         self._handles = []
+
+
+def _carries_loss(output: Any) -> bool:
+    loss = output.get("loss") if isinstance(output, dict) else getattr(output, "loss", None)
+    if loss is None and hasattr(output, "get") and hasattr(output, "keys"):  # Hugging Face ModelOutput
+        loss = output.get("loss")
+    return isinstance(loss, torch.Tensor) and loss.numel() == 1
 
 
 def loss_scale(scaler: Any) -> float:
@@ -149,14 +165,32 @@ def step_evidence(
     bias_init: tuple[str | None, TargetStats | None] | None = None,
     data_stats: Callable[[str, int], TargetStats | None] | None = None,
     ignore_index: int | None = -100,
+    *,
+    batch: Any = None,
+    model: nn.Module | None = None,
+    model_loss: bool = False,
+    shift: ShiftArg = "auto",
 ) -> dict[str, Any]:
     """Everything the verdict needs from one step: the evidence of
     :func:`~lightning_recipe.core.init_values.loss_evidence`, the task, the loss and where the bias
     came from. ``bias_init``: the ``(layer name, stats)`` of a ``FinalBiasInit`` that set a bias;
-    ``data_stats(task, width)``: the dataset's target statistics otherwise."""
+    ``data_stats(task, width)``: the dataset's target statistics otherwise.
+
+    Token targets ``(N, T)`` against ``(N, T, V)`` outputs are lined up first
+    (:func:`~lightning_recipe.core.tasks.infer_sequence_objective` from the measured loss, the
+    ``batch``, the ``model`` and whether it returned its own loss, ``model_loss``): a causal
+    language model's logits at ``t`` are compared with the token at ``t + 1``, as its loss does."""
     name, module, out = last if last is not None else ("", None, None)
     if module is None:
         raise ValueError("no layer with parameters ran in the training step; pass `layer=`")
+    objective: SequenceObjective | None = None
+    if task in ("auto", "multiclass") and loss in ("auto", "cross_entropy"):
+        objective = infer_sequence_objective(
+            targets, out, batch=batch, module=model, loss=measured, computes_loss=model_loss, shift=shift,
+            ignore_index=ignore_index,
+        )  # fmt: skip
+    if objective is not None and objective.shift and out is not None:
+        out, targets = objective.align(out, targets)
     bias = getattr(module, "bias", None)
     bias = bias.detach() if isinstance(bias, torch.Tensor) else None
     if bias is not None:
@@ -174,7 +208,7 @@ def step_evidence(
         stats = data_stats(task, width)
     kind = resolve_loss(loss, task, measured, targets, bias, out, width)
     ev = loss_evidence(measured, task, kind, targets, bias, out, stats, width=width, ignore_index=ignore_index)
-    return {"ev": ev, "task": task, "kind": kind, "layer": name, "source": source}
+    return {"ev": ev, "task": task, "kind": kind, "layer": name, "source": source, "objective": objective}
 
 
 def mean_evidence(ev: dict[str, float], reduce_sum: Callable[[torch.Tensor], torch.Tensor], world: int) -> dict[str, float]:
@@ -206,4 +240,11 @@ def loss_finding(
     }
     if math.isfinite(ev["spread"]):
         numbers["logit_std"] = ev["spread"]
-    return verdict.status, verdict.message, numbers
+    message = verdict.message
+    objective = local.get("objective")
+    if objective is not None:
+        numbers["shift"] = objective.shift
+        numbers["objective"] = objective.reason
+        if objective.shift:
+            message = f"{message} ({objective.describe()})"
+    return verdict.status, message, numbers
