@@ -50,7 +50,9 @@ def main() -> None:
     t_slow = time.perf_counter() - t0
 
     assert torch.equal(fast.class_counts, slow.class_counts)
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
     print(f"samples: {args.samples:,}  batch size: {args.batch_size}")
     print(f"fast path (dataset.targets): {t_fast * 1e3:10.1f} ms")
     print(f"dataloader fallback:         {t_slow * 1e3:10.1f} ms")

@@ -45,7 +45,12 @@ class DigitsData(LightningDataModule):
         x_tr, x_va, y_tr, y_va = train_test_split(x, y, test_size=0.2, stratify=y, random_state=0)
         mean, std = x_tr.mean(), x_tr.std()
         if self.limit:
-            x_tr, y_tr, x_va, y_va = x_tr[: self.limit], y_tr[: self.limit], x_va[: self.limit], y_va[: self.limit]
+            x_tr, y_tr, x_va, y_va = (
+                x_tr[: self.limit],
+                y_tr[: self.limit],
+                x_va[: self.limit],
+                y_va[: self.limit],
+            )
         self.train_set = TensorDataset(torch.from_numpy((x_tr - mean) / std), torch.from_numpy(y_tr))
         self.val_set = TensorDataset(torch.from_numpy((x_va - mean) / std), torch.from_numpy(y_va))
 

@@ -95,12 +95,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, list[float]]:
     parser.add_argument("--first-steps", type=int, default=20)
     args = parser.parse_args(argv)
 
-    losses = {name: run(flag, args.logdir, args.seed, args.epochs) for name, flag in (("without", False), ("with", True))}
+    losses = {
+        name: run(flag, args.logdir, args.seed, args.epochs)
+        for name, flag in (("without", False), ("with", True))
+    }
     k = args.first_steps
     print(f"\nmean training loss over the first {k} steps (same seed, same model):")
     for name in ("without", "with"):
         first = losses[name][:k]
-        print(f"  {name:>7} FinalBiasInit: step 0 {first[0]:.3f}, mean {np.mean(first):.3f}, last {first[-1]:.3f}")
+        print(
+            f"  {name:>7} FinalBiasInit: step 0 {first[0]:.3f}, mean {np.mean(first):.3f}, last {first[-1]:.3f}"
+        )
     ratio = np.mean(losses["without"][:k]) / np.mean(losses["with"][:k])
     print(f"  the default zero bias costs {ratio:.2f}x the loss over the first {k} steps")
     print(f"View both runs with:\n    tensorboard --logdir {args.logdir}/imbalanced")

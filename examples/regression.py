@@ -80,7 +80,9 @@ def main(argv: Sequence[str] | None = None) -> LossAtInitCheck:
     )
     trainer.fit(
         model,
-        DataLoader(TensorDataset(torch.from_numpy(x[train]), torch.from_numpy(y[train])), batch_size=32, shuffle=True),
+        DataLoader(
+            TensorDataset(torch.from_numpy(x[train]), torch.from_numpy(y[train])), batch_size=32, shuffle=True
+        ),
         DataLoader(TensorDataset(torch.from_numpy(x[val]), torch.from_numpy(y[val])), batch_size=128),
     )
     y_train = y[train].astype(np.float64)

@@ -51,7 +51,9 @@ def main(argv: Sequence[str] | None = None) -> TuneResult:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--logdir", default="lightning_logs")
     parser.add_argument("--n-trials", type=int, default=12)
-    parser.add_argument("--storage", default=None, help="an Optuna storage (default: SQLite in <logdir>/tune)")
+    parser.add_argument(
+        "--storage", default=None, help="an Optuna storage (default: SQLite in <logdir>/tune)"
+    )
     parser.add_argument("--study-name", default="digits")
     parser.add_argument("--fast", action="store_true", help="two tiny trials (smoke test)")
     args = parser.parse_args(argv)
@@ -68,7 +70,9 @@ def main(argv: Sequence[str] | None = None) -> TuneResult:
         recipe_options={"exclude": PICTURES},
         ensemble=0 if args.fast else 3,
     )
-    print(f"\nbest trial {result.study.best_trial.number}: val_loss={result.best_value:.4g} with {result.best_params}")
+    print(
+        f"\nbest trial {result.study.best_trial.number}: val_loss={result.best_value:.4g} with {result.best_params}"
+    )
     for line in result.summary["advice"][1:]:
         print(f"  - {line}")
     print(f"summary: {result.summary_path}")

@@ -20,7 +20,10 @@ os.environ.setdefault("PYTHONHASHSEED", "0")
 def _restore_global_state():
     """Restore RNG states, deterministic flags, env vars and figure rendering after each test."""
     py, np_state, torch_state = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    det, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    det, warn_only = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
     env = dict(os.environ)
     yield
     from lightning_recipe import writer as recipe_logging

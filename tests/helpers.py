@@ -53,7 +53,9 @@ class Events:
 
     def texts(self, tag: str) -> list[tuple[int, str]]:
         key = tag if tag.endswith("/text_summary") else f"{tag}/text_summary"
-        return [(e.step, tensor_util.make_ndarray(e.tensor_proto).item().decode()) for e in self.acc.Tensors(key)]
+        return [
+            (e.step, tensor_util.make_ndarray(e.tensor_proto).item().decode()) for e in self.acc.Tensors(key)
+        ]
 
     def has_text(self, tag: str) -> bool:
         key = tag if tag.endswith("/text_summary") else f"{tag}/text_summary"
@@ -294,7 +296,9 @@ class ManualGAN(LitModel):
 
 
 # ---------------------------------------------------------------------- trainers
-def make_trainer(tmp_path: Any, callbacks: Sequence[Any] = (), logger: bool | Any = True, **kwargs: Any) -> Trainer:
+def make_trainer(
+    tmp_path: Any, callbacks: Sequence[Any] = (), logger: bool | Any = True, **kwargs: Any
+) -> Trainer:
     """A quiet CPU Trainer writing TensorBoard logs under ``tmp_path`` (version 0)."""
     if logger is True:
         logger = TensorBoardLogger(str(tmp_path), name="tb", version=0)

@@ -85,7 +85,12 @@ class Verdicts(RecipeCallback):
         self.status = status
 
     def on_train_start(self, trainer, pl_module):
-        self.record(trainer, self.status, f"something is {self.status}", {"value": torch.tensor(1.25), "nan": float("nan")})
+        self.record(
+            trainer,
+            self.status,
+            f"something is {self.status}",
+            {"value": torch.tensor(1.25), "nan": float("nan")},
+        )
 
 
 def test_report_gathers_findings_into_text_json_and_summary(tmp_path, caplog):
@@ -95,7 +100,9 @@ def test_report_gathers_findings_into_text_json_and_summary(tmp_path, caplog):
         trainer.fit(BoringModel())
     assert [f.status for f in report.findings] == ["pass", "warn"]
     text = read_events(trainer.logger).texts("recipe/report")
-    assert text and "| test step | Verdicts | ⚠ warn | something is warn | value=1.25, nan=nan |" in text[-1][1]
+    assert (
+        text and "| test step | Verdicts | ⚠ warn | something is warn | value=1.25, nan=nan |" in text[-1][1]
+    )
     payload = json.loads(Path(report.path).read_text())
     assert payload["summary"] == {"pass": 1, "warn": 1, "fail": 0, "skipped": 0}
     assert payload["findings"][1]["numbers"] == {"value": 1.25, "nan": "nan"}
@@ -104,14 +111,19 @@ def test_report_gathers_findings_into_text_json_and_summary(tmp_path, caplog):
 
 def test_on_fail_raise_raises_before_training_goes_on(tmp_path):
     trainer = make_trainer(tmp_path, [Verdicts("fail", on_fail="raise")], max_steps=2)
-    with pytest.raises(RecipeCheckError, match=r"\[fail\] Verdicts: something is fail") as err, pytest.warns(RecipeWarning):
+    with (
+        pytest.raises(RecipeCheckError, match=r"\[fail\] Verdicts: something is fail") as err,
+        pytest.warns(RecipeWarning),
+    ):
         trainer.fit(BoringModel())
     assert err.value.finding.status == "fail"
     assert trainer.global_step == 0
 
 
 def test_argument_validation_messages():
-    with pytest.raises(ValueError, match=r"Verdicts\(on_fail='ignore'\): unknown value; pass one of 'warn' or 'raise'"):
+    with pytest.raises(
+        ValueError, match=r"Verdicts\(on_fail='ignore'\): unknown value; pass one of 'warn' or 'raise'"
+    ):
         Verdicts(on_fail="ignore")
     with pytest.raises(TypeError, match=r"X\(n=1.5\): pass an integer >= 1"):
         check_positive_int("X", "n", 1.5)
@@ -132,7 +144,9 @@ def test_findings_table_escapes_pipes_and_orders_by_recipe():
     lines = table.splitlines()
     assert lines[2].startswith("| fix random seed | FixedSeed | ✓ pass |")
     assert "a \\| b" in lines[3]
-    nested = findings_table([Finding("DataInspector", "pass", "ok", {"train": {"samples": 3}, "ratio": 1.23456, "n": 4})])
+    nested = findings_table(
+        [Finding("DataInspector", "pass", "ok", {"train": {"samples": 3}, "ratio": 1.23456, "n": 4})]
+    )
     assert nested.splitlines()[2].endswith("| ratio=1.235, n=4 |")
 
 
@@ -148,7 +162,10 @@ class ShardStats(Callback):
         local = TargetStats.from_targets(ys, "multiclass", num_classes=10)
         reduced = RecipeCallback.all_reduce_sum(trainer, local.to_tensor(10))
         stats = TargetStats.from_tensor("multiclass", reduced)
-        torch.save({"local": local.count, "counts": stats.class_counts}, os.path.join(self.out_dir, f"rank{trainer.global_rank}.pt"))
+        torch.save(
+            {"local": local.count, "counts": stats.class_counts},
+            os.path.join(self.out_dir, f"rank{trainer.global_rank}.pt"),
+        )
 
 
 @pytest.mark.slow
@@ -156,8 +173,13 @@ def test_target_statistics_all_reduce_under_ddp_equal_single_process(tmp_path):
     x, y = digits_arrays()
     data = loader(x[:500], y[:500], batch_size=50)
     trainer = make_trainer(
-        tmp_path, [ShardStats(str(tmp_path))], max_steps=1, logger=False,
-        strategy="ddp_fork", devices=2, use_distributed_sampler=True,
+        tmp_path,
+        [ShardStats(str(tmp_path))],
+        max_steps=1,
+        logger=False,
+        strategy="ddp_fork",
+        devices=2,
+        use_distributed_sampler=True,
     )
     trainer.fit(_Tiny(), data)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
@@ -189,12 +211,17 @@ class Crashes(RecipeCallback):
 def test_an_error_inside_a_check_becomes_a_skipped_finding_and_training_goes_on(tmp_path):
     cb = Crashes()
     trainer = make_trainer(tmp_path, [cb], max_steps=3)
-    with pytest.warns(RecipeWarning, match=r"Crashes stopped itself after an error and training goes on: IndexError: deep inside"):
+    with pytest.warns(
+        RecipeWarning,
+        match=r"Crashes stopped itself after an error and training goes on: IndexError: deep inside",
+    ):
         trainer.fit(BoringModel())
     assert trainer.global_step == 3
     [finding] = cb.findings
     assert finding.status == "skipped"
-    assert finding.message == "skipped, because the check could not run on this model (IndexError: deep inside)"
+    assert (
+        finding.message == "skipped, because the check could not run on this model (IndexError: deep inside)"
+    )
 
 
 def test_a_callback_that_stopped_itself_fails_the_observer_effect_test(tmp_path):

@@ -47,7 +47,10 @@ def test_shared_arguments_overrides_and_exclude():
 
 
 def test_bad_arguments_name_the_choices():
-    with pytest.raises(ValueError, match=r"recipe_callbacks\(stage='train'\): unknown stage; pass one of \['data', 'full', 'init'"):
+    with pytest.raises(
+        ValueError,
+        match=r"recipe_callbacks\(stage='train'\): unknown stage; pass one of \['data', 'full', 'init'",
+    ):
         recipe_callbacks("train")
     with pytest.raises(ValueError, match="unknown callback 'Seed' in exclude/overrides"):
         recipe_callbacks("init", exclude=["Seed"])
@@ -74,10 +77,14 @@ def test_the_full_preset_runs_under_two_process_ddp_with_the_same_verdicts(tmp_p
     log_dir = trainer.logger.log_dir
     trainer.fit(LitModel(small_cnn()), loader(x[:512], y[:512], shuffle=True), loader(x[512:768], y[512:768]))
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
-    verdicts = [[(f["check"], f["status"]) for f in rank] for rank in ranks]  # messages may hold per-rank numbers
+    verdicts = [
+        [(f["check"], f["status"]) for f in rank] for rank in ranks
+    ]  # messages may hold per-rank numbers
     assert verdicts[0] == verdicts[1]
     assert [f["check"] for f in ranks[0] if f["status"] in ("warn", "fail")] == []
-    assert {"FixedSeed", "FinalBiasInit", "LossAtInitCheck", "OverfitBatchCheck"} <= {f["check"] for f in ranks[0]}
+    assert {"FixedSeed", "FinalBiasInit", "LossAtInitCheck", "OverfitBatchCheck"} <= {
+        f["check"] for f in ranks[0]
+    }
     assert os.path.exists(os.path.join(log_dir, "recipe_report.json"))
 
 
@@ -100,7 +107,9 @@ def test_the_full_preset_with_logger_false_writes_no_files(tmp_path, caplog):
     checks = {f.check for f in report.findings}
     assert {"FixedSeed", "DataInspector", "LossAtInitCheck", "UpdateHealth", "EarlyStopping"} <= checks
     assert not [f for f in report.findings if "could not run" in f.message]  # no check stopped itself
-    assert "lightning_recipe report:" in caplog.text and "EarlyStopping: " in caplog.text  # the summary still prints
+    assert (
+        "lightning_recipe report:" in caplog.text and "EarlyStopping: " in caplog.text
+    )  # the summary still prints
     assert "full report:" not in caplog.text
 
 
@@ -108,6 +117,8 @@ def test_the_full_preset_with_a_csv_logger_writes_its_files(tmp_path):
     report, trainer = _fit_full_preset(tmp_path, logger=CSVLogger(tmp_path))
     log_dir = trainer.logger.log_dir
     assert report.path == os.path.join(log_dir, "recipe_report.json") and os.path.exists(report.path)
-    written = {p.suffix for p in (tmp_path / "lightning_logs" / "version_0" / "recipe").rglob("*") if p.is_file()}
+    written = {
+        p.suffix for p in (tmp_path / "lightning_logs" / "version_0" / "recipe").rglob("*") if p.is_file()
+    }
     assert {".csv", ".png", ".md"} <= written
     assert not [f for f in report.findings if "could not run" in f.message]

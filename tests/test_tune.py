@@ -37,7 +37,9 @@ def hparams_of(run_dir):
         if data.HasField("session_start_info"):
             for name, value in data.session_start_info.hparams.items():
                 values[name] = value.string_value if value.HasField("string_value") else value.number_value
-    scalars = {tag: acc.Scalars(tag)[-1].value for tag in acc.Tags()["scalars"] if tag.startswith("recipe/tune/")}
+    scalars = {
+        tag: acc.Scalars(tag)[-1].value for tag in acc.Tags()["scalars"] if tag.startswith("recipe/tune/")
+    }
     return values, scalars
 
 
@@ -58,7 +60,9 @@ def test_a_real_study_in_a_temporary_sqlite_file_with_hparams_summary_and_ensemb
         assert hparams["lr"] == pytest.approx(t.params["lr"]) and hparams["hidden"] == t.params["hidden"]
         assert hparams["state"] == "complete" and hparams["trial"] == t.number
         assert metrics["recipe/tune/best_val_loss"] == pytest.approx(t.value, rel=1e-5)
-        assert metrics["recipe/tune/pass"] >= 2 and metrics["recipe/tune/fail"] == 0  # seed, bias init, loss at init
+        assert (
+            metrics["recipe/tune/pass"] >= 2 and metrics["recipe/tune/fail"] == 0
+        )  # seed, bias init, loss at init
     summary = json.loads((tmp_path / "recipe" / "study_summary.json").read_text())
     assert summary["best"]["trial"] == study.best_trial.number and summary["counts"]["complete"] == 3
     assert set(summary["importances"]) == {"lr", "hidden"}
@@ -108,7 +112,10 @@ def test_a_trial_whose_recipe_checks_fail_is_a_bug_not_a_bad_hyperparameter(tmp_
     hparams, metrics = hparams_of(buggy.user_attrs["run_dir"])
     assert hparams["state"] == "bug" and metrics["recipe/tune/fail"] >= 1
     assert result.summary["counts"]["bug"] == 1 and result.summary["bugs"][0]["trial"] == buggy.number
-    assert any("a bug rather than a bad hyperparameter (trial 0: LossAtInitCheck" in a for a in result.summary["advice"])
+    assert any(
+        "a bug rather than a bad hyperparameter (trial 0: LossAtInitCheck" in a
+        for a in result.summary["advice"]
+    )
 
 
 def test_samplers_pruners_storages_and_spaces_by_name(tmp_path):
@@ -116,7 +123,9 @@ def test_samplers_pruners_storages_and_spaces_by_name(tmp_path):
     assert isinstance(make_sampler("tpe"), optuna.samplers.TPESampler)
     assert isinstance(make_pruner("median"), optuna.pruners.MedianPruner)
     assert isinstance(make_pruner("none"), optuna.pruners.NopPruner)
-    with pytest.raises(ValueError, match=r"tune\(sampler='grid'\): unknown sampler; pass one of \['random', 'tpe'"):
+    with pytest.raises(
+        ValueError, match=r"tune\(sampler='grid'\): unknown sampler; pass one of \['random', 'tpe'"
+    ):
         make_sampler("grid")
     with pytest.raises(ValueError, match=r"tune\(pruner='early'\): unknown pruner"):
         make_pruner("early")
@@ -127,7 +136,9 @@ def test_samplers_pruners_storages_and_spaces_by_name(tmp_path):
     assert isinstance(journal, optuna.storages.JournalStorage)
     with pytest.raises(ValueError, match=r"tune\(storage='study'\): not an Optuna URL"):
         resolve_storage("study", "", "s")
-    space = parse_space({"lr": "log:1e-4:1e-1", "n": "int:8:64:log", "opt": ["adam", "sgd"], "p": "choice:0,0.5"})
+    space = parse_space(
+        {"lr": "log:1e-4:1e-1", "n": "int:8:64:log", "opt": ["adam", "sgd"], "p": "choice:0,0.5"}
+    )
     assert space["lr"].log and space["n"].log and space["opt"].choices == ("adam", "sgd")
     assert space["p"].choices == (0, 0.5)
     with pytest.raises(ValueError, match=r"tune\(space=\{'lr': 'log:a:b'\}\): could not convert"):
@@ -145,11 +156,15 @@ def test_importance_advice_says_what_to_sample_densely():
         "`lr` matters (0.90), `dropout` does not (0.04): sample `lr` more densely (more trials, a range "
         "narrowed around its best value) and fix `dropout`"
     )
-    assert importance_advice({"a": 0.25, "b": 0.25, "c": 0.25, "d": 0.25}).startswith("no parameter stands out")
+    assert importance_advice({"a": 0.25, "b": 0.25, "c": 0.25, "d": 0.25}).startswith(
+        "no parameter stands out"
+    )
 
 
 def test_a_monitor_that_is_never_logged_stops_the_study(tmp_path):
-    with pytest.raises(ValueError, match=r"tune\(monitor='val_acc'\): trial 0 never logged it; the logged metrics"):
+    with pytest.raises(
+        ValueError, match=r"tune\(monitor='val_acc'\): trial 0 never logged it; the logged metrics"
+    ):
         tune(tune_target.build, tune_target.SPACE, n_trials=1, root_dir=str(tmp_path), stage=None,
              monitor="val_acc", verbose=False)  # fmt: skip
 
@@ -170,9 +185,14 @@ def test_two_processes_share_one_study_and_no_trial_is_lost_or_run_twice(tmp_pat
     ]  # fmt: skip
     outputs = [w.communicate(timeout=240) for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
-    ran = [{int(line.split()[2]) for line in err.splitlines() if line.startswith("[tune] trial ")} for _, err in outputs]
+    ran = [
+        {int(line.split()[2]) for line in err.splitlines() if line.startswith("[tune] trial ")}
+        for _, err in outputs
+    ]
     assert len(ran[0]) == len(ran[1]) == 3 and not ran[0] & ran[1]  # each ran its own three
-    study = optuna.load_study(study_name="shared", storage=resolve_storage(f"journal:{journal}", "", "shared"))
+    study = optuna.load_study(
+        study_name="shared", storage=resolve_storage(f"journal:{journal}", "", "shared")
+    )
     trials = study.get_trials()
     assert sorted(t.number for t in trials) == list(range(6)) and ran[0] | ran[1] == set(range(6))
     assert all(t.state == TrialState.COMPLETE for t in trials)

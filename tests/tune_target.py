@@ -14,7 +14,9 @@ TRAINER = {"accelerator": "cpu", "max_epochs": 2, "log_every_n_steps": 1, "num_s
 
 def _data() -> tuple[Any, Any]:
     x, y = digits_arrays()
-    return loader(x[:128], y[:128], batch_size=64, shuffle=True), loader(x[1000:1128], y[1000:1128], batch_size=128)
+    return loader(x[:128], y[:128], batch_size=64, shuffle=True), loader(
+        x[1000:1128], y[1000:1128], batch_size=128
+    )
 
 
 def build(params: dict[str, Any]):

@@ -13,6 +13,7 @@ from typing_extensions import override
 from lightning_recipe import writer as recipe_logging
 from lightning_recipe.callbacks.base import OnFail, RecipeCallback, check_positive_int
 from lightning_recipe.core.batches import BatchParts, KeySpec, first_tensor
+from lightning_recipe.core.budget import Cadence, check_overhead
 from lightning_recipe.core.checks.batch_inspector import (
     IGNORE_INDEX,
     batch_findings,
@@ -37,6 +38,9 @@ from lightning_recipe.core.inputs import (
 from lightning_recipe.plots.batch_inspector import batch_grid_figure
 
 __all__ = ["BatchInspector", "label_text"]
+
+#: The shortest interval between two inspections of the default (budgeted) cadence.
+_EVERY = 1000
 
 _PREFIX = "recipe/batch_inspector/"
 #: Input values in the ``inputs`` histogram at most (evenly spaced through the batch).
@@ -74,7 +78,9 @@ class BatchInspector(RecipeCallback):
     See the README section "``BatchInspector``: exactly what goes into ``training_step``".
 
     Args:
-        every_n_train_steps: inspect at step 0 and then every this many optimizer steps.
+        every_n_train_steps: inspect at step 0 and then every this many optimizer steps. ``None``
+            (default): every 1000 steps at most, stretched to stay within ``overhead``.
+        overhead: the fraction of training time this callback may spend (with the default cadence).
         num_samples: at most this many samples in the image grid, table or decoded text.
         denormalize: ``callable(x) -> x`` applied to a CPU copy of the image samples before they are
             drawn; statistics always use the raw batch.
@@ -113,7 +119,7 @@ class BatchInspector(RecipeCallback):
 
     def __init__(
         self,
-        every_n_train_steps: int = 1000,
+        every_n_train_steps: int | None = None,
         num_samples: int = 32,
         denormalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
         decode: Callable[[torch.Tensor], str] | None = None,
@@ -124,11 +130,14 @@ class BatchInspector(RecipeCallback):
         constant_std: float = CONSTANT_STD,
         ignore_index: int | None = None,
         check_padding: bool = True,
+        overhead: float = 0.01,
         on_fail: OnFail = "warn",
     ) -> None:
         super().__init__(on_fail=on_fail)
         owner = type(self).__name__
-        check_positive_int(owner, "every_n_train_steps", every_n_train_steps)
+        check_positive_int(owner, "every_n_train_steps", every_n_train_steps, allow_none=True)
+        self.overhead = check_overhead(owner, overhead)
+        self._cadence = Cadence(every_n_train_steps, base=_EVERY, share=self.overhead)
         check_positive_int(owner, "num_samples", num_samples)
         for name, fn in (("denormalize", denormalize), ("decode", decode)):
             if fn is not None and not callable(fn):
@@ -174,13 +183,18 @@ class BatchInspector(RecipeCallback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         if stage == "fit":
-            self._ignore_index = self.ignore_index if self.ignore_index is not None else loss_ignore_index(pl_module)
+            self._ignore_index = (
+                self.ignore_index if self.ignore_index is not None else loss_ignore_index(pl_module)
+            )
             self._last_step = -1
+            self._cadence = Cadence(self.every_n_train_steps, base=_EVERY, share=self.overhead)
             self._seen_codes = set()
             self._inspected = 0
 
     def _is_due(self, step: int) -> bool:
-        return step != self._last_step and step % self.every_n_train_steps == 0
+        if self.every_n_train_steps is not None:
+            return step != self._last_step and step % self.every_n_train_steps == 0
+        return step != self._last_step and self._cadence.due(step)
 
     @override
     def on_train_batch_start(
@@ -190,6 +204,8 @@ class BatchInspector(RecipeCallback):
             return
         self._last_step = trainer.global_step
         self.inspect(trainer, batch)
+        # every rank inspects the same steps (a fail may raise on all of them together)
+        self.cadence_taken(trainer, self._cadence, int(trainer.global_step), collective=True)
 
     # ------------------------------------------------------------------ the work
     def inspect(self, trainer: Trainer, batch: Any) -> InputStats | None:

@@ -13,6 +13,7 @@ from typing_extensions import override
 from lightning_recipe import writer
 from lightning_recipe.callbacks.base import OnFail, RecipeCallback, check_choice, check_positive_int
 from lightning_recipe.core.batches import KeySpec, first_tensor, map_tensors
+from lightning_recipe.core.budget import Cadence, check_overhead
 from lightning_recipe.core.checks.prediction_dynamics import (
     NO_DATA,
     Trajectories,
@@ -39,6 +40,8 @@ from lightning_recipe.plots.style import is_image_like, to_display_images
 __all__ = ["PredictionDynamics", "predictions_for"]
 
 _PREFIX = "recipe/prediction_dynamics/"
+#: Steps between two points (scalars; figures when they fit the budget) of the default cadence.
+_POINT_EVERY = 50
 Source = Literal["val", "train"]
 
 
@@ -49,7 +52,7 @@ class PredictionDynamics(RecipeCallback):
     test batch during the course of training. [...] Very low or very high learning rates are also
     easily noticeable in the amount of jitter."* At the start of fit it keeps ``num_samples``
     samples spread over the validation data (on the CPU and in the checkpoint); at step 0 and every
-    ``every_n_train_steps`` steps the model runs on them in eval mode, called as its own step calls
+    50 steps (or every ``every_n_train_steps``) the model runs on them in eval mode, called as its own step calls
     it (``core.model_call``), and TensorBoard gets ``recipe/prediction_dynamics/trajectories`` and
     ``.../predictions`` (Images), ``.../jitter`` and ``.../mean_true_prob`` or ``.../mean_abs_error``
     (Scalars). A language model's ``(N, T, V)`` logits are lined up with the token each position
@@ -57,9 +60,15 @@ class PredictionDynamics(RecipeCallback):
     vocabulary of more than 20 tokens is shown as the top-5 tokens at one position per sample.
     Rank zero only. See the README section "PredictionDynamics".
 
+    Cost: by default the figures (the costly part) are drawn at step 0, at the end of fit, and in
+    between as often as ``overhead`` allows (this callback's time over the training time so far);
+    an explicit ``every_n_train_steps`` draws them at every point instead, whatever they cost.
+
     Args:
         num_samples: how many samples the fixed batch holds (panels in the figure; at most 64).
-        every_n_train_steps: log at step 0 and every this many optimizer steps.
+        every_n_train_steps: log (figures included) at step 0 and every this many optimizer steps;
+            ``None`` (default): scalars every 50 steps, figures within ``overhead``.
+        overhead: the fraction of training time this callback may spend (with the default cadence).
         source: ``"val"`` (falls back to the training data) or ``"train"``.
         task: ``"auto"`` (inferred from targets and outputs), ``"multiclass"``, ``"binary"``,
             ``"multilabel"`` or ``"regression"``.
@@ -94,7 +103,8 @@ class PredictionDynamics(RecipeCallback):
     def __init__(
         self,
         num_samples: int = 16,
-        every_n_train_steps: int = 50,
+        every_n_train_steps: int | None = None,
+        overhead: float = 0.01,
         source: Source = "val",
         task: str = "auto",
         input_key: KeySpec = None,
@@ -112,7 +122,8 @@ class PredictionDynamics(RecipeCallback):
             raise ValueError(
                 f"{owner}(num_samples={num_samples!r}): at most 64 samples fit in a readable figure."
             )
-        check_positive_int(owner, "every_n_train_steps", every_n_train_steps)
+        check_positive_int(owner, "every_n_train_steps", every_n_train_steps, allow_none=True)
+        self.overhead = check_overhead(owner, overhead)
         check_choice(owner, "source", source, ("val", "train"))
         check_task_argument(task, owner)
         self.validate_keys(owner, input_key, target_key)
@@ -146,6 +157,10 @@ class PredictionDynamics(RecipeCallback):
         self._objective: SequenceObjective | None = None
         self._aligned = False  # the objective was inferred (it may be None: no token targets)
         self._call = ModelCall(self.forward, self.input_key, self.target_key)
+        self._points = self.every_n_train_steps or _POINT_EVERY
+        self._last: tuple[np.ndarray, np.ndarray, np.ndarray, Any] | None = None
+        self._figured: int | None = None
+        self._figures = Cadence(self.every_n_train_steps, base=_POINT_EVERY, share=self.overhead)
 
     @property
     def steps(self) -> list[int]:
@@ -171,6 +186,7 @@ class PredictionDynamics(RecipeCallback):
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.should_skip(trainer) or not trainer.is_global_zero:
             return
+        self.start_cadence(trainer, self._figures)
         if self._inputs is None:
             self._take_batch(trainer, pl_module)
         if trainer.global_step == 0 and not self.steps:
@@ -181,11 +197,23 @@ class PredictionDynamics(RecipeCallback):
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         step = trainer.global_step
-        if step % self.every_n_train_steps or (self.steps and self.steps[-1] == step):
+        if step % self._points or (self.steps and self.steps[-1] == step):
             return
         if self._disabled or not trainer.is_global_zero or self.should_skip(trainer):
             return
         self._log(trainer, pl_module, int(step))
+
+    @override
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # the budgeted cadence always shows the end of fit (a fixed cadence logs what it was asked to)
+        if self._figures.fixed or self._disabled or not trainer.is_global_zero or self.should_skip(trainer):
+            return
+        step = int(trainer.global_step)
+        if self.steps and self.steps[-1] == step:
+            if self._figured != step:
+                self._redraw(trainer, step)
+            return
+        self._log(trainer, pl_module, step, figures=True)
 
     # ------------------------------------------------------------------ work
     def _skip(self, trainer: Trainer, message: str, numbers: dict[str, Any] | None = None) -> None:
@@ -211,7 +239,7 @@ class PredictionDynamics(RecipeCallback):
         except ValueError as err:
             self._skip(trainer, f"skipped, because {err}")
 
-    def _log(self, trainer: Trainer, pl_module: LightningModule, step: int) -> None:
+    def _log(self, trainer: Trainer, pl_module: LightningModule, step: int, figures: bool = False) -> None:
         if self._disabled or self._inputs is None or self._targets is None:
             return
         batch = map_tensors(self._batch, lambda t: t.to(pl_module.device))
@@ -238,9 +266,17 @@ class PredictionDynamics(RecipeCallback):
         output, targets, view = line_up(self._objective, output, self._targets)
         scalars, preds, decided = self._trace.add(step, self.task, output, targets)
         writer.log_scalars(trainer, {_PREFIX + k: v for k, v in scalars.items()}, step)
-        self._submit_figures(
-            trainer, step, preds.copy(), decided.copy(), targets.float().numpy().copy(), view
-        )
+        self._last = (preds.copy(), decided.copy(), targets.float().numpy().copy(), view)
+        if figures or self.cadence_due(self._figures, step):
+            self._redraw(trainer, step)
+
+    def _redraw(self, trainer: Trainer, step: int) -> None:
+        """Draw the figures of the last point (at ``step``), and schedule the next ones."""
+        if self._last is None:
+            return
+        self._figured = step
+        self._submit_figures(trainer, step, *self._last)
+        self.cadence_taken(trainer, self._figures, step)
 
     def _submit_figures(
         self,

@@ -19,7 +19,9 @@ from torch.utils.data import DataLoader, Dataset
 class KwargsClassifier(LightningModule):
     def __init__(self, in_features: int = 64, num_classes: int = 10, lr: float = 1e-2) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(in_features, 32), nn.ReLU(), nn.Linear(32, num_classes))
+        self.net = nn.Sequential(
+            nn.Flatten(), nn.Linear(in_features, 32), nn.ReLU(), nn.Linear(32, num_classes)
+        )
         self.lr = lr
 
     def forward(self, **batch: torch.Tensor) -> dict[str, torch.Tensor]:

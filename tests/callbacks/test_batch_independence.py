@@ -434,7 +434,9 @@ def test_batch_independence_calls_a_forward_kwargs_module_with_its_dict_batch(tm
 
 
 def test_batch_independence_records_one_skipped_finding_when_one_reason_stops_both_checks(tmp_path):
-    check = BatchIndependenceCheck(causal_dim=1)  # image logits (N, 10) have no sequence like the (N, 1, 8, 8) input
+    check = BatchIndependenceCheck(
+        causal_dim=1
+    )  # image logits (N, 10) have no sequence like the (N, 1, 8, 8) input
     fit(tmp_path, LitModel(small_cnn()), [check], max_steps=1)
     (finding,) = check.findings
     assert finding.status == "skipped" and "check `causal_dim=`" in finding.message

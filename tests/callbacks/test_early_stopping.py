@@ -64,7 +64,10 @@ def test_restores_weights_of_best_epoch_bitwise(tmp_path):
     assert not torch.equal(best["layer.weight"], last["layer.weight"])
     [finding] = stop.findings
     assert finding.status == "pass"
-    assert finding.message == "stopped at epoch 4 (patience exhausted); best val_loss=0.4 at epoch 2; weights restored to it"
+    assert (
+        finding.message
+        == "stopped at epoch 4 (patience exhausted); best val_loss=0.4 at epoch 2; weights restored to it"
+    )
     assert finding.numbers["reason"] == "patience exhausted"
     ev = read_events(trainer.logger)
     assert ev.scalars("recipe/early_stopping/best_epoch")[-1][1] == 2
@@ -127,7 +130,11 @@ def test_resume_keeps_best_and_uses_new_patience(tmp_path):
     _fit(tmp_path, [first, ckpt], FALL_THEN_RISE, max_epochs=4, enable_checkpointing=True)
     resumed = EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
     model, _ = _fit(
-        tmp_path, [resumed], FALL_THEN_RISE, max_epochs=8, ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"),
+        tmp_path,
+        [resumed],
+        FALL_THEN_RISE,
+        max_epochs=8,
+        ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"),
         enable_checkpointing=True,
     )
     assert resumed.patience == 2
@@ -147,14 +154,20 @@ def test_state_round_trip_and_pickle():
     assert torch.equal(other._best_state["w"], torch.ones(2))
     clone = pickle.loads(pickle.dumps(stop))
     assert clone.best_epoch == 4
-    other.load_state_dict({"wait_count": 0, "stopped_epoch": 0, "best_score": torch.tensor(1.0)})  # older checkpoints
+    other.load_state_dict(
+        {"wait_count": 0, "stopped_epoch": 0, "best_score": torch.tensor(1.0)}
+    )  # older checkpoints
 
 
 def test_missing_metric_with_strict_false_is_skipped(tmp_path):
     stop = EarlyStopping(monitor="val_acc", strict=False)
     _fit(tmp_path, [stop], FALL_THEN_RISE, max_epochs=2)
     [finding] = stop.findings
-    assert finding.status == "skipped" and "`val_acc` was never logged" in finding.message and "val_loss" in finding.message
+    assert (
+        finding.status == "skipped"
+        and "`val_acc` was never logged" in finding.message
+        and "val_loss" in finding.message
+    )
 
 
 def test_non_finite_metric_is_a_warning(tmp_path):
@@ -179,7 +192,11 @@ def test_bad_mode_raises_lightnings_exception_with_lightnings_message():
 
 
 def test_accepts_what_lightning_accepts_and_keeps_its_state_keys():
-    for kwargs in ({"monitor": "val_loss", "patience": 0}, {"monitor": ""}, {"monitor": "acc", "mode": "max"}):
+    for kwargs in (
+        {"monitor": "val_loss", "patience": 0},
+        {"monitor": ""},
+        {"monitor": "acc", "mode": "max"},
+    ):
         ours, theirs = EarlyStopping(**kwargs), LightningEarlyStopping(**kwargs)
         assert ours.state_key == theirs.state_key
         assert theirs.state_dict().keys() <= ours.state_dict().keys()
@@ -189,7 +206,9 @@ def test_accepts_what_lightning_accepts_and_keeps_its_state_keys():
 def test_missing_metric_with_strict_raises_lightnings_error(tmp_path):
     errors = []
     for i, cls in enumerate((EarlyStopping, LightningEarlyStopping)):
-        with pytest.raises(RuntimeError, match="Early stopping conditioned on metric `val_acc` which is not available") as err:
+        with pytest.raises(
+            RuntimeError, match="Early stopping conditioned on metric `val_acc` which is not available"
+        ) as err:
             _fit(tmp_path / str(i), [cls(monitor="val_acc")], FALL_THEN_RISE, max_epochs=2)
         errors.append(str(err.value))
     assert errors[0] == errors[1]
@@ -209,14 +228,24 @@ _NAN = float("nan")
         ([0.1, 0.5, 0.4, 0.3, 0.2, 0.1], {"mode": "max", "patience": 2}),
         (FALL_THEN_RISE, {"monitor": "val_acc", "strict": False}),
     ],
-    ids=["patience", "stopping_threshold", "divergence_threshold", "non_finite", "check_finite_off", "max", "not_strict"],
+    ids=[
+        "patience",
+        "stopping_threshold",
+        "divergence_threshold",
+        "non_finite",
+        "check_finite_off",
+        "max",
+        "not_strict",
+    ],
 )
 def test_decides_and_logs_as_lightning_does(tmp_path, caplog, losses, kwargs):
     """Same stop, state and ``verbose`` messages as Lightning's, with the additions switched on."""
     kwargs = {"monitor": "val_loss", "verbose": True, **kwargs}
     caplog.set_level(logging.INFO, logger="lightning.pytorch.callbacks.early_stopping")
     seen = []
-    for i, stop in enumerate((EarlyStopping(**kwargs, restore_best_weights=True), LightningEarlyStopping(**kwargs))):
+    for i, stop in enumerate(
+        (EarlyStopping(**kwargs, restore_best_weights=True), LightningEarlyStopping(**kwargs))
+    ):
         caplog.clear()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RecipeWarning)
@@ -229,7 +258,11 @@ def test_decides_and_logs_as_lightning_does(tmp_path, caplog, losses, kwargs):
                 repr(stop.best_score),
                 stop.stopping_reason,
                 stop.stopping_reason_message,
-                [r.getMessage() for r in caplog.records if r.name == "lightning.pytorch.callbacks.early_stopping"],
+                [
+                    r.getMessage()
+                    for r in caplog.records
+                    if r.name == "lightning.pytorch.callbacks.early_stopping"
+                ],
             )
         )
     assert seen[0] == seen[1]
@@ -241,11 +274,16 @@ def test_warm_up_on_improving_values_logs_as_lightning_does(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="lightning.pytorch.callbacks.early_stopping")
     logs = []
     for i, stop in enumerate(
-        (EarlyStopping(monitor="val_loss", verbose=True, start_from_epoch=3), LightningEarlyStopping(monitor="val_loss", verbose=True))
+        (
+            EarlyStopping(monitor="val_loss", verbose=True, start_from_epoch=3),
+            LightningEarlyStopping(monitor="val_loss", verbose=True),
+        )
     ):
         caplog.clear()
         _fit(tmp_path / str(i), [stop], falling, max_epochs=len(falling))
-        logs.append([r.getMessage() for r in caplog.records if r.name == "lightning.pytorch.callbacks.early_stopping"])
+        logs.append(
+            [r.getMessage() for r in caplog.records if r.name == "lightning.pytorch.callbacks.early_stopping"]
+        )
     assert logs[0] == logs[1]
     assert logs[0][1] == "Metric val_loss improved by 0.400 >= min_delta = 0.0. New best score: 0.600"
 
@@ -253,8 +291,12 @@ def test_warm_up_on_improving_values_logs_as_lightning_does(tmp_path, caplog):
 def test_threshold_stop_keeps_lightnings_best_score_and_restores_that_epoch(tmp_path):
     stop = EarlyStopping(monitor="val_loss", stopping_threshold=0.1, restore_best_weights=True)
     ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="{epoch}", save_top_k=-1)
-    model, _ = _fit(tmp_path, [stop, ckpt], [1.0, 0.6, 0.4, 0.05, 0.5], max_epochs=5, enable_checkpointing=True)
-    assert float(stop.best_score) == pytest.approx(0.4)  # as Lightning: a threshold stop is not an improvement
+    model, _ = _fit(
+        tmp_path, [stop, ckpt], [1.0, 0.6, 0.4, 0.05, 0.5], max_epochs=5, enable_checkpointing=True
+    )
+    assert float(stop.best_score) == pytest.approx(
+        0.4
+    )  # as Lightning: a threshold stop is not an improvement
     assert stop.best_epoch == 3 and stop.stopped_epoch == 3
     best = torch.load(tmp_path / "ckpt" / "epoch=3.ckpt", weights_only=False)["state_dict"]
     assert all(torch.equal(v, best[k]) for k, v in model.state_dict().items())
@@ -266,7 +308,10 @@ def test_threshold_stop_keeps_lightnings_best_score_and_restores_that_epoch(tmp_
 def test_new_patience_on_resume_is_the_one_difference_in_state(tmp_path):
     saved = EarlyStopping(monitor="val_loss", patience=50)
     saved.wait_count = 4
-    ours, theirs = EarlyStopping(monitor="val_loss", patience=2), LightningEarlyStopping(monitor="val_loss", patience=2)
+    ours, theirs = (
+        EarlyStopping(monitor="val_loss", patience=2),
+        LightningEarlyStopping(monitor="val_loss", patience=2),
+    )
     ours.load_state_dict(saved.state_dict())
     theirs.load_state_dict(saved.state_dict())
     assert (ours.wait_count, theirs.wait_count) == (4, 4)

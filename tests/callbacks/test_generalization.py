@@ -114,7 +114,10 @@ def test_healthy_scripted_run_passes_and_says_leave_it_training_when_max_epochs_
     check = GeneralizationCheck(baseline=2.3)
     trainer = _fit(tmp_path, Scripted(t, v), [check], 12)
     _no_crash(check)
-    assert [f.status for f in check.findings] == ["pass", "pass"]  # advice: a healthy run cut short is no fault
+    assert [f.status for f in check.findings] == [
+        "pass",
+        "pass",
+    ]  # advice: a healthy run cut short is no fault
     assert check.stage == "healthy"
     assert check.findings[1].message.startswith(
         "max_epochs=12 ended the run while val_loss was still improving ~"
@@ -304,5 +307,7 @@ def test_a_healthy_model_of_noisy_regression_targets_is_not_called_underfitting(
     _no_crash(check)
     assert check.stage == "healthy", check.findings[0].message
     ratio = check.findings[0].numbers["train_to_baseline"]
-    assert 0.3 < ratio < 0.7  # far from the 0.8 a mean-predictor baseline allows, above the 0.5 of a class prior
+    assert (
+        0.3 < ratio < 0.7
+    )  # far from the 0.8 a mean-predictor baseline allows, above the 0.5 of a class prior
     assert check.findings[0].message.startswith("healthy: ")

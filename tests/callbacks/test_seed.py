@@ -32,7 +32,11 @@ def test_seed_and_fingerprints_are_logged_at_step_zero(tmp_path):
     _, cb, trainer = _run(tmp_path, 11)
     texts = read_events(trainer.logger).texts("recipe/seed/fingerprint")
     assert len(texts) == 1 and texts[0][0] == 0
-    assert "| 11 |" in texts[0][1] and cb.weights_fingerprint in texts[0][1] and cb.batch_fingerprint in texts[0][1]
+    assert (
+        "| 11 |" in texts[0][1]
+        and cb.weights_fingerprint in texts[0][1]
+        and cb.batch_fingerprint in texts[0][1]
+    )
     [finding] = cb.findings
     assert finding.status == "pass" and finding.numbers["seed"] == 11
 
@@ -91,11 +95,15 @@ def test_resume_keeps_fingerprints_and_warns_on_a_different_seed(tmp_path):
     same = FixedSeed(21)
     trainer = make_trainer(tmp_path, [same], max_steps=4, enable_checkpointing=True)
     trainer.fit(LitModel(small_cnn()), data, ckpt_path=ckpt.last_model_path)
-    assert same.weights_fingerprint == cb.weights_fingerprint and same.batch_fingerprint == cb.batch_fingerprint
+    assert (
+        same.weights_fingerprint == cb.weights_fingerprint and same.batch_fingerprint == cb.batch_fingerprint
+    )
 
     changed = FixedSeed(22)
     trainer = make_trainer(tmp_path, [changed], max_steps=4, enable_checkpointing=True)
-    with pytest.warns(RecipeWarning, match="resumed from a checkpoint seeded with 21, but this run uses seed=22"):
+    with pytest.warns(
+        RecipeWarning, match="resumed from a checkpoint seeded with 21, but this run uses seed=22"
+    ):
         trainer.fit(LitModel(small_cnn()), data, ckpt_path=ckpt.last_model_path)
 
 

@@ -58,14 +58,19 @@ def test_split_batch_targets_from_python_list_become_tensor():
 
 
 def test_split_batch_missing_targets_names_target_key():
-    with pytest.raises(ValueError, match=r"found no targets in a dict batch with keys \['img', 'pixels'\]; pass `target_key=`"):
+    with pytest.raises(
+        ValueError,
+        match=r"found no targets in a dict batch with keys \['img', 'pixels'\]; pass `target_key=`",
+    ):
         split_batch({"img": X, "pixels": X}, input_key="img", require_targets=True)
     with pytest.raises(ValueError, match="found no targets in a batch of type Tensor; pass `target_key=`"):
         split_batch(X, require_targets=True)
 
 
 def test_split_batch_ambiguous_inputs_name_input_key():
-    with pytest.raises(ValueError, match=r"found no inputs in a dict batch with keys \['a', 'b'\]; pass `input_key=`"):
+    with pytest.raises(
+        ValueError, match=r"found no inputs in a dict batch with keys \['a', 'b'\]; pass `input_key=`"
+    ):
         split_batch({"a": X, "b": X})
 
 
@@ -88,7 +93,10 @@ def test_validate_key_spec_rejects_wrong_types():
     validate_key_spec("y", "Cb", "target_key")
     validate_key_spec(1, "Cb", "target_key")
     validate_key_spec(lambda b: b, "Cb", "target_key")
-    with pytest.raises(TypeError, match=r"Cb\(target_key=1.5\): expected a dict key \(str\), a position \(int\) or a callable"):
+    with pytest.raises(
+        TypeError,
+        match=r"Cb\(target_key=1.5\): expected a dict key \(str\), a position \(int\) or a callable",
+    ):
         validate_key_spec(1.5, "Cb", "target_key")
     with pytest.raises(TypeError, match="got a bool"):
         validate_key_spec(True, "Cb", "input_key")

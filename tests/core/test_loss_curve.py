@@ -156,10 +156,15 @@ def test_a_flat_verdict_never_quotes_a_fallen_loss():
         t = np.arange(100)
         drop = rng.uniform(1.0, 8.0)
         k = int(rng.integers(1, 40))
-        loss = np.where(t < k, drop - (drop - 1) * t / k, 1.0) * (1 + rng.uniform(0, 0.3) * rng.standard_normal(t.size))
+        loss = np.where(t < k, drop - (drop - 1) * t / k, 1.0) * (
+            1 + rng.uniform(0, 0.3) * rng.standard_normal(t.size)
+        )
         loss = np.abs(loss) + 1e-3
         for event in LossTracker(check_after=100).update(loss.tolist(), t.tolist()):
             if event.kind == "flat" and not event.numbers["above_start"]:
-                assert max(event.numbers["first_smoothed"], event.numbers["start"]) <= 1.25 * event.numbers["last_smoothed"]
+                assert (
+                    max(event.numbers["first_smoothed"], event.numbers["start"])
+                    <= 1.25 * event.numbers["last_smoothed"]
+                )
             if event.kind == "rising":
                 assert event.numbers["last_smoothed"] > event.numbers["first_smoothed"]

@@ -54,7 +54,11 @@ def _dict_batch(n=5):
         (_Positional(), {"x": torch.randn(5, 4), "y": torch.zeros(5)}, "kwargs_inputs"),  # forward(x): x=...
         (_Positional(), {"image": torch.randn(5, 4), "y": torch.zeros(5)}, "positional"),
         (_Kwargs(), _dict_batch(), "kwargs"),
-        (_Named(), {"input_ids": torch.randn(5, 4), "attention_mask": torch.ones(5, 4), "labels": torch.zeros(5)}, "kwargs_inputs"),
+        (
+            _Named(),
+            {"input_ids": torch.randn(5, 4), "attention_mask": torch.ones(5, 4), "labels": torch.zeros(5)},
+            "kwargs_inputs",
+        ),
         (_WholeBatch(), {"features": torch.randn(5, 4), "target": torch.zeros(5)}, "batch"),
     ],
 )
@@ -131,7 +135,9 @@ def test_outputs_are_unpacked_the_same_way_everywhere(output, has_logits, has_lo
 
 def test_hugging_face_model_output_is_read_as_a_mapping():
     transformers = pytest.importorskip("transformers")
-    out = transformers.modeling_outputs.SequenceClassifierOutput(loss=torch.tensor(0.3), logits=torch.zeros(2, 4))
+    out = transformers.modeling_outputs.SequenceClassifierOutput(
+        loss=torch.tensor(0.3), logits=torch.zeros(2, 4)
+    )
     unpacked = unpack_output(out)
     assert unpacked.loss is not None and tuple(unpacked.logits.shape) == (2, 4)
 

@@ -62,7 +62,9 @@ def test_batch_config_and_class_rules():
     # targets already one position ahead of the inputs (nanoGPT's batches): never shifted again
     ahead = torch.cat([IDS[:, 1:], torch.full((2, 1), -100)], 1)
     ahead[ahead == 0] = -100
-    got = infer_sequence_objective(ahead, batch=(IDS, ahead), module=_class("GPT2LMHeadModel"), computes_loss=True)
+    got = infer_sequence_objective(
+        ahead, batch=(IDS, ahead), module=_class("GPT2LMHeadModel"), computes_loss=True
+    )
     assert got.shift == 0 and "ahead" in got.reason
     # config and class names
     decoder = Named(SimpleNamespace(vocab_size=50, is_decoder=True))
@@ -70,7 +72,12 @@ def test_batch_config_and_class_rules():
     assert infer_sequence_objective(LABELS, module=decoder).vocab == 50
     seq2seq = Named(SimpleNamespace(vocab_size=50, is_decoder=False, is_encoder_decoder=True))
     assert infer_sequence_objective(LABELS, batch=batch, module=seq2seq, computes_loss=True).shift == 0
-    for name, shift in (("LlamaForCausalLM", 1), ("BertLMHeadModel", 1), ("T5ForConditionalGeneration", 0), ("Tagger", 0)):
+    for name, shift in (
+        ("LlamaForCausalLM", 1),
+        ("BertLMHeadModel", 1),
+        ("T5ForConditionalGeneration", 0),
+        ("Tagger", 0),
+    ):
         assert infer_sequence_objective(LABELS, module=_class(name)).shift == shift, name
 
 

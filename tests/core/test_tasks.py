@@ -30,13 +30,17 @@ def test_infer_task(targets, outputs, expected):
 def test_infer_task_without_outputs():
     assert infer_task(torch.tensor([0, 3, 2])) == "multiclass"
     assert infer_task(torch.tensor([1.5, 2.5])) == "regression"
-    with pytest.raises(ValueError, match=r"0/1 targets .* pass task='binary' or task='multiclass' or task='multilabel'"):
+    with pytest.raises(
+        ValueError, match=r"0/1 targets .* pass task='binary' or task='multiclass' or task='multilabel'"
+    ):
         infer_task(torch.tensor([0, 1, 1]))
 
 
 def test_infer_task_one_hot_is_ambiguous():
     one_hot = torch.eye(3)[torch.tensor([0, 2, 1, 1])]
-    with pytest.raises(ValueError, match=r"one-hot float targets .* pass task='multiclass' or task='multilabel'"):
+    with pytest.raises(
+        ValueError, match=r"one-hot float targets .* pass task='multiclass' or task='multilabel'"
+    ):
         infer_task(one_hot, torch.zeros(4, 3))
 
 
@@ -48,7 +52,10 @@ def test_infer_task_row_mismatch_and_explicit_task():
 
 def test_task_argument_errors_list_values():
     check_task_argument("auto", "X")
-    with pytest.raises(ValueError, match=r"LossAtInitCheck\(task='multi'\): unknown task; pass one of 'auto', 'multiclass', 'binary', 'multilabel' or 'regression'"):
+    with pytest.raises(
+        ValueError,
+        match=r"LossAtInitCheck\(task='multi'\): unknown task; pass one of 'auto', 'multiclass', 'binary', 'multilabel' or 'regression'",
+    ):
         check_task_argument("multi", "LossAtInitCheck")
 
 

@@ -61,7 +61,10 @@ def test_trace_records_shared_module_once_and_removes_hooks_on_error():
 def test_find_layer_errors_list_candidates():
     model = HeadFirst()
     assert find_layer(model, "block.0") is model.block[0]
-    with pytest.raises(ValueError, match=r"FinalBiasInit\(layer=...\)='hed': no such module in the model; modules with parameters include \['head', 'block.0'"):
+    with pytest.raises(
+        ValueError,
+        match=r"FinalBiasInit\(layer=...\)='hed': no such module in the model; modules with parameters include \['head', 'block.0'",
+    ):
         find_layer(model, "hed", owner="FinalBiasInit(layer=...)")
 
 
@@ -102,7 +105,9 @@ def test_figures_and_grids():
     assert grid.shape == (2 * 8 + 1, 5 * 8 + 4, 3) and grid.dtype == np.uint8
     const = image_grid(np.zeros((1, 1, 4, 4)))  # a constant image must not divide by zero
     assert np.isfinite(const).all()
-    fig = labelled_image_grid_figure(np.random.rand(4, 1, 8, 8), titles=["0", "1\nb", "2", "3"], title_colors=["red"] * 4)
+    fig = labelled_image_grid_figure(
+        np.random.rand(4, 1, 8, 8), titles=["0", "1\nb", "2", "3"], title_colors=["red"] * 4
+    )
     assert figure_to_array(fig).ndim == 3
     assert is_image_like((8, 1, 8, 8)) and is_image_like((8, 28, 28)) and not is_image_like((8, 30))
 
@@ -146,7 +151,10 @@ def test_preserved_state_restores_a_dataloaders_private_generator():
     data = TensorDataset(torch.arange(20))
     loader = DataLoader(data, batch_size=5, shuffle=True, generator=torch.Generator().manual_seed(0))
     assert len(loader_generators(loader)) >= 1
-    expected = [b[0].tolist() for b in DataLoader(data, batch_size=5, shuffle=True, generator=torch.Generator().manual_seed(0))]
+    expected = [
+        b[0].tolist()
+        for b in DataLoader(data, batch_size=5, shuffle=True, generator=torch.Generator().manual_seed(0))
+    ]
     with preserved_state(None, loaders=[loader]):
         list(loader)  # a check iterating the user's loader advances its generator
     assert [b[0].tolist() for b in loader] == expected

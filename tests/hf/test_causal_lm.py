@@ -90,7 +90,11 @@ def test_prediction_dynamics_shows_top_tokens_for_a_large_vocabulary(tmp_path):
 
 @pytest.mark.parametrize(
     "make, status",
-    [(lambda: tiny_bert_lm(causal=False), "fail"), (lambda: tiny_bert_lm(causal=True), "pass"), (tiny_gpt2, "pass")],
+    [
+        (lambda: tiny_bert_lm(causal=False), "fail"),
+        (lambda: tiny_bert_lm(causal=True), "pass"),
+        (tiny_gpt2, "pass"),
+    ],
     ids=["bert-no-causal-mask", "bert-decoder", "gpt2"],
 )
 def test_batch_independence_checks_causality_of_next_token_objectives(make, status):

@@ -17,7 +17,10 @@ def test_schedule_figure_renders_every_curve_with_a_title():
         [("SGD 0", decay, analyse_lr(decay)), ("SGD 1", constant, analyse_lr(constant))], 1e-3, 20, start=5
     )
     assert isinstance(fig, Figure)
-    assert fig.axes[0].get_title() == "simulated LR over 200 optimizer steps: LR near zero for 40% of the run (from 60%)"
+    assert (
+        fig.axes[0].get_title()
+        == "simulated LR over 200 optimizer steps: LR near zero for 40% of the run (from 60%)"
+    )
     assert fig.axes[0].get_yscale() == "log" and len(fig.axes[0].get_lines()) >= 4
     image = figure_to_array(fig)
     assert image.shape[2] == 3 and image.shape[1] == 700

@@ -187,7 +187,9 @@ def infer_integer_fill(
     if parts is not None:
         tensors: list[torch.Tensor] = []
         map_tensors(parts.inputs, tensors.append)
-        integer = [t for t in tensors if not (t.is_floating_point() or t.is_complex() or t.dtype == torch.bool)]
+        integer = [
+            t for t in tensors if not (t.is_floating_point() or t.is_complex() or t.dtype == torch.bool)
+        ]
         if integer:
             x = integer[0]
             found = _padding_mask(batch, parts.inputs, tuple(x.shape))

@@ -74,7 +74,10 @@ def test_one_reason_that_stops_both_checks_is_one_verdict():
 def test_distinct_keeps_two_different_verdicts():
     verdicts = [("pass", "batch ok", {}), ("skipped", "nothing charted along the sequence", {})]
     assert distinct(verdicts) == verdicts
-    assert distinct([("skipped", "a", {}), ("skipped", "b", {})]) == [("skipped", "a", {}), ("skipped", "b", {})]
+    assert distinct([("skipped", "a", {}), ("skipped", "b", {})]) == [
+        ("skipped", "a", {}),
+        ("skipped", "b", {}),
+    ]
 
 
 def test_measure_names_input_key_when_the_inputs_are_missing():

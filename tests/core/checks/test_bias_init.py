@@ -61,7 +61,10 @@ def test_unsized_batches_uses_an_integer_limit_only():
 def test_resume_findings():
     assert resume_finding(False, False, None, 0) is None
     message, numbers = resume_finding(True, True, "head", 0)
-    assert "of 'head' was set when that run started" in message and numbers == {"applied": True, "layer": "head"}
+    assert "of 'head' was set when that run started" in message and numbers == {
+        "applied": True,
+        "layer": "head",
+    }
     message, numbers = resume_finding(False, False, None, 12)
     assert "already at step 12" in message and numbers == {"global_step": 12}
 
@@ -117,24 +120,32 @@ def test_bias_from_stats_pads_absent_classes_and_rejects_a_narrow_head():
     reg = TargetStats.from_targets(torch.randn(10, 2), "regression")
     with pytest.raises(Skip, match="each sample has 2 target values"):
         bias_from_stats(reg, "regression", 1, "head")
-    with pytest.raises(Skip, match="each sample has 2 target values"):  # (N, 1) outputs vs (N, 2): broadcasting
+    with pytest.raises(
+        Skip, match="each sample has 2 target values"
+    ):  # (N, 1) outputs vs (N, 2): broadcasting
         bias_from_stats(reg, "regression", 1, "head", output_values=1)
 
 
 def test_a_width_one_head_run_at_every_position_gets_the_mean_of_all_values():
     y = torch.tensor([[1.0, 2.0, 3.0], [5.0, 6.0, 7.0]])  # (N, T): one output per position
-    stats, init, source = bias_from_stats(TargetStats.from_targets(y, "regression"), "regression", 1, "head", 3)
+    stats, init, source = bias_from_stats(
+        TargetStats.from_targets(y, "regression"), "regression", 1, "head", 3
+    )
     assert init.bias.tolist() == pytest.approx([4.0]) and stats.num_outputs == 1
     assert "3 values each, pooled" in source
 
 
 def test_bias_finding_pass_and_warn():
     stats, init, _ = bias_from_stats(_counts([0, 0, 0, 1], 2), "multiclass", 2, "head")
-    status, message, numbers = bias_finding("multiclass", "head", "Linear", 2, "4 training targets", stats, init)
+    status, message, numbers = bias_finding(
+        "multiclass", "head", "Linear", 2, "4 training targets", stats, init
+    )
     assert status == "pass" and "loss at init should be 0.5623 instead of ln 2=0.6931" in message
     assert numbers["expected_loss"] == pytest.approx(0.5623, abs=1e-4)
     stats, init, _ = bias_from_stats(_counts([0, 0, 1], 3), "multiclass", 3, "head")
-    status, message, numbers = bias_finding("multiclass", "head", "Linear", 3, "3 training targets", stats, init)
+    status, message, numbers = bias_finding(
+        "multiclass", "head", "Linear", 3, "3 training targets", stats, init
+    )
     assert status == "warn" and "class(es) [2] never occur in the training data" in message
     assert numbers["floored"] == [2]
 

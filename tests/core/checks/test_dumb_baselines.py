@@ -82,7 +82,10 @@ def test_reasons_not_to_score_are_skips_naming_the_argument():
 
 def test_resolve_task_reads_the_class_count_from_dense_logits():
     assert resolve_task(torch.tensor([0, 1]), torch.zeros(2, 2), "auto", None) == ("multiclass", 2)
-    assert resolve_task(torch.zeros(2, 5, dtype=torch.long), torch.zeros(2, 5, 17), "auto", None) == ("multiclass", 17)
+    assert resolve_task(torch.zeros(2, 5, dtype=torch.long), torch.zeros(2, 5, 17), "auto", None) == (
+        "multiclass",
+        17,
+    )
     with pytest.raises(ValueError, match="task='binary'"):
         resolve_task(torch.tensor([0, 1]), None, "auto", None)
 
@@ -108,13 +111,21 @@ def test_token_prior_is_the_unigram_of_the_positions_a_causal_lm_predicts():
     counts[counts == 0] = 0.5
     log_p = (counts / counts.sum()).log()
     expected = float(-log_p[ids_v[:, 1:].reshape(-1)].mean())
-    train = DataLoader(TensorDataset(ids_t.clamp_min(0), ids_t), batch_size=4)  # the fast path (dataset targets)
+    train = DataLoader(
+        TensorDataset(ids_t.clamp_min(0), ids_t), batch_size=4
+    )  # the fast path (dataset targets)
     val = DataLoader(TensorDataset(ids_v, ids_v), batch_size=4)
-    scores = score_baselines(train, val, "multiclass", "cross_entropy", vocab, ignore_index=-100, shift=1, tokens=True)
+    scores = score_baselines(
+        train, val, "multiclass", "cross_entropy", vocab, ignore_index=-100, shift=1, tokens=True
+    )
     assert scores.loss == pytest.approx(expected) and scores.tokens
-    as_dicts = [{"input_ids": ids_t[i : i + 4].clamp_min(0), "labels": ids_t[i : i + 4]} for i in range(0, 12, 4)]
+    as_dicts = [
+        {"input_ids": ids_t[i : i + 4].clamp_min(0), "labels": ids_t[i : i + 4]} for i in range(0, 12, 4)
+    ]
     val_dicts = [{"input_ids": ids_v, "labels": ids_v}]
-    again = score_baselines(as_dicts, val_dicts, "multiclass", "cross_entropy", vocab, ignore_index=-100, shift=1, tokens=True)
+    again = score_baselines(
+        as_dicts, val_dicts, "multiclass", "cross_entropy", vocab, ignore_index=-100, shift=1, tokens=True
+    )
     assert again.loss == pytest.approx(expected)
     assert "token-prior (unigram)" in _rule().baseline_words(scores)
     unshifted = score_baselines(train, val, "multiclass", "cross_entropy", vocab, ignore_index=-100)

@@ -44,7 +44,9 @@ def test_a_default_init_passes_and_scaled_weights_fail():
 
 
 def test_a_summed_loss_fails():
-    status, message, _ = loss_finding(_step(1.0, lambda o, y: F.cross_entropy(o, y, reduction="sum")), rtol=0.3)
+    status, message, _ = loss_finding(
+        _step(1.0, lambda o, y: F.cross_entropy(o, y, reduction="sum")), rtol=0.3
+    )
     assert status == "fail" and "summed" in message
 
 
@@ -95,7 +97,9 @@ def test_stats_from_bias_init_or_the_dataset():
     assert dataset_stats(object(), "multiclass", 3, -100) is None
     head = nn.Linear(2, 2)
     last = ("head", head, torch.zeros(4, 2))
-    got = step_evidence(0.69, torch.tensor([0, 1, 0, 1]), last, bias_init=("head", None), data_stats=lambda t, w: None)
+    got = step_evidence(
+        0.69, torch.tensor([0, 1, 0, 1]), last, bias_init=("head", None), data_stats=lambda t, w: None
+    )
     assert got["source"] == "FinalBiasInit"
     got = step_evidence(0.69, torch.tensor([0, 1, 0, 1]), last, bias_init=("other", None))
     assert got["source"] == "model" and got["task"] == "multiclass"

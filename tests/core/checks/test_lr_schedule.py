@@ -66,7 +66,10 @@ def test_early_decay_fails_with_the_fix_and_its_per_epoch_twin_passes():
     )
     assert "(this run has 200, 20 per epoch)" in message and numbers["scheduler"].startswith("StepLR")
     status, message, _ = _verdict(lambda o: sch.StepLR(o, step_size=30, gamma=0.1), "epoch")
-    assert status == "pass" and message == "StepLR(step_size=30, gamma=0.1): the LR stays at 0.1 over the 200 steps"
+    assert (
+        status == "pass"
+        and message == "StepLR(step_size=30, gamma=0.1): the LR stays at 0.1 over the 200 steps"
+    )
 
 
 def test_cycles_warn_and_a_cosine_spanning_the_run_passes():
@@ -112,7 +115,10 @@ def test_what_cannot_be_simulated_is_skipped():
             "StepLR(step_size=30, gamma=0.1) drives a SGD that is not one of the optimizers configure_optimizers "
             "returned: not simulated; build the scheduler on the optimizer you return",
         ),
-        ("skipped", "object has no `optimizer` attribute holding a torch optimizer; it cannot be simulated on a copy"),
+        (
+            "skipped",
+            "object has no `optimizer` attribute holding a torch optimizer; it cannot be simulated on a copy",
+        ),
     ]
 
 
@@ -169,14 +175,18 @@ def test_cross_check_counts_the_scheduler_steps(extra_steps, expected):
     status, message, numbers = verdict
     assert status == expected[0] and expected[1] in message
     assert message.startswith("the real LR (") and "at step 10" in message
-    assert numbers["scheduler_steps"] == [index + extra_steps] and numbers["configured_scheduler_steps"] == [10]
+    assert numbers["scheduler_steps"] == [index + extra_steps] and numbers["configured_scheduler_steps"] == [
+        10
+    ]
 
 
 def test_cross_check_names_another_lr_writer_and_ignores_replaced_schedulers():
     result, opt, config = _audit(lambda o: sch.StepLR(o, 1000))
     for _ in range(3):
         config.scheduler.step()  # as configured ...
-    opt.param_groups[0]["lr"] = 0.05  # ... but a callback or an optimizer_step override sets the LR  # a callback or an optimizer_step override sets the LR
+    opt.param_groups[0]["lr"] = (
+        0.05  # ... but a callback or an optimizer_step override sets the LR  # a callback or an optimizer_step override sets the LR
+    )
     assert cross_check(result.tracked, 3, set()) is None  # the scheduler was replaced (SWA)
     status, message, _ = cross_check(result.tracked, 3, {id(config.scheduler)}, manual=True)
     assert status == "skipped" and "at batch 3, though the scheduler was stepped as configured" in message

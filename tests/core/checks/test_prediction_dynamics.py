@@ -73,7 +73,11 @@ def test_trajectories_jitter_and_scalars_by_task():
     assert scalars["jitter"] == pytest.approx(0.5) and trace.steps == [0, 3]
     assert preds.tolist() == [[2.0], [2.0]]
     clone = Trajectories.from_state(trace.state_dict())
-    assert clone.steps == [0, 3] and clone.jitter == trace.jitter and torch.equal(clone.last_pred, trace.last_pred)
+    assert (
+        clone.steps == [0, 3]
+        and clone.jitter == trace.jitter
+        and torch.equal(clone.last_pred, trace.last_pred)
+    )
     assert Trajectories.from_state({}).steps == []
 
 

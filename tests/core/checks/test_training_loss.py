@@ -44,7 +44,9 @@ def test_a_flat_curve_warns_not_falling():
     rng = np.random.default_rng(1)
     (event,) = _events(2.3 + rng.normal(0, 0.05, 100))
     status, message, numbers = event_verdict(event, "metric 'loss'")
-    assert status == "warn" and message.startswith("the training loss is not falling: over the first 100 steps")
+    assert status == "warn" and message.startswith(
+        "the training loss is not falling: over the first 100 steps"
+    )
     assert "check that the LR is not 0" in message and "a decreasing curve has z <= -3" in message
     assert numbers["source"] == "metric 'loss'" and numbers["step"] == 99
 
@@ -61,7 +63,9 @@ def test_a_curve_that_settled_above_its_start_says_the_lr_is_too_high():
 def test_a_late_rise_fails_only_when_back_above_the_start(end, status):
     event = LossEvent("rising", 400, {"smoothed": end, "best": 1.0, "best_step": 200, "initial": 2.3})
     got, message, _ = event_verdict(event)
-    assert got == status and message.startswith(f"the training loss is rising: smoothed {end:.4g} at step 400")
+    assert got == status and message.startswith(
+        f"the training loss is rising: smoothed {end:.4g} at step 400"
+    )
     assert message.endswith("lower the learning rate or clip gradients")
 
 
@@ -82,8 +86,12 @@ def test_a_hockey_stick_names_final_bias_init():
 def test_a_non_finite_loss_fails_with_the_smoothed_loss_before():
     (event,) = _events(np.r_[np.ones(15), np.inf], window=8)
     status, message, _ = event_verdict(event)
-    assert status == "fail" and message.startswith("the training loss became inf at step 15 (smoothed loss before: 1)")
-    status, message, _ = event_verdict(LossEvent("non_finite", 0, {"value": float("nan"), "last_smoothed": None}))
+    assert status == "fail" and message.startswith(
+        "the training loss became inf at step 15 (smoothed loss before: 1)"
+    )
+    status, message, _ = event_verdict(
+        LossEvent("non_finite", 0, {"value": float("nan"), "last_smoothed": None})
+    )
     assert message.startswith("the training loss became nan at step 0: lower the learning rate")
 
 
