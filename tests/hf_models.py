@@ -125,12 +125,12 @@ def tiny_bert_lm(causal: bool = False, seed: int = 0, vocab_size: int = VOCAB) -
     return transformers.BertLMHeadModel(_bert_config(is_decoder=causal, vocab_size=vocab_size))
 
 
-def tiny_vit(num_labels: int = 10, seed: int = 0) -> Any:
-    """ViT image classifier on 8x8 RGB (``pixel_values``, ``labels``)."""
+def tiny_vit(num_labels: int = 10, seed: int = 0, patch_size: int = 2) -> Any:
+    """ViT image classifier on 8x8 RGB (``pixel_values``, ``labels``) with ``patch_size`` patches."""
     torch.manual_seed(seed)
     config = transformers.ViTConfig(
         image_size=8,
-        patch_size=2,
+        patch_size=patch_size,
         num_channels=3,
         hidden_size=32,
         num_hidden_layers=2,
@@ -259,15 +259,4 @@ def image_loader(
 def tiny_vit_coarse(num_labels: int = 10, seed: int = 0) -> Any:
     """ViT on 8x8 RGB with 4x4 patches: learns the digits in a few epochs (``tiny_vit``'s 2x2 patches
     underfit for dozens of epochs), for healthy runs that must converge."""
-    torch.manual_seed(seed)
-    config = transformers.ViTConfig(
-        image_size=8,
-        patch_size=4,
-        num_channels=3,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        num_labels=num_labels,
-    )
-    return transformers.ViTForImageClassification(config)
+    return tiny_vit(num_labels, seed, patch_size=4)
