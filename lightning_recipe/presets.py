@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from lightning.pytorch import Callback
 
+from lightning_recipe.core.budget import check_overhead, split_share
+
 __all__ = ["STAGES", "Stage", "recipe_callbacks"]
 
 Stage = Literal["data", "init", "skeleton", "overfit", "regularize", "full"]
@@ -67,6 +69,7 @@ def recipe_callbacks(
     exclude: Sequence[str] = (),
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
     report: bool = True,
+    overhead: float = 0.03,
 ) -> list[Callback]:
     """Return the recipe callbacks of a stage, ready for ``Trainer(callbacks=...)``.
 
@@ -99,6 +102,12 @@ def recipe_callbacks(
         overrides: per class name, keyword arguments for its constructor, e.g.
             ``{"PredictionDynamics": {"every_n_train_steps": 20}}``.
         report: append a :class:`RecipeReport`.
+        overhead: the fraction of training time the periodic checks may take together (default 3%):
+            split equally among the callbacks of the stage that take ``overhead=``, each of which
+            stretches its default cadence to stay within its share (first and last points and the
+            points a verdict needs are always taken). An explicit cadence in ``overrides`` (e.g.
+            ``every_n_train_steps``) is fixed and ignores the budget. ``RecipeReport`` shows what
+            each callback cost.
 
     Raises:
         ValueError: for an unknown stage or class name.
@@ -114,6 +123,13 @@ def recipe_callbacks(
             raise ValueError(
                 f"recipe_callbacks: unknown callback {name!r} in exclude/overrides; pass class names from {known}."
             )
+    check_overhead("recipe_callbacks", overhead)
+    budgeted = [
+        n
+        for n in STAGES[stage]
+        if n not in exclude and "overhead" in inspect.signature(_cls(n).__init__).parameters
+    ]
+    shares = split_share(float(overhead), budgeted)
     shared = {"task": task, "input_key": input_key, "target_key": target_key, "on_fail": on_fail}
     callbacks: list[Callback] = []
     for name in STAGES[stage]:
@@ -126,6 +142,8 @@ def recipe_callbacks(
             kwargs["monitor"] = monitor
             if mode is not None or name == "EarlyStopping":
                 kwargs["mode"] = mode or "min"
+        if name in shares:
+            kwargs["overhead"] = shares[name]
         if name == "FixedSeed":
             kwargs["seed"] = seed
         if name == "EarlyStopping":

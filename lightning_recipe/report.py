@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import textwrap
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -203,6 +204,8 @@ class RecipeReport(Callback):
         self._last_table = ""
         self._best: float | None = None
         self._dashboard_done = False
+        self._train_clock: list[float | None] = [None, None]
+        self.cost: dict[str, Any] = {}
 
     def notify(self, trainer: Trainer) -> None:
         """Called by recipe callbacks when they record a finding: the table is rewritten soon."""
@@ -242,6 +245,15 @@ class RecipeReport(Callback):
             self._best = value
 
     @override
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # appended last, so this runs after every one-time check of on_train_start: training begins
+        self._train_clock = [time.perf_counter(), None]
+
+    @override
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._train_clock[1] = time.perf_counter()
+
+    @override
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
         if self._dirty:
             self.refresh(trainer)
@@ -272,6 +284,7 @@ class RecipeReport(Callback):
 
     def _write(self, trainer: Trainer) -> None:
         self.findings = collect_findings(trainer)
+        self.cost = collect_cost(trainer, self._train_clock)
         if not trainer.is_global_zero:
             return
         counts = {s: sum(f.status == s for f in self.findings) for s in STATUSES}
@@ -280,11 +293,15 @@ class RecipeReport(Callback):
             directory = recipe_logging.log_dir(trainer)
             os.makedirs(directory, exist_ok=True)
             self.path = os.path.join(directory, self.filename)
-            payload = {"summary": counts, "findings": [f.to_dict() for f in self.findings]}
+            payload = {"summary": counts, "findings": [f.to_dict() for f in self.findings], "cost": self.cost}
             with open(self.path, "w", encoding="utf-8") as fh:
                 json.dump(payload, fh, indent=2)
+        if self.cost.get("callbacks"):
+            recipe_logging.log_text(trainer, "recipe/cost", cost_markdown(self.cost), trainer.global_step)
         if self.print_summary:
             _print_summary(self.findings, counts, self.path)
+            if self.cost.get("callbacks"):
+                rank_zero_info(cost_line(self.cost))
 
     @override
     def state_dict(self) -> dict[str, Any]:
@@ -298,3 +315,72 @@ def _print_summary(findings: list[Finding], counts: dict[str, int], path: str | 
     if path is not None:
         lines.append(f"  (full report: {path})")
     rank_zero_info("\n".join(lines))
+
+
+# ---------------------------------------------------------------------- what the recipe cost
+def collect_cost(trainer: Trainer, clock: list[float | None]) -> dict[str, Any]:
+    """Per recipe callback: seconds before training (one-time checks), during it, and in figures.
+
+    ``train_s`` is the wall time of the training loop (from the end of the one-time checks to the
+    end of training); ``during_pct`` is each callback's share of it.
+    """
+    start, end = clock
+    train_s = None if start is None else (end if end is not None else time.perf_counter()) - start
+    rows: dict[str, Any] = {}
+    for cb in trainer.callbacks:  # type: ignore[attr-defined]
+        meter = cb.__dict__.get("_cost")
+        if meter is None:
+            continue
+        name = type(cb).__name__
+        while name in rows:
+            name += "'"
+        rows[name] = {
+            "before_s": round(meter.before_s, 4),
+            "during_s": round(meter.during_s, 4),
+            "render_s": round(meter.render_s, 4),
+            "points": int(meter.points),
+            "during_pct": None if not train_s else round(100.0 * meter.during_s / train_s, 3),
+        }
+    before = sum(r["before_s"] for r in rows.values())
+    during = sum(r["during_s"] for r in rows.values())
+    return {
+        "train_s": None if train_s is None else round(train_s, 3),
+        "before_s": round(before, 3),
+        "during_s": round(during, 3),
+        "during_pct": None if not train_s else round(100.0 * during / train_s, 3),
+        "callbacks": rows,
+    }
+
+
+def cost_markdown(cost: dict[str, Any]) -> str:
+    """The cost of each callback as a Markdown table, most expensive first."""
+    lines = [
+        f"**Recipe cost**: {cost['before_s']:.2f} s of one-time checks before training; "
+        f"{cost['during_s']:.2f} s during training"
+        + (
+            f" ({cost['during_pct']:.1f}% of {cost['train_s']:.1f} s)"
+            if cost.get("during_pct") is not None
+            else ""
+        ),
+        "",
+        "| callback | before training (s) | during training (s) | % of training | of which figures (s) | points |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    rows = sorted(cost["callbacks"].items(), key=lambda kv: -(kv[1]["before_s"] + kv[1]["during_s"]))
+    for name, r in rows:
+        pct = "" if r["during_pct"] is None else f"{r['during_pct']:.2f}"
+        lines.append(
+            f"| {name} | {r['before_s']:.3f} | {r['during_s']:.3f} | {pct} | {r['render_s']:.3f} | {r['points'] or ''} |"
+        )
+    return "\n".join(lines)
+
+
+def cost_line(cost: dict[str, Any]) -> str:
+    """One line for the printed summary: the totals and the three most expensive callbacks."""
+    top = sorted(cost["callbacks"].items(), key=lambda kv: -(kv[1]["before_s"] + kv[1]["during_s"]))[:3]
+    worst = ", ".join(f"{n} {r['before_s'] + r['during_s']:.2f} s" for n, r in top)
+    share = f" ({cost['during_pct']:.1f}% of training)" if cost.get("during_pct") is not None else ""
+    return (
+        f"  cost: one-time checks {cost['before_s']:.2f} s, during training {cost['during_s']:.2f} s{share}; "
+        f"most: {worst} (recipe/cost in TensorBoard)"
+    )

@@ -27,11 +27,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import queue
 import threading
+import time
 import warnings
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -119,10 +121,30 @@ def _file_for(trainer: Trainer, tag: str, step: int, suffix: str) -> str:
     return os.path.join(folder, f"step_{int(step):08d}{suffix}")
 
 
-def _flush(writer: Any) -> None:
+#: Seconds between two flushes of a writer (a flush waits for TensorBoard's writer thread: doing it
+#: after every value cost more than writing the value); :func:`drain` flushes them all.
+FLUSH_EVERY_S = 2.0
+_flushed: dict[int, tuple[float, Any]] = {}
+
+
+def _flush(writer: Any, force: bool = False) -> None:
     flush = getattr(writer, "flush", None)
-    if callable(flush):
+    if not callable(flush):
+        return
+    now = time.monotonic()
+    last = _flushed.get(id(writer))
+    if force or last is None or now - last[0] >= FLUSH_EVERY_S:
         flush()
+        _flushed[id(writer)] = (now, writer)
+    else:
+        _flushed[id(writer)] = (last[0], writer)
+
+
+def _flush_all() -> None:
+    for key, (_, writer) in list(_flushed.items()):
+        with contextlib.suppress(Exception):  # a writer closed by its logger already
+            _flush(writer, force=True)
+        _flushed.pop(key, None)
 
 
 # ---------------------------------------------------------------------- scalars, text, images
@@ -262,8 +284,9 @@ def set_async_rendering(enabled: bool) -> None:
 
 
 def drain() -> None:
-    """Wait until every submitted figure is rendered and written."""
+    """Wait until every submitted figure is rendered and written, and flush the writers."""
     _renderer.drain()
+    _flush_all()
 
 
 def log_figure(
@@ -302,7 +325,11 @@ def log_figure(
             _write_png(target, image)
 
     if callable(figure) and _async["enabled"]:
-        _renderer.submit(job)
+        from lightning_recipe.core.budget import charge_render, current_meter
+
+        _renderer.submit(
+            charge_render(current_meter(), job)
+        )  # its CPU time is charged to the hook's callback
     else:
         job()
 

@@ -103,31 +103,34 @@ def tiny_bert(num_labels: int = 2, seed: int = 0) -> Any:
     return transformers.BertForSequenceClassification(_bert_config(num_labels=num_labels))
 
 
-def tiny_gpt2(seed: int = 0) -> Any:
-    """GPT-2 causal LM, output layer tied to the input embedding; shifts ``labels`` inside its loss."""
+def tiny_gpt2(seed: int = 0, vocab_size: int = VOCAB) -> Any:
+    """GPT-2 causal LM, output layer tied to the input embedding; shifts ``labels`` inside its loss.
+
+    ``vocab_size`` above ``VOCAB``: a vocabulary larger than the ids the data uses (as real ones are).
+    """
     torch.manual_seed(seed)
     config = transformers.GPT2Config(
-        vocab_size=VOCAB, n_positions=64, n_embd=32, n_layer=2, n_head=2, pad_token_id=PAD_ID
+        vocab_size=vocab_size, n_positions=64, n_embd=32, n_layer=2, n_head=2, pad_token_id=PAD_ID
     )
     return transformers.GPT2LMHeadModel(config)
 
 
-def tiny_bert_lm(causal: bool = False, seed: int = 0) -> Any:
+def tiny_bert_lm(causal: bool = False, seed: int = 0, vocab_size: int = VOCAB) -> Any:
     """BERT with an LM head, trained on next-token prediction (it shifts ``labels`` inside its loss).
 
     ``causal=False`` (the bug): bidirectional attention, so every position sees the token it must
     predict. ``causal=True``: ``is_decoder`` masks the future (the healthy twin).
     """
     torch.manual_seed(seed)
-    return transformers.BertLMHeadModel(_bert_config(is_decoder=causal))
+    return transformers.BertLMHeadModel(_bert_config(is_decoder=causal, vocab_size=vocab_size))
 
 
-def tiny_vit(num_labels: int = 10, seed: int = 0) -> Any:
-    """ViT image classifier on 8x8 RGB (``pixel_values``, ``labels``)."""
+def tiny_vit(num_labels: int = 10, seed: int = 0, patch_size: int = 2) -> Any:
+    """ViT image classifier on 8x8 RGB (``pixel_values``, ``labels``) with ``patch_size`` patches."""
     torch.manual_seed(seed)
     config = transformers.ViTConfig(
         image_size=8,
-        patch_size=2,
+        patch_size=patch_size,
         num_channels=3,
         hidden_size=32,
         num_hidden_layers=2,
@@ -251,3 +254,9 @@ def image_loader(
     pixels = torch.from_numpy(np.repeat(x[:, None], 3, axis=1).copy())
     data = _Dicts(pixel_values=pixels, labels=torch.from_numpy(y))
     return DataLoader(data, batch_size=batch_size, shuffle=shuffle)
+
+
+def tiny_vit_coarse(num_labels: int = 10, seed: int = 0) -> Any:
+    """ViT on 8x8 RGB with 4x4 patches: learns the digits in a few epochs (``tiny_vit``'s 2x2 patches
+    underfit for dozens of epochs), for healthy runs that must converge."""
+    return tiny_vit(num_labels, seed, patch_size=4)

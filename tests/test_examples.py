@@ -76,3 +76,18 @@ def test_tune_example_runs_a_small_study(tmp_path, capsys):
     assert (tmp_path / "tune" / "digits.db").exists()
     assert (tmp_path / "tune" / "digits" / "trial_0000").is_dir()
     assert f"tensorboard --logdir {tmp_path / 'tune'}" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_language_model_example_runs_the_full_recipe_with_zero_config(tmp_path, capsys):
+    pytest.importorskip("transformers")
+    import language_model
+
+    trainer = language_model.main(["--fast", "--logdir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert f"tensorboard --logdir {tmp_path}" in out
+    report = json.loads(Path(trainer.logger.log_dir, "recipe_report.json").read_text())
+    status = {f["check"]: f["status"] for f in report["findings"]}
+    assert status["InputIndependentBaseline"] == "pass"
+    assert status["BatchInspector"] == "pass"  # padding labels are -100: no padding in the loss
+    assert status["LRScheduleAudit"] == "pass"

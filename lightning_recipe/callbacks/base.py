@@ -10,17 +10,19 @@ recipe), and calls :meth:`RecipeCallback.record` with a :class:`~lightning_recip
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.trainer.states import TrainerFn
-from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 from lightning_recipe import writer as recipe_logging
 from lightning_recipe.core.arguments import check_choice, check_positive_int
 from lightning_recipe.core.batches import KeySpec, split_batch, validate_key_spec
+from lightning_recipe.core.budget import Cadence, CostMeter, is_before, set_running
 from lightning_recipe.core.errors import ArgumentError
 from lightning_recipe.findings import RECIPE_STEPS, Finding, RecipeCheckError, RecipeWarning, Status
 from lightning_recipe.report import RecipeReport
@@ -61,7 +63,32 @@ _GUARDED_HOOKS = frozenset(
 STOPPED_AFTER_ERROR: list[tuple[str, str, str]] = []
 
 
-def _guard(hook: Callable[..., Any]) -> Callable[..., Any]:
+#: The checks that run once, at the start of training (some on the first batch): all their cost is
+#: one-time cost ("before training" in the report), whichever hook it falls in.
+ONE_TIME_CHECKS = frozenset(
+    {
+        "DataInspector",
+        "FinalBiasInit",
+        "LossAtInitCheck",
+        "BatchIndependenceCheck",
+        "OverfitBatchCheck",
+        "InputIndependentBaseline",
+        "LRScheduleAudit",
+    }
+)
+
+
+#: The hooks a one-time check's work starts in: the first of them says what is running.
+_ANNOUNCE_IN = frozenset({"on_fit_start", "on_train_start", "on_train_batch_start", "on_before_backward"})
+
+
+def _announce(callback: RecipeCallback, trainer: Trainer) -> None:
+    """One line before a one-time check runs (the progress bar shows nothing while it does)."""
+    if trainer.is_global_zero and callback.is_fitting(trainer) and not trainer.sanity_checking:
+        rank_zero_info(f"lightning_recipe: running {callback.name} ({callback.recipe_step}) before training")
+
+
+def _guard(hook: Callable[..., Any], one_time: bool = False) -> Callable[..., Any]:
     """Turn an unexpected exception in a check's hook into a ``skipped`` finding and a warning.
 
     A recipe check exists to find bugs in the user's run; a model it cannot handle must not end
@@ -70,10 +97,22 @@ def _guard(hook: Callable[..., Any]) -> Callable[..., Any]:
     error the callback stays quiet for the rest of the run.
     """
 
+    before = one_time or is_before(hook.__name__)
+    name = hook.__name__
+
     @functools.wraps(hook)
     def guarded(self: RecipeCallback, trainer: Trainer, *args: Any, **kwargs: Any) -> Any:
-        if self.__dict__.get("_broken"):
+        state = self.__dict__
+        if state.get("_broken"):
             return None
+        meter = state.get("_cost")
+        if meter is None:
+            meter = state["_cost"] = CostMeter()
+        if one_time and not state.get("_announced") and name in _ANNOUNCE_IN:
+            state["_announced"] = True
+            _announce(self, trainer)
+        previous = set_running((meter, before))  # figures submitted now are charged to this callback
+        start = time.perf_counter()
         try:
             return hook(self, trainer, *args, **kwargs)
         except (RecipeCheckError, ArgumentError, KeyboardInterrupt, SystemExit):
@@ -92,6 +131,9 @@ def _guard(hook: Callable[..., Any]) -> Callable[..., Any]:
                 f"{self.name} stopped itself after an error and training goes on: {type(err).__name__}: {err}"
             )
             return None
+        finally:
+            meter.add("setup" if before else name, time.perf_counter() - start)
+            set_running(previous)
 
     guarded.__recipe_guarded__ = True  # type: ignore[attr-defined]
     return guarded
@@ -112,15 +154,19 @@ class RecipeCallback(Callback):
     #: The recipe step this callback implements (shown in the report); filled in from the one list,
     #: :data:`~lightning_recipe.findings.RECIPE_STEPS`, for the callbacks it names.
     recipe_step: str = ""
+    #: A check that runs once at the start of training: its cost counts as one-time cost.
+    one_time: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "recipe_step" not in vars(cls):
             cls.recipe_step = RECIPE_STEPS.get(cls.__name__, cls.recipe_step)
+        if "one_time" not in vars(cls) and cls.__name__ in ONE_TIME_CHECKS:
+            cls.one_time = True
         for name in _GUARDED_HOOKS & set(vars(cls)):
             hook = vars(cls)[name]
             if callable(hook) and not getattr(hook, "__recipe_guarded__", False):
-                setattr(cls, name, _guard(hook))
+                setattr(cls, name, _guard(hook, one_time=cls.one_time))
 
     def __init__(self, on_fail: OnFail = "warn") -> None:
         check_choice(type(self).__name__, "on_fail", on_fail, ("warn", "raise"))
@@ -128,11 +174,63 @@ class RecipeCallback(Callback):
         self.findings: list[Finding] = []
         self._warned: set[str] = set()
 
+    # ------------------------------------------------------------------ cost and cadence
+    @property
+    def cost(self) -> CostMeter:
+        """What this callback cost in the current run: seconds in its hooks and its figures."""
+        meter = self.__dict__.get("_cost")
+        if meter is None:
+            meter = self.__dict__["_cost"] = CostMeter()
+        return meter
+
+    @staticmethod
+    def planned_steps(trainer: Trainer) -> float | None:
+        """The planned optimizer steps of the run (``trainer.estimated_stepping_batches``; ``None`` if unknown)."""
+        try:
+            return float(trainer.estimated_stepping_batches)
+        except Exception:
+            return None
+
+    def start_cadence(self, trainer: Trainer, cadence: Cadence) -> None:
+        """At the start of training: plan ``cadence`` for the run's length; the budget clock starts
+        at its first point."""
+        cadence.start(self.planned_steps(trainer), int(trainer.global_step))
+        self.__dict__["_clock"] = None
+
+    def _budget_clock(self, step: int) -> tuple[float, float, float]:
+        """Cost since the first point, training time since then, and seconds per step."""
+        now = time.perf_counter()
+        clock = self.__dict__.get("_clock")
+        if clock is None:  # the first point: its figures (rendered later) count, what came before not
+            clock = self.__dict__["_clock"] = (now, int(step), self.cost.total_s)
+        elapsed, steps = now - clock[0], int(step) - clock[1]
+        return self.cost.total_s - clock[2], elapsed, elapsed / steps if steps > 0 else 0.0
+
+    def cadence_due(self, cadence: Cadence, step: int) -> bool:
+        """Whether ``step`` is due; at a due step of a budgeted cadence the cost is read again (the
+        figures of the last point may have finished since). Rank-local: not for collective points."""
+        if not cadence.due(step):
+            return False
+        if cadence.fixed or self.__dict__.get("_clock") is None:
+            return True
+        return cadence.recheck(step, *self._budget_clock(step))
+
+    def cadence_taken(self, trainer: Trainer, cadence: Cadence, step: int, collective: bool = False) -> None:
+        """A point was taken at ``step``: schedule the next one from this callback's cost so far.
+
+        ``collective``: the points run collectives, so every rank must take the same ones; the next
+        step is then the latest any rank proposes (call it on every rank).
+        """
+        self.cost.points += 1
+        cadence.taken(int(step), *self._budget_clock(step))
+        if collective and not cadence.fixed and trainer.world_size > 1:
+            cadence.next_due = int(self.all_reduce_max(trainer, float(cadence.next_due)))
+
     def __getstate__(self) -> dict[str, Any]:
         # Lightning attaches the module's bound ``log``/``log_dict`` to every callback
         # (``_attach_model_logging_functions``): a pickled callback must not drag the module along.
         state = dict(self.__dict__)
-        for transient in ("log", "log_dict"):
+        for transient in ("log", "log_dict", "_clock"):
             state.pop(transient, None)
         return state
 
@@ -293,3 +391,5 @@ class RecipeCallback(Callback):
         if stage == "fit":
             self.findings = []
             self._broken = False
+            self._announced = False
+            self.cost.reset()

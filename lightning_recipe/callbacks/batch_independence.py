@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from lightning.pytorch import LightningModule, Trainer
 from torch import nn
@@ -36,7 +36,9 @@ class BatchIndependenceCheck(RecipeCallback):
     (before the first optimizer step), and on demand with :meth:`check`, it backpropagates the
     (randomly weighted) outputs of a few samples to copies of the inputs the model is called with
     (``core.model_call``: ``forward(x)``, ``forward(**batch)``, ...) and requires an exactly zero
-    gradient on every other sample; with ``causal_dim=``, also no dependency on later positions.
+    gradient on every other sample; with ``causal_dim=``, also no dependency on later positions
+    (by default when the objective is next-token prediction: token targets that a causal LM predicts,
+    ``core.tasks.infer_sequence_objective``).
     BatchNorm- and Dropout-like layers run in eval mode meanwhile; training is left unchanged.
     TensorBoard: ``recipe/batch_independence/dependency`` (figure), ``.../mixing_ratio`` and, with
     ``causal_dim``, ``.../causal_leaks``. See the README section "BatchIndependenceCheck".
@@ -48,7 +50,9 @@ class BatchIndependenceCheck(RecipeCallback):
         output_key: picks the per-sample outputs (dict key, position or callable); default: every
             floating-point output tensor with the batch dimension.
         batch_dim: the batch dimension of inputs and outputs (1 for sequence-first models).
-        causal_dim: the sequence dimension to check causally (e.g. 1 for ``(N, T, ...)``), or ``None``.
+        causal_dim: the sequence dimension to check causally (e.g. 1 for ``(N, T, ...)``), ``None``
+            (not checked), or ``"auto"`` (default: 1 when the training objective is next-token
+            prediction, labels the inputs shifted by one; else not checked).
         strict: with ``causal_dim``, the output at ``t`` may depend on positions before ``t`` only
             (default: up to and including ``t``, inputs already shifted by one).
         num_samples: how many samples are backpropagated (first, last, middle, ...).
@@ -87,7 +91,7 @@ class BatchIndependenceCheck(RecipeCallback):
         forward: Callable[[nn.Module, Any], Any] | None = None,
         output_key: str | int | Callable[[Any], Any] | None = None,
         batch_dim: int = 0,
-        causal_dim: int | None = None,
+        causal_dim: int | Literal["auto"] | None = "auto",
         strict: bool = False,
         num_samples: int = 4,
         tolerance: float = 0.0,
@@ -102,7 +106,8 @@ class BatchIndependenceCheck(RecipeCallback):
         if output_key is not None and not isinstance(output_key, (str, int)) and not callable(output_key):
             raise TypeError(f"{owner}(output_key={output_key!r}): pass a dict key, a position or a callable.")
         check_positive_int(owner, "batch_dim", batch_dim, minimum=0)
-        check_positive_int(owner, "causal_dim", causal_dim, allow_none=True, minimum=0)
+        if causal_dim != "auto":
+            check_positive_int(owner, "causal_dim", causal_dim, allow_none=True, minimum=0)
         if causal_dim is not None and causal_dim == batch_dim:
             raise ValueError(
                 f"{owner}(causal_dim={causal_dim!r}): that is the batch dimension (batch_dim={batch_dim}); "
@@ -192,7 +197,7 @@ class BatchIndependenceCheck(RecipeCallback):
         ratio = verdicts[0][2].get("mixing_ratio")
         if ratio is not None:
             scalars["recipe/batch_independence/mixing_ratio"] = min(float(ratio), 1e12)
-        if self.causal_dim is not None and "leaking_positions" in verdicts[-1][2]:
+        if len(verdicts) > 1 and "leaking_positions" in verdicts[-1][2]:
             scalars["recipe/batch_independence/causal_leaks"] = float(verdicts[-1][2]["leaking_positions"])
         writer.log_scalars(trainer, scalars, step)
         if self.log_figure and self.chart is not None and self.chart.batch_size >= 1:

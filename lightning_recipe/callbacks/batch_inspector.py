@@ -13,12 +13,15 @@ from typing_extensions import override
 from lightning_recipe import writer as recipe_logging
 from lightning_recipe.callbacks.base import OnFail, RecipeCallback, check_positive_int
 from lightning_recipe.core.batches import BatchParts, KeySpec, first_tensor
+from lightning_recipe.core.budget import Cadence, check_overhead
 from lightning_recipe.core.checks.batch_inspector import (
+    IGNORE_INDEX,
     batch_findings,
     denormalized,
     grid_title,
     label_text,
     naming,
+    padding_in_loss,
     rows_table,
     sample_labels,
     stats_table,
@@ -36,6 +39,9 @@ from lightning_recipe.plots.batch_inspector import batch_grid_figure
 
 __all__ = ["BatchInspector", "label_text"]
 
+#: The shortest interval between two inspections of the default (budgeted) cadence.
+_EVERY = 1000
+
 _PREFIX = "recipe/batch_inspector/"
 #: Input values in the ``inputs`` histogram at most (evenly spaced through the batch).
 _HISTOGRAM_VALUES = 100_000
@@ -44,6 +50,15 @@ _HISTOGRAM_VALUES = 100_000
 def _no_targets(batch: Any) -> None:
     """A ``target_key`` that finds no targets: the inputs alone are still worth showing."""
     return None
+
+
+def loss_ignore_index(module: torch.nn.Module) -> int:
+    """The ``ignore_index`` of the first loss module of ``module`` that sets one other than -100, else -100."""
+    for sub in module.modules():
+        value = getattr(sub, "ignore_index", None)
+        if isinstance(sub, torch.nn.modules.loss._Loss) and isinstance(value, int) and value != IGNORE_INDEX:
+            return value
+    return IGNORE_INDEX
 
 
 class BatchInspector(RecipeCallback):
@@ -57,11 +72,15 @@ class BatchInspector(RecipeCallback):
     (Histograms), ``input_mean`` and ``input_std`` (Scalars). Findings, from the first batch and
     whenever a later one shows something new: ``fail`` for NaN/Inf; ``warn`` for inputs that are
     not normalised (a channel's ``|mean|`` or std above ``normalised_scale``) or nearly constant
-    (overall std below ``constant_std``); otherwise one ``pass``.
+    (overall std below ``constant_std``), and for a dict batch whose labels ``(N, T)`` are in the loss
+    where ``attention_mask == 0`` (padding in the loss: the fraction of loss positions that are
+    padding, and the fix); otherwise one ``pass``.
     See the README section "``BatchInspector``: exactly what goes into ``training_step``".
 
     Args:
-        every_n_train_steps: inspect at step 0 and then every this many optimizer steps.
+        every_n_train_steps: inspect at step 0 and then every this many optimizer steps. ``None``
+            (default): every 1000 steps at most, stretched to stay within ``overhead``.
+        overhead: the fraction of training time this callback may spend (with the default cadence).
         num_samples: at most this many samples in the image grid, table or decoded text.
         denormalize: ``callable(x) -> x`` applied to a CPU copy of the image samples before they are
             drawn; statistics always use the raw batch.
@@ -70,6 +89,11 @@ class BatchInspector(RecipeCallback):
         input_key, target_key: where the inputs and labels are in the batch; inferred by default.
         normalised_scale: the ``|mean|``/std above which a channel is "not normalised".
         constant_std: the overall std below which the inputs are "nearly constant".
+        ignore_index: the label the loss ignores; ``None`` takes the ``ignore_index`` of a loss
+            module of the LightningModule (``nn.CrossEntropyLoss(ignore_index=...)``), else -100 (PyTorch's
+            default and the Hugging Face convention).
+        check_padding: look for padding positions in the loss (turn off when the loss masks
+            padding itself, e.g. multiplies by ``attention_mask``).
         on_fail: ``"warn"`` or ``"raise"`` (raise :class:`~lightning_recipe.RecipeCheckError` on NaN/Inf).
 
     Attributes:
@@ -95,7 +119,7 @@ class BatchInspector(RecipeCallback):
 
     def __init__(
         self,
-        every_n_train_steps: int = 1000,
+        every_n_train_steps: int | None = None,
         num_samples: int = 32,
         denormalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
         decode: Callable[[torch.Tensor], str] | None = None,
@@ -104,11 +128,16 @@ class BatchInspector(RecipeCallback):
         target_key: KeySpec = None,
         normalised_scale: float = NORMALISED_SCALE,
         constant_std: float = CONSTANT_STD,
+        ignore_index: int | None = None,
+        check_padding: bool = True,
+        overhead: float = 0.01,
         on_fail: OnFail = "warn",
     ) -> None:
         super().__init__(on_fail=on_fail)
         owner = type(self).__name__
-        check_positive_int(owner, "every_n_train_steps", every_n_train_steps)
+        check_positive_int(owner, "every_n_train_steps", every_n_train_steps, allow_none=True)
+        self.overhead = check_overhead(owner, overhead)
+        self._cadence = Cadence(every_n_train_steps, base=_EVERY, share=self.overhead)
         check_positive_int(owner, "num_samples", num_samples)
         for name, fn in (("denormalize", denormalize), ("decode", decode)):
             if fn is not None and not callable(fn):
@@ -122,7 +151,15 @@ class BatchInspector(RecipeCallback):
         for name, value in (("normalised_scale", normalised_scale), ("constant_std", constant_std)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"{owner}({name}={value!r}): pass a positive number.")
+        if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
+            raise TypeError(
+                f"{owner}(ignore_index={ignore_index!r}): pass the integer label your loss ignores "
+                "(e.g. -100) or None."
+            )
         self.validate_keys(owner, input_key, target_key)
+        self.ignore_index = ignore_index
+        self.check_padding = bool(check_padding)
+        self._ignore_index = IGNORE_INDEX if ignore_index is None else ignore_index
         self.every_n_train_steps = every_n_train_steps
         self.num_samples = num_samples
         self.denormalize = denormalize
@@ -146,12 +183,18 @@ class BatchInspector(RecipeCallback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         if stage == "fit":
+            self._ignore_index = (
+                self.ignore_index if self.ignore_index is not None else loss_ignore_index(pl_module)
+            )
             self._last_step = -1
+            self._cadence = Cadence(self.every_n_train_steps, base=_EVERY, share=self.overhead)
             self._seen_codes = set()
             self._inspected = 0
 
     def _is_due(self, step: int) -> bool:
-        return step != self._last_step and step % self.every_n_train_steps == 0
+        if self.every_n_train_steps is not None:
+            return step != self._last_step and step % self.every_n_train_steps == 0
+        return step != self._last_step and self._cadence.due(step)
 
     @override
     def on_train_batch_start(
@@ -161,6 +204,8 @@ class BatchInspector(RecipeCallback):
             return
         self._last_step = trainer.global_step
         self.inspect(trainer, batch)
+        # every rank inspects the same steps (a fail may raise on all of them together)
+        self.cadence_taken(trainer, self._cadence, int(trainer.global_step), collective=True)
 
     # ------------------------------------------------------------------ the work
     def inspect(self, trainer: Trainer, batch: Any) -> InputStats | None:
@@ -180,6 +225,10 @@ class BatchInspector(RecipeCallback):
         verdicts = batch_findings(
             stats, self._seen_codes, self._inspected == 1, self.normalised_scale, self.constant_std
         )
+        padding = padding_in_loss(batch, parts.targets, self._ignore_index) if self.check_padding else None
+        if padding is not None and "padding_in_loss" not in self._seen_codes:
+            self._seen_codes.add("padding_in_loss")
+            verdicts = [padding, *(v for v in verdicts if v[0] != "pass")]
         for status, message, numbers in verdicts:
             self.record(trainer, status, message, numbers, raise_on_fail=True)  # type: ignore[arg-type]
         if trainer.is_global_zero:

@@ -238,7 +238,7 @@ class FinalBiasInit(RecipeCallback):
                     lambda v: self.all_reduce_max(trainer, v),
                     lambda d: self.decide(trainer, d, all_=False),
                 )
-            stats, init, source = bias_from_stats(stats, task, width, name)
+            stats, init, source = bias_from_stats(stats, task, width, name, final.values_per_sample)
         self.stats = stats
         new = init.bias
         with torch.no_grad():

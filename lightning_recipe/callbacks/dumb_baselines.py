@@ -19,7 +19,13 @@ from lightning_recipe.core.checks.dumb_baselines import CompareTo, Comparison, M
 from lightning_recipe.core.losses import resolve_loss
 from lightning_recipe.core.model_call import ModelCall
 from lightning_recipe.core.state import preserved_state
-from lightning_recipe.core.tasks import TaskLiteral, check_task_argument
+from lightning_recipe.core.tasks import (
+    SequenceObjective,
+    ShiftArg,
+    TaskLiteral,
+    check_shift_argument,
+    check_task_argument,
+)
 from lightning_recipe.findings import Skip
 from lightning_recipe.plots.dumb_baselines import comparison_figure
 
@@ -35,7 +41,8 @@ class DumbBaselines(RecipeCallback):
     of a few dumb baselines (we better beat these), and we have a rough sense of the performance of
     a human (we hope to reach this)."* From the training targets it builds predictors that never
     look at the input (class prior and majority class; the mean for regression) and scores them on
-    the validation targets: ``recipe/dumb_baselines/prior_loss``, ``.../majority_accuracy`` (or
+    the validation targets (token targets of a language model: the unigram token prior, from the
+    positions a causal LM predicts): ``recipe/dumb_baselines/prior_loss``, ``.../majority_accuracy`` (or
     ``.../mean_loss``, ``.../mean_mae``) and ``.../human_baseline`` at step 0 and after every
     validation. At the end of fit: the figure ``.../comparison`` and the verdict, ``pass`` when
     ``monitor`` beat the baseline at some validation, ``warn`` when it never did, ``skipped`` (naming
@@ -55,6 +62,8 @@ class DumbBaselines(RecipeCallback):
         max_batches: read at most this many batches when targets come from a dataloader (unsized: 100).
         log_figure: log the ``comparison`` figure.
         on_fail: accepted for symmetry; the verdict is ``pass``, ``warn`` or ``skipped``.
+        shift: token targets: ``"auto"`` (inferred), or how many leading positions the model never
+            predicts (1: a causal language model).
 
     Attributes:
         findings: one finding at the end of fit; scores: the ``BaselineScores`` (after the start).
@@ -95,9 +104,11 @@ class DumbBaselines(RecipeCallback):
         max_batches: int | None = None,
         log_figure: bool = True,
         on_fail: OnFail = "warn",
+        shift: ShiftArg = "auto",
     ) -> None:
         super().__init__(on_fail)
         owner = self.name
+        check_shift_argument(shift, owner)
         checks.check_arguments(owner, monitor, human_baseline, margin, ignore_index)
         check_choice(owner, "mode", mode, ("auto", "min", "max"))
         check_choice(owner, "compare_to", compare_to, ("auto", "loss", "accuracy", "mae"))
@@ -118,6 +129,7 @@ class DumbBaselines(RecipeCallback):
         self.target_key = target_key
         self.max_batches = max_batches
         self.log_figure = bool(log_figure)
+        self.shift = shift
         self.scores: BaselineScores | None = None
         self.baseline: float | None = None
         self.beaten_at: Point | None = None
@@ -226,36 +238,40 @@ class DumbBaselines(RecipeCallback):
         # generators (shuffle order): put both back so that training sees the same batches
         with preserved_state(None, loaders=[train_loader, val_loader]):
             try:  # an ambiguous task, targets not found, labels out of range
-                task, num_classes = self._resolve_task(trainer, pl_module, val_loader)
+                task, num_classes, objective = self._resolve_task(trainer, pl_module, val_loader)
                 loss = resolve_loss(task, self.loss, self.name)
                 checks.check_compare_to(self.compare_to, task)
                 return checks.score_baselines(
                     train_loader, val_loader, task, loss, num_classes, input_key=self.input_key,
                     target_key=self.target_key, ignore_index=self.ignore_index, max_batches=self.max_batches,
                     progress=trainer.is_global_zero, reducer=reducer,
+                    shift=objective.shift if objective else 0, tokens=objective is not None,
                 )  # fmt: skip
             except ValueError as err:
                 raise Skip(str(err)) from err
 
     def _resolve_task(
         self, trainer: Trainer, pl_module: LightningModule, loader: Any
-    ) -> tuple[TaskLiteral, int | None]:
-        """The task and class count from one validation batch's targets and the model's output on it."""
+    ) -> tuple[TaskLiteral, int | None, SequenceObjective | None]:
+        """The task, class count and token objective from one validation batch and the model's output on it."""
         batch = next(iter(loader), None)
         if batch is None:
             raise Skip("the validation dataloader yielded no batch; pass validation data to `Trainer.fit`")
         parts = split_batch(batch, input_key=self.input_key, target_key=self.target_key, require_targets=True)
         assert parts.targets is not None
-        outputs = None
-        if self.task == "auto" or (self.num_classes is None and self.task == "multiclass"):
+        outputs = loss = None
+        if self.task in ("auto", "multiclass"):
             call = ModelCall(input_key=self.input_key, target_key=self.target_key)
             try:
                 moved = trainer.strategy.batch_to_device(batch, trainer.strategy.root_device)
-                outputs = call(pl_module, moved, context=trainer.precision_plugin.forward_context()).logits
+                result = call(pl_module, moved, context=trainer.precision_plugin.forward_context())
+                outputs, loss = result.logits, result.loss
             except Exception:  # a forward that cannot be called on the batch: infer from the targets alone
                 outputs = None
         outputs = None if outputs is None else outputs.detach().float().cpu()
-        return checks.resolve_task(parts.targets, outputs, self.task, self.num_classes)
+        task, num_classes = checks.resolve_task(parts.targets, outputs, self.task, self.num_classes)
+        args = (parts.targets, outputs, batch, pl_module, loss, self.shift, self.ignore_index)
+        return task, num_classes, checks.token_objective(task, *args)
 
     # ------------------------------------------------------------------ logging
     def _log_baselines(self, trainer: Trainer) -> None:

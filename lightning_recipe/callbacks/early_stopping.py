@@ -12,6 +12,7 @@ from typing_extensions import override
 
 from lightning_recipe import writer as recipe_logging
 from lightning_recipe.callbacks.base import RecipeCallback, check_positive_int
+from lightning_recipe.core.checks import early_stopping as core
 
 __all__ = ["EarlyStopping"]
 
@@ -49,9 +50,8 @@ class EarlyStopping(_LightningEarlyStopping, RecipeCallback):
         restore_best_weights: load the best weights into the module when training ends.
         start_from_epoch: the first (0-based) epoch at which the run may stop.
 
-    Everything Lightning's ``EarlyStopping`` does on its own arguments is unchanged: the same
-    validation and exceptions (``MisconfigurationException`` for an unknown ``mode``), the same
-    ``state_dict`` keys, ``verbose`` messages, ``stopping_reason`` and ``stopping_reason_message``.
+    Lightning's own arguments behave as in Lightning (validation, exceptions, ``state_dict`` keys,
+    ``verbose`` messages, ``stopping_reason``). See the README section "Early stopping that ends on the best weights".
 
     Attributes:
         best_score: Lightning's best score (tensor; like Lightning, not updated by a value that stops
@@ -155,7 +155,7 @@ class EarlyStopping(_LightningEarlyStopping, RecipeCallback):
             self.best_epoch = int(trainer.current_epoch)
             self.best_step = int(trainer.global_step)
             if self.restore_best_weights:
-                self._keep_best(trainer.lightning_module)
+                self._best_state = core.keep_state(self._best_state, trainer.lightning_module.state_dict())
         # from here on, Lightning's own code
         should_stop = trainer.strategy.reduce_boolean_decision(should_stop, all=False)
         trainer.should_stop = trainer.should_stop or should_stop
@@ -183,34 +183,17 @@ class EarlyStopping(_LightningEarlyStopping, RecipeCallback):
             return False, reason
         return False, None
 
-    def _keep_best(self, pl_module: LightningModule) -> None:
-        state = pl_module.state_dict()
-        if self._best_state is None or self._best_state.keys() != state.keys():
-            self._best_state = {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
-            return
-        for k, v in state.items():  # reuse the one CPU copy
-            target = self._best_state[k]
-            if target.shape == v.shape and target.dtype == v.dtype:
-                target.copy_(v.detach())
-            else:
-                self._best_state[k] = v.detach().to("cpu", copy=True)
-
     def _restore(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self.restore_best_weights or self._restored:
             return
         self._restored = True
-        if self._best_state is None:
-            if self.best_epoch is not None:
-                self.warn(
-                    f"EarlyStopping: cannot restore the weights of epoch {self.best_epoch}: the checkpoint this "
-                    "run resumed from holds no best weights."
-                )
-            return
-        current = pl_module.state_dict()
-        with torch.no_grad():
-            for k, v in self._best_state.items():
-                if k in current:
-                    current[k].copy_(v.to(current[k].device, current[k].dtype))
+        if self._best_state is not None:
+            core.load_state(pl_module, self._best_state)
+        elif self.best_epoch is not None:
+            self.warn(
+                f"EarlyStopping: cannot restore the weights of epoch {self.best_epoch}: the checkpoint this "
+                "run resumed from holds no best weights."
+            )
 
     @override
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -236,42 +219,14 @@ class EarlyStopping(_LightningEarlyStopping, RecipeCallback):
             )
             return
         best = float(self._best_value if self._best_value is not None else self.best_score)
-        numbers: dict[str, Any] = {
-            "best_score": best,
-            "best_epoch": self.best_epoch,
-            "best_step": self.best_step,
-            "stopped_epoch": self.stopped_epoch,
-            "patience": self.patience,
-        }
-        restored = (
-            " ; weights restored to it" if self.restore_best_weights and self._best_state is not None else ""
+        stopped = self.stopping_reason != EarlyStoppingReason.NOT_STOPPED
+        reason = _REASONS.get(self.stopping_reason, str(self.stopping_reason.value)) if stopped else None
+        last_epoch = trainer.current_epoch - (1 if trainer.current_epoch > 0 else 0)
+        restored = self.restore_best_weights and self._best_state is not None
+        status, message, numbers = core.ending(
+            reason, self.stopped_epoch, best, self.best_epoch, self.monitor, restored, interrupted, last_epoch
         )
-        restored = restored.replace(" ;", ";")
-        status = "pass"
-        if self.stopping_reason != EarlyStoppingReason.NOT_STOPPED:
-            why = _REASONS.get(self.stopping_reason, str(self.stopping_reason.value))
-            numbers["reason"] = why
-            message = (
-                f"stopped at epoch {self.stopped_epoch} ({why}); best {self.monitor}={best:.4g} at epoch "
-                f"{self.best_epoch}{restored}"
-            )
-            if self.stopping_reason in (
-                EarlyStoppingReason.NON_FINITE_METRIC,
-                EarlyStoppingReason.DIVERGENCE_THRESHOLD,
-            ):
-                status = "warn"
-        elif interrupted:
-            numbers["reason"] = "interrupted"
-            message = (
-                f"training interrupted; best {self.monitor}={best:.4g} at epoch {self.best_epoch}{restored}"
-            )
-        else:
-            numbers["reason"] = "ran to the end"
-            last_epoch = trainer.current_epoch - (1 if trainer.current_epoch > 0 else 0)
-            still = self.best_epoch >= last_epoch
-            message = f"did not stop; best {self.monitor}={best:.4g} at epoch {self.best_epoch}{restored}"
-            if still:
-                message += "; still improving at the end: leave it training longer"
+        numbers.update(best_step=self.best_step, patience=self.patience)
         self.record(trainer, status, message, numbers)
         recipe_logging.log_scalars(
             trainer,

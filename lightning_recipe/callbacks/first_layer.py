@@ -13,6 +13,7 @@ from typing_extensions import override
 from lightning_recipe import writer
 from lightning_recipe.callbacks.base import OnFail, RecipeCallback, check_positive_int
 from lightning_recipe.core.batches import KeySpec
+from lightning_recipe.core.budget import Cadence, check_overhead
 from lightning_recipe.core.checks import first_layer as filter_checks
 from lightning_recipe.core.checks.first_layer import FilterState, Verdict
 from lightning_recipe.core.errors import ArgumentError
@@ -41,17 +42,20 @@ class FirstLayerFilters(RecipeCallback):
     ``forward(**batch)``, ...); ``layer=`` overrides. ``Conv2d``: one tile per filter; a ``Linear`` over
     a flattened image: each row as that image; anything else: the weight histogram only (``skipped``).
 
-    TensorBoard, at step 0 and every ``every_n_epochs`` epochs, under ``recipe/first_layer/``:
+    TensorBoard, at step 0, at the end of fit and every epoch in between as ``overhead`` allows (or
+    every ``every_n_epochs`` epochs), under ``recipe/first_layer/``:
     ``filters`` (image grid), ``weights`` (histogram), ``smoothness``, ``smoothness_gain`` and
     ``change_from_init``. Findings: ``warn`` when, after ``check_noise_after_epochs`` epochs, the
     filters are as noise-like as at init, else ``pass``; ``warn`` for identical filters.
 
     Args:
-        every_n_epochs: log at the end of every this many epochs (and at step 0).
+        every_n_epochs: log at the end of every this many epochs (and at step 0). ``None`` (default):
+            at step 0, at the end of fit, and at the end of epochs in between within ``overhead``.
         layer: qualified module name of the layer to show (``"backbone.conv1"``); traced by default.
         max_filters: show at most this many filters.
         check_noise_after_epochs: judge "still noise" from this epoch on (``None``: never judge).
         input_key: where the inputs are in the batch (for tracing and the image shape); inferred by default.
+        overhead: the fraction of training time this callback may spend (with the default cadence).
         on_fail: ``"warn"`` or ``"raise"``.
 
     Attributes:
@@ -83,16 +87,18 @@ class FirstLayerFilters(RecipeCallback):
 
     def __init__(
         self,
-        every_n_epochs: int = 1,
+        every_n_epochs: int | None = None,
         layer: str | None = None,
         max_filters: int = 64,
         check_noise_after_epochs: int | None = 5,
         input_key: KeySpec = None,
+        overhead: float = 0.01,
         on_fail: OnFail = "warn",
     ) -> None:
         super().__init__(on_fail=on_fail)
         owner = type(self).__name__
-        check_positive_int(owner, "every_n_epochs", every_n_epochs)
+        check_positive_int(owner, "every_n_epochs", every_n_epochs, allow_none=True)
+        self.overhead = check_overhead(owner, overhead)
         check_positive_int(owner, "max_filters", max_filters)
         check_positive_int(owner, "check_noise_after_epochs", check_noise_after_epochs, allow_none=True)
         if layer is not None and not isinstance(layer, str):
@@ -108,6 +114,7 @@ class FirstLayerFilters(RecipeCallback):
         self._image_shape: tuple[int, int, int] | None = None
         self._resolved = False
         self._restored: FilterState | None = None
+        self._cadence = Cadence(every_n_epochs, base=1, share=self.overhead)
 
     @property
     def layer_name(self) -> str | None:
@@ -131,6 +138,7 @@ class FirstLayerFilters(RecipeCallback):
         super().setup(trainer, pl_module, stage)
         if stage == "fit":
             self._state, self._module, self._image_shape, self._resolved = FilterState(), None, None, False
+            self._cadence = Cadence(self.every_n_epochs, base=1, share=self.overhead)
             if self.layer is not None:
                 find_layer(pl_module, self.layer, owner=f"{self.name}: layer")  # fail before step 0
 
@@ -142,17 +150,32 @@ class FirstLayerFilters(RecipeCallback):
         if self._resolved or self.should_skip(trainer):
             return
         self._resolved = True
+        self._cadence.start(trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None, 0)
+        self._cadence.next_due = int(trainer.current_epoch) + (self.every_n_epochs or 1)
         self._resolve(trainer, pl_module, batch)
         if self._module is not None and trainer.global_step == 0 and self._state.last_logged_step != 0:
             self._log(trainer, step=0, epochs_done=0)
+            self.cadence_taken(trainer, self._cadence, 0, collective=True)
 
     @override
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         epochs_done = trainer.current_epoch + 1
-        if epochs_done % self.every_n_epochs or self._module is None or self.should_skip(trainer):
+        if not self._cadence.due(epochs_done) or self._module is None or self.should_skip(trainer):
+            return
+        if self._cadence.fixed and epochs_done % self._cadence.every:  # type: ignore[operator]
             return
         if trainer.global_step != self._state.last_logged_step:
             self._log(trainer, step=int(trainer.global_step), epochs_done=epochs_done)
+            self.cadence_taken(trainer, self._cadence, epochs_done, collective=True)
+
+    @override
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # the budgeted cadence always shows the end of fit (a fixed one logs what it was asked to)
+        if self._cadence.fixed or self._module is None or not self.is_fitting(trainer):
+            return
+        if trainer.global_step != self._state.last_logged_step:
+            # ``current_epoch`` counts the completed epochs by now
+            self._log(trainer, step=int(trainer.global_step), epochs_done=int(trainer.current_epoch))
 
     # ------------------------------------------------------------------ checkpoint state
     @override

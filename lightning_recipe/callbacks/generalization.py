@@ -6,7 +6,6 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import EarlyStopping as _LightningEarlyStopping
@@ -17,21 +16,10 @@ from lightning_recipe.callbacks.base import OnFail, RecipeCallback
 from lightning_recipe.callbacks.dumb_baselines import DumbBaselines
 from lightning_recipe.core.batches import split_batch
 from lightning_recipe.core.checks import generalization as core
-from lightning_recipe.core.errors import ArgumentError
 
 __all__ = ["GeneralizationCheck"]
 
 _TAG = "recipe/generalization"
-_TRAIN_KEYS = (
-    "train_loss_step",
-    "train_loss",
-    "train/loss",
-    "training_loss",
-    "loss/train",
-    "loss_step",
-    "loss",
-)
-_VAL_KEYS = ("val_loss", "valid_loss", "validation_loss", "val/loss", "loss/val", "val_loss_epoch")
 
 
 class GeneralizationCheck(RecipeCallback):
@@ -39,22 +27,15 @@ class GeneralizationCheck(RecipeCallback):
 
     Recipe, "regularize" and "leave it training" (*"networks keep training for unintuitively long
     time"*). Each validation loss is paired with the mean training loss since the previous one; at
-    the end of fit the run's stage is judged (rules: :mod:`lightning_recipe.core.checks.generalization`):
-
-    * **overfitting** (``warn``; ``pass`` when early stopping restored the best weights): the
-      validation loss turned up while the training loss went down, from which epoch and by how
-      much, with the recipe's regularizers in its order and what the run shows (dataset size,
-      input size, parameter count, batch size, dropout, weight decay, early stopping);
-    * **underfitting** (``warn``): the training loss is still above ``underfit_ratio`` of a dumb
-      baseline (``baseline=``, else ``DumbBaselines`` when attached, else the loss at init): get a
-      bigger model first; **diverging** (``warn``): both losses rose; **healthy** (``pass``).
-
-    A second finding says how the run ended: ``max_epochs``/``max_steps`` while the validation loss
-    was still improving (a trend test over the last validations): *leave it training*, with the
-    slope; or early stopping on the onset of overfitting, on a plateau, or on noise (``warn``).
-
-    TensorBoard: ``recipe/generalization/gap`` (validation minus training loss) at every validation;
-    the figure ``.../curves`` (losses and gap, the onset marked) and the text ``.../verdict`` at the end.
+    the end of fit the stage is judged (rules: :mod:`lightning_recipe.core.checks.generalization`):
+    **overfitting** (``warn``, ``pass`` when early stopping restored the best weights; with the
+    recipe's regularizers in its order and what the run shows), **underfitting** (``warn``: the
+    training loss levelled off above ``underfit_ratio`` of a dumb baseline), **diverging** (``warn``),
+    **healthy** (``pass``, also while it is still learning fast). A second finding says how the run
+    ended: by its budget while still improving (*leave it training*, advice) or by early stopping on
+    overfitting, a plateau or noise (``warn``). TensorBoard: ``recipe/generalization/gap`` per
+    validation, the figure ``.../curves`` and the text ``.../verdict`` at the end. See the README
+    section "Regularize: GeneralizationCheck".
 
     Args:
         monitor: the logged validation loss; ``None``: the first of ``val_loss``, ``valid_loss``,
@@ -63,7 +44,9 @@ class GeneralizationCheck(RecipeCallback):
             ``train_loss``, ``train/loss``, ``training_loss``, ``loss/train``, ``loss``, else the loss
             ``training_step`` returns.
         baseline: a dumb baseline's loss for the underfitting verdict (see above for the default).
-        underfit_ratio: underfitting while the training loss is above this fraction of the baseline.
+        underfit_ratio: underfitting while the training loss is above this fraction of the baseline
+            (``None``: 0.5 of a class prior's loss, 0.8 of a mean predictor's: noisy targets keep
+            much of their variance under any model).
         min_rise: overfitting needs the validation loss to rise by more than this fraction of its best.
         min_improvement: "still improving" needs a fall of at least this fraction per epoch.
         log_figure: log the ``curves`` figure at the end of fit.
@@ -92,7 +75,7 @@ class GeneralizationCheck(RecipeCallback):
         ...     warnings.simplefilter("ignore")
         ...     trainer.fit(Model())
         >>> check.stage, check.findings[1].message.split(" (")[0]
-        ('healthy', 'max_epochs=8 ended the run while val_loss was still improving ~15% per epoch')
+        ('healthy', 'max_epochs=8 ended the run while val_loss was still improving ~11% per epoch')
     """
 
     recipe_step = "regularize"
@@ -102,7 +85,7 @@ class GeneralizationCheck(RecipeCallback):
         monitor: str | None = None,
         train_monitor: str | None = None,
         baseline: float | None = None,
-        underfit_ratio: float = 0.5,
+        underfit_ratio: float | None = None,
         min_rise: float = 0.05,
         min_improvement: float = 0.002,
         log_figure: bool = True,
@@ -115,7 +98,7 @@ class GeneralizationCheck(RecipeCallback):
         self.monitor = monitor
         self.train_monitor = train_monitor
         self.baseline = baseline
-        self.underfit_ratio = float(underfit_ratio)
+        self.underfit_ratio = None if underfit_ratio is None else float(underfit_ratio)
         self.min_rise = float(min_rise)
         self.min_improvement = float(min_improvement)
         self.log_figure = bool(log_figure)
@@ -165,14 +148,9 @@ class GeneralizationCheck(RecipeCallback):
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        initial = self._initial
-        return {
-            "history": {k: list(v) for k, v in self.history.items()},
-            "initial": float(initial) if initial is not None else None,
-            "sum": float(self._sum) if self._sum is not None else None,
-            "count": self._count,
-            "input_shape": self._input_shape,
-        }
+        history, (initial, total) = {k: list(v) for k, v in self.history.items()}, (self._initial, self._sum)
+        return {"history": history, "initial": None if initial is None else float(initial), "count": self._count,
+                "sum": None if total is None else float(total), "input_shape": self._input_shape}  # fmt: skip
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -188,14 +166,8 @@ class GeneralizationCheck(RecipeCallback):
     # ------------------------------------------------------------------ reading the losses
     def _metric(self, trainer: Trainer, index: int, keys: tuple[str, ...]) -> torch.Tensor | None:
         metrics = trainer.callback_metrics
-        given = (self.train_monitor, self.monitor)[index]
-        if given is not None and given not in metrics:
-            arg = ("train_monitor", "monitor")[index]
-            raise ArgumentError(
-                f"GeneralizationCheck({arg}={given!r}): no such logged metric; the logged metrics are "
-                f"{sorted(metrics)}; pass one of them, or {arg}=None to infer it."
-            )
-        key = given or self._names[index] or next((k for k in keys if k in metrics), None)
+        given, arg = ((self.train_monitor, "train_monitor"), (self.monitor, "monitor"))[index]
+        key = core.pick_metric(metrics, given, self._names[index], keys, arg, "GeneralizationCheck")
         value = metrics.get(key) if key is not None else None
         if isinstance(value, torch.Tensor) and value.numel() == 1:
             self._names[index] = key
@@ -203,7 +175,7 @@ class GeneralizationCheck(RecipeCallback):
         return None
 
     def _add_train(self, trainer: Trainer, outputs: Any, batch: Any, batch_idx: int) -> None:
-        value = self._metric(trainer, 0, _TRAIN_KEYS)
+        value = self._metric(trainer, 0, core.TRAIN_KEYS)
         if value is None:
             loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
             if isinstance(loss, torch.Tensor) and loss.numel() == 1:
@@ -223,7 +195,7 @@ class GeneralizationCheck(RecipeCallback):
         self._count += 1
 
     def _add_validation(self, trainer: Trainer) -> None:
-        val = self._metric(trainer, 1, _VAL_KEYS)
+        val = self._metric(trainer, 1, core.VAL_KEYS)
         device = trainer.strategy.root_device
         packed = torch.tensor([0.0, 0.0, 0.0, 0.0], dtype=torch.float64, device=device)
         if self._sum is not None:
@@ -249,48 +221,35 @@ class GeneralizationCheck(RecipeCallback):
     # ------------------------------------------------------------------ the verdicts
     def _conclude(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._done = True
-        h = {k: np.asarray(v, dtype=np.float64) for k, v in self.history.items()}
-        keep = np.isfinite(h["train"]) & np.isfinite(h["val"])
-        if not keep.any():
-            arg, like = (
-                ("monitor", "val_loss") if not self.history["val"] else ("train_monitor", "train_loss")
-            )
-            what = (
-                f"found no {'validation' if arg == 'monitor' else 'training'} loss: log one named like {like}"
-            )
-            self.record(
-                trainer, "skipped", f"{what} or pass `{arg}=` one of {sorted(trainer.callback_metrics)}"
-            )
-            return
-        h = {k: v[keep] for k, v in h.items()}
         names = (self._names[0] or "train_loss", self._names[1] or "val_loss")
         stop = next((cb for cb in trainer.callbacks if isinstance(cb, _LightningEarlyStopping)), None)  # type: ignore[attr-defined]
-        best_epoch = getattr(stop, "best_epoch", None)
-        restored = best_epoch if getattr(stop, "restore_best_weights", False) else None
-        baseline, baseline_name = self._baseline(trainer)
-        curves = {"x": h["x"], "epochs": h["epoch"], "val": h["val"]}
-        limits = {"min_improvement": self.min_improvement}
-        verdict = core.judge_stage(
-            **curves, train=h["train"], baseline=baseline, baseline_name=baseline_name, names=names, **limits,
-            underfit_ratio=self.underfit_ratio, min_rise=self.min_rise, restored_epoch=restored,
-            advice=core.regularization_advice(self._facts(trainer, pl_module, stop)),
+        by = None
+        if not trainer.should_stop or (stop is not None and stop.stopped_epoch > 0):
+            by = "budget" if not trainer.should_stop else "early_stopping"
+        baseline = self._baseline(trainer)
+        run = core.judge_run(
+            self.history, names, baseline, by, budget=core.budget_name(
+                trainer.max_steps, trainer.global_step, trainer.max_epochs, trainer.current_epoch),
+            patience=getattr(stop, "patience", None),
+            restored_epoch=getattr(stop, "best_epoch", None) if getattr(stop, "restore_best_weights", False) else None,
+            advice=core.regularization_advice(core.run_facts(
+                pl_module, trainer.optimizers, self.first_dataloader(trainer.train_dataloader), self._input_shape, stop)),
+            underfit_ratio=core.underfit_ratio_for(self.underfit_ratio, baseline[1] == "mean predictor"), min_rise=self.min_rise, min_improvement=self.min_improvement,
         )  # fmt: skip
+        if run is None:
+            self.record(
+                trainer, "skipped", core.no_loss_message(bool(self.history["val"]), trainer.callback_metrics)
+            )
+            return
+        verdict, end, h = run.stage, run.end, run.curves
         self.stage = verdict.stage
         self.record(trainer, verdict.status, verdict.message, verdict.numbers)
-        end = None
-        if not trainer.should_stop or (stop is not None and stop.stopped_epoch > 0):
-            budget = core.budget_name(
-                trainer.max_steps, trainer.global_step, trainer.max_epochs, trainer.current_epoch
-            )
-            by = "budget" if not trainer.should_stop else "early_stopping"
-            patience = getattr(stop, "patience", None)
-            end = core.end_of_run(**curves, **limits, stopped_by=by, stage=verdict.stage, budget=budget, patience=patience, name=names[1])  # fmt: skip
-            if end is not None:
-                self.record(trainer, end.status, end.message, end.numbers)
+        if end is not None:
+            self.record(trainer, end.status, end.message, end.numbers)
         recipe_logging.log_text(trainer, f"{_TAG}/verdict", core.markdown(verdict, end), trainer.global_step)
         if self.log_figure and trainer.is_global_zero:
             onset = float(h["x"][verdict.onset_index]) if verdict.onset_index is not None else None
-            args = (h["x"], h["train"], h["val"], onset, verdict.stage, baseline, names)
+            args = (h["x"], h["train"], h["val"], onset, verdict.stage, baseline[0], names)
 
             def build() -> Any:
                 from lightning_recipe.plots.generalization import generalization_figure
@@ -305,21 +264,8 @@ class GeneralizationCheck(RecipeCallback):
         for cb in trainer.callbacks:  # type: ignore[attr-defined]
             if isinstance(cb, DumbBaselines) and cb.scores is not None and math.isfinite(cb.scores.loss):
                 who = "mean predictor" if cb.scores.task == "regression" else "class-prior predictor"
+                who = "unigram (token-prior) predictor" if getattr(cb.scores, "tokens", False) else who
                 return float(cb.scores.loss), who
         if self._initial is not None:
             return float(self._initial), "loss at init"
         return None, ""
-
-    def _facts(self, trainer: Trainer, pl_module: LightningModule, stop: Any) -> core.RunFacts:
-        stopping = None
-        if stop is not None:
-            stopping = core.describe_early_stopping(
-                stop.patience, getattr(stop, "restore_best_weights", None)
-            )
-        return core.RunFacts(
-            input_shape=self._input_shape or None,
-            weight_decay=core.describe_optimizers(trainer.optimizers),
-            early_stopping=stopping,
-            **core.describe_data(self.first_dataloader(trainer.train_dataloader)),
-            **core.describe_module(pl_module),
-        )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,7 @@ from lightning_recipe.core.checks.input_independent import (
     BaselineRounds,
     CopyPair,
     cannot_replay_message,
+    infer_integer_fill,
     resumed_message,
     verdict,
     zero_inputs,
@@ -40,7 +41,9 @@ class InputIndependentBaseline(RecipeCallback):
     to just set all your inputs to zero). This should perform worse than when you actually plug in
     your data without zeroing it out. Does it?"* Once, before the first training step, two copies
     of the module train with the user's own ``training_step`` and optimizer on the same batches,
-    one with every floating-point input set to ``fill``; after every ``steps`` steps both are
+    one with its inputs replaced: floating-point inputs set to ``fill``, token ids to
+    ``integer_fill`` (in a dict batch only the content: ``attention_mask``, positions and segments
+    are kept, so the model runs as on real data); after every ``steps`` steps both are
     scored on held-out validation batches. ``pass``: the real copy is ``margin`` lower; ``fail``:
     both score the same, or the real copy stopped learning without beating the zeroed one;
     ``skipped``: inconclusive after ``max_steps``, or the message says what to pass. The real
@@ -57,7 +60,10 @@ class InputIndependentBaseline(RecipeCallback):
         input_key: where the inputs are in a batch; inferred by default. Only these are zeroed.
         target_key: where the targets are; inferred by default. They are never zeroed.
         fill: the value floating-point inputs are set to.
-        integer_fill: the value integer inputs (token ids) are set to; ``None`` leaves them unchanged.
+        integer_fill: the id integer inputs (token ids) are set to. ``None`` infers it: the padding
+            id the batch shows (the id where ``attention_mask == 0``), else the model config's
+            ``pad_token_id`` (or an ``nn.Embedding``'s ``padding_idx``), else 0. The finding says
+            which id was used.
         log_figure: log the ``curves`` figure.
         on_fail: ``"warn"`` or ``"raise"`` (raises ``RecipeCheckError`` before the first training step).
 
@@ -65,6 +71,8 @@ class InputIndependentBaseline(RecipeCallback):
         findings: one finding (``pass``, ``fail`` or ``skipped``).
         real_val_loss: validation loss of the copy trained on real inputs (``None`` before the check).
         zeroed_val_loss: validation loss of the copy trained on zeroed inputs.
+        integer_fill_used: the id token inputs were set to and where it came from (``None`` when
+            the inputs hold no integer tensor).
 
     Example:
         >>> import torch
@@ -126,6 +134,8 @@ class InputIndependentBaseline(RecipeCallback):
         self.log_figure = bool(log_figure)
         self.real_val_loss: float | None = None
         self.zeroed_val_loss: float | None = None
+        self.integer_fill_used: tuple[int, str] | None = None
+        self._fill: tuple[int, str] | None = None
         self._done = False
         self._stored: dict[str, Any] | None = None
 
@@ -156,11 +166,23 @@ class InputIndependentBaseline(RecipeCallback):
     # ------------------------------------------------------------------ the check
     @property
     def _config(self) -> BaselineConfig:
-        return BaselineConfig(**{f.name: getattr(self, f.name) for f in fields(BaselineConfig)})
+        config = BaselineConfig(**{f.name: getattr(self, f.name) for f in fields(BaselineConfig)})
+        if self.integer_fill is None and self._fill is not None:
+            config = replace(config, integer_fill=self._fill[0])
+        return config
 
-    def _zeroed(self, batch: Any, check: bool = False) -> Any:
-        """``batch`` with every input tensor set to ``fill`` (integers to ``integer_fill``); targets untouched."""
-        return zero_inputs(batch, self._config, self.name, check)
+    def _zeroed(self, batch: Any, check: bool = False, module: LightningModule | None = None) -> Any:
+        """``batch`` with its inputs set to ``fill`` (token ids to ``integer_fill``); targets and structure untouched."""
+        if self.integer_fill is None and self._fill is None:
+            self._fill = infer_integer_fill(batch, module, self.input_key, self.target_key)
+        counts: dict[str, int] = {}
+        out = zero_inputs(batch, self._config, self.name, check, counts)
+        if counts.get("int") and self.integer_fill_used is None:
+            fill = self._config.integer_fill
+            assert fill is not None
+            source = "integer_fill=" if self.integer_fill is not None else self._fill[1] if self._fill else ""
+            self.integer_fill_used = (fill, source)
+        return out
 
     def _check(self, trainer: Trainer, pl_module: LightningModule) -> None:
         val_loader = self.val_dataloader(trainer)
@@ -179,7 +201,7 @@ class InputIndependentBaseline(RecipeCallback):
             train_loader,
             val_loader,
             lambda batch: strategy.batch_to_device(batch, strategy.root_device),
-            self._zeroed,
+            lambda batch, check: self._zeroed(batch, check, pl_module),
         )
         # the copies read the real loaders: put back their private generators (shuffle order) too
         with preserved_state(pl_module, loaders=[train_loader, val_loader]):
@@ -232,6 +254,10 @@ class InputIndependentBaseline(RecipeCallback):
     def _finish(
         self, trainer: Trainer, status: str, message: str, numbers: dict[str, Any] | None = None
     ) -> None:
+        if self.integer_fill_used is not None:
+            fill, source = self.integer_fill_used
+            message = f"{message}; token inputs set to id {fill} ({source})"
+            numbers = {**(numbers or {}), "integer_fill": fill, "integer_fill_source": source}
         finding = self.record(trainer, status, message, numbers)  # type: ignore[arg-type]
         self._stored = finding.to_dict()
 

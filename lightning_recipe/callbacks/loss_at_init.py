@@ -23,10 +23,11 @@ from lightning_recipe.core.checks.loss_at_init import (
     loss_scale,
     mean_evidence,
     measured_loss,
+    output_gradient,
     step_evidence,
 )
 from lightning_recipe.core.init_values import LOSS_KINDS
-from lightning_recipe.core.tasks import check_task_argument
+from lightning_recipe.core.tasks import ShiftArg, check_shift_argument, check_task_argument
 from lightning_recipe.core.tracing import find_layer
 
 __all__ = ["LossAtInitCheck"]
@@ -59,6 +60,8 @@ class LossAtInitCheck(RecipeCallback):
         input_key: where the inputs are in a batch (dict key, position, or callable).
         target_key: where the targets are in a batch (dict key, position, or callable).
         ignore_index: multiclass: the label cross-entropy ignores (PyTorch's ``-100``).
+        shift: token targets: ``"auto"`` (inferred: a causal language model's logits at ``t``
+            predict the token at ``t + 1``), or ``0`` / ``1`` positions between logits and targets.
         on_fail: ``"warn"`` (default) or ``"raise"`` (``RecipeCheckError`` before the first step).
 
     Attributes:
@@ -94,10 +97,12 @@ class LossAtInitCheck(RecipeCallback):
         target_key: KeySpec = None,
         ignore_index: int | None = -100,
         on_fail: Literal["warn", "raise"] = "warn",
+        shift: ShiftArg = "auto",
     ) -> None:
         super().__init__(on_fail=on_fail)
         owner = "LossAtInitCheck"
         check_task_argument(task, owner)
+        check_shift_argument(shift, owner)
         check_choice(owner, "loss", loss, ("auto", *LOSS_KINDS))
         self.rtol = check_rtol(owner, rtol)
         check_layer_and_index(owner, layer, ignore_index)
@@ -108,11 +113,14 @@ class LossAtInitCheck(RecipeCallback):
         self.input_key = input_key
         self.target_key = target_key
         self.ignore_index = ignore_index
+        self.shift = shift
         self.measured: float | None = None
         self.expected: float | None = None
         self._done = False
         self._watch = FinalOutputWatch()
         self._targets: torch.Tensor | None = None
+        self._batch: Any = None
+        self._grad: torch.Tensor | None = None
 
     @property
     @override
@@ -151,6 +159,7 @@ class LossAtInitCheck(RecipeCallback):
             self._skip(trainer, "found no targets in the training batch; pass `target_key=`")
             return
         self._targets = parts.targets.detach()
+        self._batch = batch  # a reference for this step only: its token ids tell a causal LM's labels
         self._watch.arm(pl_module, self.layer)
 
     @override
@@ -159,12 +168,16 @@ class LossAtInitCheck(RecipeCallback):
             return
         self._watch.disarm()
         self._done = True
+        # on one process only: under DDP the partial backward could run the reducer's sink
+        self._grad = output_gradient(loss, self._watch.raw) if trainer.world_size == 1 else None
+        self._watch.raw = None
         self._check(trainer, pl_module, loss)
 
     @override
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
         if self._watch.armed:  # no backward in this batch (training_step returned None): try the next one
             self._watch.disarm()
+            self._batch = None
 
     @override
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -189,7 +202,7 @@ class LossAtInitCheck(RecipeCallback):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_watch"] = FinalOutputWatch()
-        state["_targets"] = None
+        state["_targets"] = state["_batch"] = state["_grad"] = None
         return state
 
     def _skip(self, trainer: Trainer, reason: str) -> None:
@@ -218,6 +231,11 @@ class LossAtInitCheck(RecipeCallback):
                 self.ignore_index,
             ),
             ignore_index=self.ignore_index,
+            batch=self._batch,
+            model=pl_module,
+            model_loss=self._watch.model_loss,
+            shift=self.shift,
+            loss_grad=None if self._grad is None else self._grad * (accumulate / scale),
         )
 
     def _check(self, trainer: Trainer, pl_module: LightningModule, loss: torch.Tensor) -> None:
@@ -228,7 +246,7 @@ class LossAtInitCheck(RecipeCallback):
         except ValueError as err:
             reason = str(err)
         finally:
-            self._targets = None
+            self._targets = self._batch = self._grad = None
             self._watch.last = None
         if not self.decide(trainer, local is not None, all_=True):
             self.record(

@@ -13,26 +13,35 @@ from typing_extensions import override
 from lightning_recipe import writer
 from lightning_recipe.callbacks.base import OnFail, RecipeCallback, check_choice, check_positive_int
 from lightning_recipe.core.batches import KeySpec, first_tensor, map_tensors
+from lightning_recipe.core.budget import Cadence, check_overhead
 from lightning_recipe.core.checks.prediction_dynamics import (
     NO_DATA,
     Trajectories,
     call_failed,
     cut_batch,
     describe_call,
+    line_up,
     predictions_for,
     resolve_output,
+    sequence_objective,
     spread_batch,
 )
 from lightning_recipe.core.model_call import ModelCall
 from lightning_recipe.core.state import preserved_state
-from lightning_recipe.core.tasks import check_task_argument
+from lightning_recipe.core.tasks import SequenceObjective, ShiftArg, check_shift_argument, check_task_argument
 from lightning_recipe.findings import Skip
-from lightning_recipe.plots.prediction_dynamics import predictions_figure, trajectory_figure
+from lightning_recipe.plots.prediction_dynamics import (
+    predictions_figure,
+    top_tokens_figure,
+    trajectory_figure,
+)
 from lightning_recipe.plots.style import is_image_like, to_display_images
 
 __all__ = ["PredictionDynamics", "predictions_for"]
 
 _PREFIX = "recipe/prediction_dynamics/"
+#: Steps between two points (scalars; figures when they fit the budget) of the default cadence.
+_POINT_EVERY = 50
 Source = Literal["val", "train"]
 
 
@@ -43,14 +52,23 @@ class PredictionDynamics(RecipeCallback):
     test batch during the course of training. [...] Very low or very high learning rates are also
     easily noticeable in the amount of jitter."* At the start of fit it keeps ``num_samples``
     samples spread over the validation data (on the CPU and in the checkpoint); at step 0 and every
-    ``every_n_train_steps`` steps the model runs on them in eval mode, called as its own step calls
+    50 steps (or every ``every_n_train_steps``) the model runs on them in eval mode, called as its own step calls
     it (``core.model_call``), and TensorBoard gets ``recipe/prediction_dynamics/trajectories`` and
     ``.../predictions`` (Images), ``.../jitter`` and ``.../mean_true_prob`` or ``.../mean_abs_error``
-    (Scalars). Rank zero only. See the README section "PredictionDynamics".
+    (Scalars). A language model's ``(N, T, V)`` logits are lined up with the token each position
+    predicts (``core.tasks.infer_sequence_objective``: the next one for a causal LM), and a
+    vocabulary of more than 20 tokens is shown as the top-5 tokens at one position per sample.
+    Rank zero only. See the README section "PredictionDynamics".
+
+    Cost: by default the figures (the costly part) are drawn at step 0, at the end of fit, and in
+    between as often as ``overhead`` allows (this callback's time over the training time so far);
+    an explicit ``every_n_train_steps`` draws them at every point instead, whatever they cost.
 
     Args:
         num_samples: how many samples the fixed batch holds (panels in the figure; at most 64).
-        every_n_train_steps: log at step 0 and every this many optimizer steps.
+        every_n_train_steps: log (figures included) at step 0 and every this many optimizer steps;
+            ``None`` (default): scalars every 50 steps, figures within ``overhead``.
+        overhead: the fraction of training time this callback may spend (with the default cadence).
         source: ``"val"`` (falls back to the training data) or ``"train"``.
         task: ``"auto"`` (inferred from targets and outputs), ``"multiclass"``, ``"binary"``,
             ``"multilabel"`` or ``"regression"``.
@@ -60,6 +78,8 @@ class PredictionDynamics(RecipeCallback):
         forward: ``callable(pl_module, inputs) -> output`` when the model is not called the way the
             batch and ``forward``'s signature suggest.
         on_fail: ``"warn"`` or ``"raise"`` (it only ever records ``skipped``).
+        shift: token targets: ``"auto"`` (inferred), or the positions the targets run ahead of the
+            logits (1: a causal language model, ``logits[:, t]`` predict ``labels[:, t + 1]``).
 
     Attributes:
         findings: ``skipped`` when it cannot run (the message names the argument to pass).
@@ -83,7 +103,8 @@ class PredictionDynamics(RecipeCallback):
     def __init__(
         self,
         num_samples: int = 16,
-        every_n_train_steps: int = 50,
+        every_n_train_steps: int | None = None,
+        overhead: float = 0.01,
         source: Source = "val",
         task: str = "auto",
         input_key: KeySpec = None,
@@ -91,15 +112,18 @@ class PredictionDynamics(RecipeCallback):
         class_names: Sequence[str] | None = None,
         forward: Callable[[LightningModule, Any], Any] | None = None,
         on_fail: OnFail = "warn",
+        shift: ShiftArg = "auto",
     ) -> None:
         super().__init__(on_fail=on_fail)
         owner = type(self).__name__
+        check_shift_argument(shift, owner)
         check_positive_int(owner, "num_samples", num_samples)
         if num_samples > 64:
             raise ValueError(
                 f"{owner}(num_samples={num_samples!r}): at most 64 samples fit in a readable figure."
             )
-        check_positive_int(owner, "every_n_train_steps", every_n_train_steps)
+        check_positive_int(owner, "every_n_train_steps", every_n_train_steps, allow_none=True)
+        self.overhead = check_overhead(owner, overhead)
         check_choice(owner, "source", source, ("val", "train"))
         check_task_argument(task, owner)
         self.validate_keys(owner, input_key, target_key)
@@ -119,6 +143,7 @@ class PredictionDynamics(RecipeCallback):
         self.target_key = target_key
         self.class_names = list(class_names) if class_names is not None else None
         self.forward = forward
+        self.shift = shift
         self._reset()
 
     def _reset(self) -> None:
@@ -129,7 +154,13 @@ class PredictionDynamics(RecipeCallback):
         self._targets: torch.Tensor | None = None
         self._source_used: str | None = None
         self._disabled = False
+        self._objective: SequenceObjective | None = None
+        self._aligned = False  # the objective was inferred (it may be None: no token targets)
         self._call = ModelCall(self.forward, self.input_key, self.target_key)
+        self._points = self.every_n_train_steps or _POINT_EVERY
+        self._last: tuple[np.ndarray, np.ndarray, np.ndarray, Any] | None = None
+        self._figured: int | None = None
+        self._figures = Cadence(self.every_n_train_steps, base=_POINT_EVERY, share=self.overhead)
 
     @property
     def steps(self) -> list[int]:
@@ -155,6 +186,7 @@ class PredictionDynamics(RecipeCallback):
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.should_skip(trainer) or not trainer.is_global_zero:
             return
+        self.start_cadence(trainer, self._figures)
         if self._inputs is None:
             self._take_batch(trainer, pl_module)
         if trainer.global_step == 0 and not self.steps:
@@ -165,11 +197,23 @@ class PredictionDynamics(RecipeCallback):
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         step = trainer.global_step
-        if step % self.every_n_train_steps or (self.steps and self.steps[-1] == step):
+        if step % self._points or (self.steps and self.steps[-1] == step):
             return
         if self._disabled or not trainer.is_global_zero or self.should_skip(trainer):
             return
         self._log(trainer, pl_module, int(step))
+
+    @override
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # the budgeted cadence always shows the end of fit (a fixed cadence logs what it was asked to)
+        if self._figures.fixed or self._disabled or not trainer.is_global_zero or self.should_skip(trainer):
+            return
+        step = int(trainer.global_step)
+        if self.steps and self.steps[-1] == step:
+            if self._figured != step:
+                self._redraw(trainer, step)
+            return
+        self._log(trainer, pl_module, step, figures=True)
 
     # ------------------------------------------------------------------ work
     def _skip(self, trainer: Trainer, message: str, numbers: dict[str, Any] | None = None) -> None:
@@ -195,42 +239,71 @@ class PredictionDynamics(RecipeCallback):
         except ValueError as err:
             self._skip(trainer, f"skipped, because {err}")
 
-    def _log(self, trainer: Trainer, pl_module: LightningModule, step: int) -> None:
+    def _log(self, trainer: Trainer, pl_module: LightningModule, step: int, figures: bool = False) -> None:
         if self._disabled or self._inputs is None or self._targets is None:
             return
         batch = map_tensors(self._batch, lambda t: t.to(pl_module.device))
         try:
-            out = self._call(pl_module, batch, context=trainer.precision_plugin.forward_context()).logits
+            result = self._call(pl_module, batch, context=trainer.precision_plugin.forward_context())
         except Exception as err:
             shape = tuple(t.shape) if isinstance(t := first_tensor(self._inputs), torch.Tensor) else None
             how = describe_call(self._call, pl_module, batch)
             self._skip(trainer, call_failed(how, shape, err), {"error": type(err).__name__})
             self.warn(f"{self.name}: {self.findings[-1].message}")
             return
-        output = None if out is None else out.detach().float().cpu()
+        output = None if result.logits is None else result.logits.detach().float().cpu()
         try:
             self.task = resolve_output(output, self._targets, self.task, self.task_argument)
         except Skip as err:
             self._skip(trainer, str(err))
             return
         assert output is not None
-        scalars, preds, decided = self._trace.add(step, self.task, output, self._targets)
+        if not self._aligned:
+            self._aligned = True
+            self._objective = sequence_objective(
+                output, self._targets, self._batch, pl_module, result.loss, self.shift
+            )
+        output, targets, view = line_up(self._objective, output, self._targets)
+        scalars, preds, decided = self._trace.add(step, self.task, output, targets)
         writer.log_scalars(trainer, {_PREFIX + k: v for k, v in scalars.items()}, step)
-        self._submit_figures(trainer, step, preds.copy(), decided.copy())
+        self._last = (preds.copy(), decided.copy(), targets.float().numpy().copy(), view)
+        if figures or self.cadence_due(self._figures, step):
+            self._redraw(trainer, step)
 
-    def _submit_figures(self, trainer: Trainer, step: int, preds: np.ndarray, decided: np.ndarray) -> None:
+    def _redraw(self, trainer: Trainer, step: int) -> None:
+        """Draw the figures of the last point (at ``step``), and schedule the next ones."""
+        if self._last is None:
+            return
+        self._figured = step
+        self._submit_figures(trainer, step, *self._last)
+        self.cadence_taken(trainer, self._figures, step)
+
+    def _submit_figures(
+        self,
+        trainer: Trainer,
+        step: int,
+        preds: np.ndarray,
+        decided: np.ndarray,
+        targets: np.ndarray,
+        view: Any,
+    ) -> None:
         task, names = str(self.task), list(self.class_names) if self.class_names else None
         steps = np.asarray(self.steps, dtype=np.float64)
         values = np.asarray(self._trace.values, dtype=np.float64)  # (T, N)
-        targets = self._targets.detach().float().numpy().copy() if self._targets is not None else None
+        causal = self._objective is not None and self._objective.causal
+        ylabel = "p(true next token)" if causal else None
         x = self._inputs if isinstance(self._inputs, torch.Tensor) else None
         image = x is not None and x.is_floating_point() and is_image_like(tuple(x.shape))
         thumbs = to_display_images(x.float().numpy()) if image and x is not None else None
 
         def trajectories() -> Any:
-            return trajectory_figure(task, steps, values, targets, preds, decided, thumbs, names, step)
+            return trajectory_figure(
+                task, steps, values, targets, preds, decided, thumbs, names, step, ylabel
+            )
 
         def predictions() -> Any:
+            if view is not None:
+                return top_tokens_figure(view, names, step, next_token=causal)
             return predictions_figure(task, targets, preds, names, step)
 
         writer.log_figure(trainer, _PREFIX + "trajectories", trajectories, step)

@@ -14,6 +14,7 @@ from typing_extensions import override
 
 from lightning_recipe import writer
 from lightning_recipe.callbacks.base import OnFail, RecipeCallback, check_positive_int
+from lightning_recipe.core.budget import Cadence, check_overhead
 from lightning_recipe.core.checks import update_health as health_checks
 from lightning_recipe.core.checks.update_health import Armed, HealthState, PendingCheck, Verdict
 from lightning_recipe.core.health import DEFAULT_ACTIVATIONS, layer_of_parameters
@@ -23,6 +24,8 @@ __all__ = ["UpdateHealth"]
 
 _TAG = "recipe/update_health"
 _OWNER = "UpdateHealth"
+#: The shortest interval between two checks of the default (budgeted) cadence.
+_EVERY = 50
 
 
 class UpdateHealth(RecipeCallback):
@@ -40,13 +43,17 @@ class UpdateHealth(RecipeCallback):
     ``dead_fraction/<site>``, their aggregates, and the figure ``layers``.
 
     Args:
-        every_n_train_steps: run a check every this many optimizer steps (step 0 included).
+        every_n_train_steps: run a check every this many optimizer steps (step 0 included). ``None``
+            (default): every 50 steps at most, stretched to stay within ``overhead``, and at least
+            ``patience + 2`` checks in the planned run (``trainer.estimated_stepping_batches``), so a
+            short run still gets a verdict.
         patience: checks the evidence must hold on before a finding.
         max_layers: per-layer scalars for at most this many layers (and sites), evenly spread.
         figure_every_n_train_steps: draw the figure at the first check, then at the first check after
-            each multiple of this; ``None`` draws none.
+            each multiple of this, and the last check's at the end of fit; ``None`` draws none.
         activation_types: module classes whose exactly-zero outputs mark dead units; ``()`` hooks nothing.
         check_eval_mode: look for submodules left in eval mode.
+        overhead: the fraction of training time the checks and figures may take (default cadence).
         on_fail: ``"warn"`` or ``"raise"`` (``RecipeCheckError`` for the ``fail`` findings).
 
     Attributes:
@@ -76,16 +83,18 @@ class UpdateHealth(RecipeCallback):
 
     def __init__(
         self,
-        every_n_train_steps: int = 50,
+        every_n_train_steps: int | None = None,
         patience: int = 3,
         max_layers: int = 16,
         figure_every_n_train_steps: int | None = 500,
         activation_types: Iterable[type[nn.Module]] = DEFAULT_ACTIVATIONS,
         check_eval_mode: bool = True,
+        overhead: float = 0.01,
         on_fail: OnFail = "warn",
     ) -> None:
         super().__init__(on_fail)
-        check_positive_int(_OWNER, "every_n_train_steps", every_n_train_steps)
+        check_positive_int(_OWNER, "every_n_train_steps", every_n_train_steps, allow_none=True)
+        self.overhead = check_overhead(_OWNER, overhead)
         check_positive_int(_OWNER, "patience", patience)
         check_positive_int(_OWNER, "max_layers", max_layers)
         check_positive_int(_OWNER, "figure_every_n_train_steps", figure_every_n_train_steps, allow_none=True)
@@ -100,6 +109,8 @@ class UpdateHealth(RecipeCallback):
         self.check_eval_mode = check_eval_mode
         self.last_check: dict[str, Any] = {}
         self._state, self._next_due = HealthState(), 0
+        self._cadence = self._new_cadence()
+        self._last_summary: Any = None
         self._pending: PendingCheck | None = None
         self._armed: dict[int, Armed] = {}
         self._owner: dict[int, tuple[str, str]] = {}  # id(parameter) -> (layer, parameter name)
@@ -114,7 +125,13 @@ class UpdateHealth(RecipeCallback):
     @property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(every_n_train_steps=self.every_n_train_steps)
+        return self._generate_state_key(every_n_train_steps=self.every_n_train_steps or _EVERY)
+
+    def _new_cadence(self) -> Cadence:
+        # a budgeted cadence still fits enough checks in the planned run for a verdict
+        return Cadence(
+            self.every_n_train_steps, base=_EVERY, share=self.overhead, min_points=self.patience + 2
+        )
 
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -122,6 +139,7 @@ class UpdateHealth(RecipeCallback):
         if stage != "fit":
             return
         self._state, self._next_due, self.last_check = HealthState(), 0, {}
+        self._cadence, self._last_summary = self._new_cadence(), None
         self._history, self._orphans = {}, []
         self._release()
         self._disabled = health_checks.unsupported_strategy(type(trainer.strategy).__name__)
@@ -130,6 +148,9 @@ class UpdateHealth(RecipeCallback):
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self.is_fitting(trainer):
             return
+        self.start_cadence(trainer, self._cadence)
+        if self._state.last_check_step is not None:  # resumed: the next check after the last one
+            self._cadence.next_due = max(self._cadence.next_due, self._next_due)
         if self._disabled:
             self.record(trainer, "skipped", self._disabled, {"problem": "unsupported_strategy"})
             return
@@ -141,12 +162,12 @@ class UpdateHealth(RecipeCallback):
     def on_train_batch_start(
         self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        if self._pending is not None or trainer.global_step < self._next_due or self._disabled:
+        if self._pending is not None or trainer.global_step < self._cadence.next_due or self._disabled:
             return
         if self.should_skip(trainer):
             return
-        step, every = int(trainer.global_step), self.every_n_train_steps
-        self._next_due = (step // every + 1) * every
+        step = int(trainer.global_step)
+        self._cadence.next_due = step + 1  # until the check closes and schedules the next one
         trainable = health_checks.trainable_ids(trainer.optimizers) if self.check_eval_mode else None
         self._pending = health_checks.start_check(step, pl_module, self.activation_types, trainable)
 
@@ -191,6 +212,8 @@ class UpdateHealth(RecipeCallback):
     @override
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._release()
+        if self.is_fitting(trainer) and not self._disabled:
+            self._last_figure(trainer, pl_module)
         if self.is_fitting(trainer) and not self._disabled and not any(f.is_problem for f in self.findings):
             self._record_all(
                 trainer, [health_checks.final_verdict(self.checks, self.patience, self.last_check)]
@@ -212,7 +235,7 @@ class UpdateHealth(RecipeCallback):
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._state = HealthState.from_state_dict(state_dict)
-        self._next_due = self._state.next_due(self.every_n_train_steps)
+        self._next_due = self._state.next_due(self.every_n_train_steps or _EVERY)
 
     def __getstate__(self) -> dict[str, Any]:
         # in-flight measurements hold live tensors and parameters: not part of a pickled callback
@@ -226,6 +249,17 @@ class UpdateHealth(RecipeCallback):
             self._pending.probe.detach()
         self._pending = None
         self._armed = {}
+
+    def _last_figure(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """At the end of fit: the figure of the last check, unless it was drawn already."""
+        summary = self._last_summary
+        if summary is None or self.figure_every_n_train_steps is None or not trainer.is_global_zero:
+            return
+        if self._state.last_figure_step == summary.step:
+            return
+        self._state.last_figure_step = summary.step
+        kwargs = health_checks.figure_data(summary, self._history, pl_module)
+        writer.log_figure(trainer, f"{_TAG}/layers", lambda: health_figure(**kwargs), summary.step)
 
     def _record_all(self, trainer: Trainer, *groups: Iterable[Verdict], raise_on_fail: bool = True) -> None:
         for verdict in (v for group in groups for v in group):
@@ -246,6 +280,8 @@ class UpdateHealth(RecipeCallback):
                 kwargs = health_checks.figure_data(summary, self._history, pl_module)
                 writer.log_figure(trainer, f"{_TAG}/layers", lambda: health_figure(**kwargs), summary.step)
         health_checks.remember(self._history, summary)
+        self._last_summary = summary if summary.layers else None
+        self.cadence_taken(trainer, self._cadence, check.step, collective=True)
         orphans, self._orphans = self._orphans, []
         any_rank = partial(self.decide, trainer, all_=False)
         self._record_all(

@@ -177,6 +177,7 @@ class BaselineScores:
         metric_name: ``"accuracy"`` (majority predictor) or ``"mae"`` (mean predictor).
         metric: its value.
         count: how many target values were scored.
+        tokens: the targets are tokens of a sequence: the prior is the unigram (token-frequency) predictor.
     """
 
     task: str
@@ -185,6 +186,7 @@ class BaselineScores:
     metric_name: str
     metric: float
     count: int
+    tokens: bool = False
 
     @property
     def predictor(self) -> str:
@@ -215,8 +217,10 @@ class BaselineScores:
         )
 
 
-def baseline_scores(sums: torch.Tensor, task: TaskLiteral, loss: str = "auto") -> BaselineScores:
-    """Turn (merged) :func:`baseline_sums` into :class:`BaselineScores`."""
+def baseline_scores(
+    sums: torch.Tensor, task: TaskLiteral, loss: str = "auto", tokens: bool = False
+) -> BaselineScores:
+    """Turn (merged) :func:`baseline_sums` into :class:`BaselineScores` (``tokens``: of sequence tokens)."""
     name = resolve_loss(task, loss, "baseline_scores")
     flat = sums.detach().to(torch.float64).cpu().reshape(-1)
     if flat.numel() != _NUM_SUMS:
@@ -233,6 +237,7 @@ def baseline_scores(sums: torch.Tensor, task: TaskLiteral, loss: str = "auto") -
         metric_name=metric_name,
         metric=float(flat[2]) / count,
         count=round(count),
+        tokens=bool(tokens),
     )
 
 

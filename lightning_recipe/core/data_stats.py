@@ -59,6 +59,7 @@ __all__ = [
     "sample_hashes",
     "sample_statistics",
     "thumbnails",
+    "token_summary",
 ]
 
 #: Constant tabular features are a warning when more than this share of the features never vary
@@ -85,6 +86,44 @@ _weights: dict[int, torch.Tensor] = {}
 
 
 # ---------------------------------------------------------------------- per-batch kernels
+def _is_tokens(x: torch.Tensor) -> bool:
+    """Integer ``(N, T)`` inputs: token ids of a vocabulary."""
+    return (
+        x.dim() == 2
+        and x.shape[1] > 1
+        and not (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool)
+    )
+
+
+def token_summary(s: SplitStats) -> dict[str, Any]:
+    """Token statistics of a split with token inputs or token labels: the ids used (vocabulary
+    coverage), the sequence length and the share of label positions left out (``ignore_index``)."""
+    out: dict[str, Any] = {}
+    counts = getattr(s, "token_counts", torch.zeros(0))
+    if counts.numel():
+        out["token_ids_used"] = int((counts > 0).sum())
+        out["max_token_id"] = int(torch.nonzero(counts).max()) if bool((counts > 0).any()) else 0
+        out["tokens"] = int(counts.sum())
+    if getattr(s, "sequence_length", None):
+        out["sequence_length"] = int(s.sequence_length)  # type: ignore[arg-type]
+    positions = getattr(s, "label_positions", 0)
+    if getattr(s, "token_labels", False) and positions:
+        out["ignored_label_share"] = round(s.ignored / positions, 4)
+        out["label_ids_used"] = int((s.class_counts > 0).sum())
+    return out
+
+
+def _token_words(name: str, t: dict[str, Any], ignore_index: int | None) -> str:
+    parts = []
+    if "token_ids_used" in t:
+        parts.append(f"{t['token_ids_used']} distinct input ids (max {t['max_token_id']})")
+    if "sequence_length" in t:
+        parts.append(f"sequences of {t['sequence_length']}")
+    if "ignored_label_share" in t:
+        parts.append(f"{t['ignored_label_share']:.0%} of label positions are {ignore_index} (no loss)")
+    return f"{name}: " + ", ".join(parts) if parts else ""
+
+
 def _rows(x: torch.Tensor) -> torch.Tensor:
     n = x.shape[0] if x.dim() else 1
     return x.detach().reshape(n, -1)
@@ -297,6 +336,10 @@ class SplitStats:
         self._ahash: list[torch.Tensor] = []
         self.class_counts = torch.zeros(0, dtype=torch.float64)
         self.dense_labels = False  # more than one class label per sample (per pixel, per token)
+        self.token_labels = False  # integer (N, T) targets: one token of a vocabulary per position
+        self.label_positions = 0  # class labels seen, ignore_index included
+        self.token_counts = torch.zeros(0, dtype=torch.float64)  # per id, over integer (N, T) inputs
+        self.sequence_length: int | None = None
         self.ignored = 0
         self.out_of_range = 0
         self.out_of_range_examples: list[tuple[int, float]] = []
@@ -332,6 +375,8 @@ class SplitStats:
             self._ahash.append(average_hash(x))
         if x.dim() == 2 and x.is_floating_point() and x.shape[1] >= 2:
             self._update_features(x)
+        if _is_tokens(x):
+            self._update_tokens(x)
         label = torch.full((n,), NO_LABEL, dtype=torch.int64)
         target_hash = torch.zeros(n, dtype=torch.int64)
         if targets is not None:
@@ -348,6 +393,18 @@ class SplitStats:
         self._stats.append(stats)
         self._flags.append(flags)
         self._update_extremes(x, stats, idx)
+
+    def _update_tokens(self, x: torch.Tensor) -> None:
+        ids = x.reshape(-1).long()
+        ids = ids[ids >= 0]
+        if ids.numel():
+            counts = torch.bincount(ids, minlength=self.token_counts.numel()).double()
+            if counts.numel() > self.token_counts.numel():
+                counts[: self.token_counts.numel()] += self.token_counts
+                self.token_counts = counts
+            else:
+                self.token_counts += counts
+        self.sequence_length = int(x.shape[1])
 
     def _update_features(self, x: torch.Tensor) -> None:
         finite = torch.isfinite(x)
@@ -401,6 +458,11 @@ class SplitStats:
             return label, bad
         if rows.shape[1] > 1:
             self.dense_labels = True
+            # integer (N, T) labels beyond 0/1 (multi-hot rows are labels, not tokens)
+            self.token_labels = self.token_labels or (
+                t.dim() == 2 and not rows.is_floating_point() and bool((rows > 1).any())
+            )
+        self.label_positions += int(rows.numel())
         labels = rows if not rows.is_floating_point() else torch.nan_to_num(rows, nan=-1.0)
         labels = labels.to(torch.int64)
         if rows.is_floating_point():
@@ -499,6 +561,19 @@ class SplitStats:
         self.dense_labels = bool(
             getattr(self, "dense_labels", False) or getattr(other, "dense_labels", False)
         )
+        self.token_labels = bool(
+            getattr(self, "token_labels", False) or getattr(other, "token_labels", False)
+        )
+        self.label_positions = getattr(self, "label_positions", 0) + getattr(other, "label_positions", 0)
+        mine, theirs = (
+            getattr(self, "token_counts", torch.zeros(0)),
+            getattr(other, "token_counts", torch.zeros(0)),
+        )
+        tokens = torch.zeros(max(mine.numel(), theirs.numel()), dtype=torch.float64)
+        tokens[: mine.numel()] += mine
+        tokens[: theirs.numel()] += theirs
+        self.token_counts = tokens
+        self.sequence_length = self.sequence_length or getattr(other, "sequence_length", None)
         self.ignored += other.ignored
         self.out_of_range += other.out_of_range
         self.out_of_range_examples = sorted(self.out_of_range_examples + other.out_of_range_examples)[
@@ -781,6 +856,7 @@ def analyse_splits(
             "input": f"{s.input_dtype}{list(s.input_shape)}" if s.input_shape is not None else "",
             "task": s.task,
         }
+        summary.update(token_summary(s))
         report.splits[name] = summary
         report.image_like[name] = s.image_like
         if a is None:
@@ -1050,7 +1126,12 @@ def analyse_splits(
             )
 
     # missing classes (against num_classes, or the labels seen in any split)
-    class_splits = {n: s for n, s in splits.items() if s.task in ("multiclass", "binary") and s.count}
+    # token labels are ids of a vocabulary, not classes that must all occur: no missing-class verdict
+    class_splits = {
+        n: s
+        for n, s in splits.items()
+        if s.task in ("multiclass", "binary") and s.count and not getattr(s, "token_labels", False)
+    }
     if class_splits:
         declared = [s.num_classes for s in class_splits.values() if s.num_classes is not None]
         if any(s.task == "binary" for s in class_splits.values()):
@@ -1174,6 +1255,11 @@ def analyse_splits(
             f"{text} samples: no duplicates, train/val overlap, NaN/Inf, blank samples, labels out of range, "
             "missing classes, imbalance or outliers found"
         )
+    tokens = "; ".join(
+        w for w in (_token_words(n, report.splits[n], s.ignore_index) for n, s in splits.items()) if w
+    )
+    if tokens:
+        message += f" (tokens: {tokens})"
     else:
         message = f"{len(issues)} problem(s) in {total} samples; see the other findings"
     issues.append(

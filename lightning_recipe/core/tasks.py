@@ -16,22 +16,44 @@ Example:
     'binary'
     >>> infer_task(torch.tensor([151.0, 75.0]), torch.zeros(2, 1))
     'regression'
+
+Sequence outputs (a language model's ``(N, T, V)`` logits against ``(N, T)`` token ids) are
+multiclass per position; :func:`infer_sequence_objective` says how logits and targets line up
+(:class:`SequenceObjective`: a causal LM's position ``t`` predicts token ``t + 1``):
+
+    >>> ids = torch.tensor([[5, 6, 7, 8], [9, 10, 11, -100]])
+    >>> objective = infer_sequence_objective(ids, torch.zeros(2, 4, 12), batch={"input_ids": ids.clamp_min(0), "labels": ids},
+    ...                                      computes_loss=True)
+    >>> objective.shift, objective.vocab, objective.reason
+    (1, 12, 'the labels are the input ids and the model computes its own loss')
+    >>> [t.shape[1] for t in objective.align(torch.zeros(2, 4, 12), ids)]
+    [3, 3]
 """
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
 
 import torch
+from torch.nn import functional as F
 
 __all__ = [
+    "CAUSAL_MODEL_SUFFIXES",
     "TASKS",
+    "SequenceObjective",
+    "ShiftArg",
     "Task",
     "TaskLiteral",
+    "check_shift_argument",
     "check_task_argument",
     "class_dim",
+    "infer_sequence_objective",
     "infer_task",
     "is_binary_valued",
+    "is_token_targets",
 ]
 
 TaskLiteral = Literal["multiclass", "binary", "multilabel", "regression"]
@@ -131,9 +153,15 @@ def infer_task(
             return "multiclass"
         if t.is_floating_point() and not binary_valued:
             return "regression"
+        if binary_valued:
+            raise _ambiguous(
+                f"0/1 targets of shape {tuple(t.shape)} and no model output to compare with",
+                ("binary", "multiclass", "multilabel"),
+            )
+        values = f"integer targets {int(t.min())}..{int(t.max())}" if integer else "targets"
         raise _ambiguous(
-            f"0/1 targets of shape {tuple(t.shape)} and no model output to compare with",
-            ("binary", "multiclass", "multilabel"),
+            f"{values} of shape {tuple(t.shape)} (several per sample) and no model output to compare with",
+            ("multiclass", "regression"),
         )
 
     o = outputs.detach()
@@ -173,3 +201,249 @@ def infer_task(
                 )
             return "multilabel"
     return "regression"
+
+
+# ---------------------------------------------------------------------- sequence objectives
+#: Class-name endings of models trained on next-token prediction (Hugging Face's naming:
+#: ``GPT2LMHeadModel``, ``LlamaForCausalLM``, ``BertLMHeadModel``).
+CAUSAL_MODEL_SUFFIXES: tuple[str, ...] = ("ForCausalLM", "LMHeadModel", "CausalLM")
+#: Class-name endings of encoder-decoder models: their labels line up with the decoder's logits.
+_SEQ2SEQ_SUFFIXES: tuple[str, ...] = ("ForConditionalGeneration", "ForSeq2SeqLM")
+
+ShiftArg = Literal["auto"] | int
+
+
+def check_shift_argument(shift: Any, owner: str) -> None:
+    """Raise ``ValueError`` naming ``owner(shift=...)`` unless ``shift`` is ``"auto"`` or an integer >= 0."""
+    if shift == "auto":
+        return
+    if isinstance(shift, bool) or not isinstance(shift, int) or shift < 0:
+        raise ValueError(
+            f"{owner}(shift={shift!r}): pass 'auto' (inferred), 0 (logits[:, t] predict labels[:, t]) "
+            "or 1 (a causal language model: logits[:, t] predict labels[:, t + 1])."
+        )
+
+
+@dataclass(frozen=True)
+class SequenceObjective:
+    """A per-token classification objective: ``(N, T, V)`` logits against ``(N, T)`` token targets.
+
+    Attributes:
+        shift: how many positions the targets run ahead of the logits: 1 for a causal language
+            model (the logits at ``t`` predict token ``t + 1``; Hugging Face models shift ``labels``
+            inside their loss), 0 when ``logits[:, t]`` are scored against ``targets[:, t]``.
+        ignore_index: the target value left out of the loss (padding; PyTorch's ``-100``), or ``None``.
+        vocab: the number of classes (the logits' last dimension, else the model config's ``vocab_size``).
+        reason: how ``shift`` was decided, in words (for messages).
+    """
+
+    shift: int = 0
+    ignore_index: int | None = -100
+    vocab: int | None = None
+    reason: str = ""
+
+    @property
+    def causal(self) -> bool:
+        """Next-token prediction: the output at ``t`` must not see the inputs after ``t``."""
+        return self.shift > 0
+
+    def targets(self, targets: torch.Tensor) -> torch.Tensor:
+        """The targets the logits are scored against: ``targets[:, shift:]``."""
+        return targets[:, self.shift :] if self.shift else targets
+
+    def logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """The logits that have a target: ``logits[:, :T - shift]``."""
+        return logits[:, : logits.shape[1] - self.shift] if self.shift else logits
+
+    def align(self, logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits, targets)`` position by position (the shift applied)."""
+        return self.logits(logits), self.targets(targets)
+
+    def describe(self) -> str:
+        """``"next-token targets: logits[:, t] vs labels[:, t+1]"`` or ``"per-token targets"``."""
+        if self.shift:
+            return f"next-token targets: logits[:, t] vs labels[:, t+{self.shift}]"
+        return "per-token targets"
+
+
+def is_token_targets(targets: Any, logits: Any = None) -> bool:
+    """Integer ``(N, T)`` targets with ``T > 1`` (and, when given, ``(N, T, V)`` logits): one class per token.
+
+    Example:
+        >>> is_token_targets(torch.zeros(2, 5, dtype=torch.long), torch.zeros(2, 5, 9))
+        True
+        >>> is_token_targets(torch.zeros(2, dtype=torch.long))
+        False
+    """
+    if not isinstance(targets, torch.Tensor) or targets.dim() != 2 or targets.shape[1] < 2:
+        return False
+    if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
+        return False
+    if logits is None:
+        return True
+    return (
+        isinstance(logits, torch.Tensor)
+        and logits.dim() == 3
+        and tuple(logits.shape[:2]) == tuple(targets.shape)
+        and logits.shape[-1] >= 2
+    )
+
+
+def _integer_tensors(obj: Any, path: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    if isinstance(obj, torch.Tensor):
+        if not (obj.is_floating_point() or obj.is_complex() or obj.dtype == torch.bool):
+            yield path, obj
+    elif isinstance(obj, Mapping):
+        for k, v in obj.items():
+            yield from _integer_tensors(v, str(k))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _integer_tensors(v, f"{path}[{i}]")
+
+
+def _relation_to_inputs(targets: torch.Tensor, batch: Any, ignore_index: int | None) -> str | None:
+    """``"equal"`` when an integer input of the batch equals the targets (where labelled), ``"shifted"``
+    when the targets already are that input one position ahead, else ``None``."""
+    t = targets.detach()
+    valid = t != ignore_index if ignore_index is not None else torch.ones_like(t, dtype=torch.bool)
+    if not bool(valid.any()):
+        return None
+    found: str | None = None
+    for key, x in _integer_tensors(batch):
+        low = key.lower()
+        if x is targets or x.shape != t.shape or "mask" in low or "label" in low or "target" in low:
+            continue
+        x = x.detach().to(t.device)
+        if bool((x[valid] == t[valid]).all()):
+            return "equal"
+        v = valid[:, :-1]
+        if bool(v.any()) and bool((x[:, 1:][v] == t[:, :-1][v]).all()):
+            found = "shifted"
+    return found
+
+
+def _model_config(module: Any) -> Any:
+    """The config of the first (outermost) submodule that has one (a Hugging Face model's)."""
+    modules = module.modules() if hasattr(module, "modules") else []
+    for m in modules:
+        config = getattr(m, "config", None)
+        if config is not None and hasattr(config, "vocab_size"):
+            return config
+    return None
+
+
+def _causal_class(module: Any) -> str | None:
+    """The class name of the first submodule named as a causal LM (``...ForCausalLM``, ``...LMHeadModel``)."""
+    modules = module.modules() if hasattr(module, "modules") else []
+    for m in modules:
+        name = type(m).__name__
+        if name.endswith(_SEQ2SEQ_SUFFIXES):
+            return None
+        if name.endswith(CAUSAL_MODEL_SUFFIXES):
+            return name
+    return None
+
+
+def _token_ce(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int | None) -> float:
+    z = logits.detach().reshape(-1, logits.shape[-1]).float()
+    y = targets.detach().reshape(-1).long().to(z.device)
+    keep = (y >= 0) & (y < z.shape[1])
+    if ignore_index is not None:
+        keep &= y != ignore_index
+    if not bool(keep.any()):
+        return math.nan
+    return float(F.cross_entropy(z[keep], y[keep]))
+
+
+def _shift_from_loss(
+    loss: float, logits: torch.Tensor, targets: torch.Tensor, ignore_index: int | None, rtol: float = 2e-3
+) -> int | None:
+    """0 or 1 when the loss equals the cross-entropy of exactly one alignment of logits and targets."""
+    if not math.isfinite(loss):
+        return None
+    ce0 = _token_ce(logits, targets, ignore_index)
+    ce1 = _token_ce(logits[:, :-1], targets[:, 1:], ignore_index)
+
+    def close(a: float, b: float) -> bool:
+        return math.isfinite(b) and abs(a - b) <= rtol * max(abs(a), abs(b)) + 1e-6
+
+    if close(loss, ce1) and not close(loss, ce0):
+        return 1
+    if close(loss, ce0) and not close(loss, ce1):
+        return 0
+    return None
+
+
+def infer_sequence_objective(
+    targets: Any,
+    logits: Any = None,
+    *,
+    batch: Any = None,
+    module: Any = None,
+    loss: Any = None,
+    computes_loss: bool = False,
+    shift: ShiftArg = "auto",
+    ignore_index: int | None = -100,
+) -> SequenceObjective | None:
+    """How a model's sequence outputs line up with token targets; ``None`` unless the targets are tokens.
+
+    The one place every check learns whether it looks at a language model. Token targets are
+    integer ``(N, T)`` (with ``(N, T, V)`` logits when ``logits`` is given, see
+    :func:`is_token_targets`). The shift is decided by the first rule that applies:
+
+    1. ``shift=`` given: as given;
+    2. ``loss`` (the loss the step measured) equals the cross-entropy of exactly one alignment of
+       ``logits`` and ``targets``: that one (the strongest evidence: what the model computes);
+    3. the targets already are an input of ``batch`` one position ahead (``y[t] = x[t + 1]``,
+       nanoGPT's batches): 0;
+    4. an encoder-decoder model (``config.is_encoder_decoder``, ``...ForConditionalGeneration``): 0;
+    5. ``config.is_decoder`` or a causal model class (:data:`CAUSAL_MODEL_SUFFIXES`): 1;
+    6. the targets equal an input of ``batch`` (where not ``ignore_index``) and the model computes
+       its own loss (``computes_loss``: its output has ``.loss``; it shifts inside): 1;
+    7. otherwise 0 (per-token classification: tagging, or targets shifted by the data).
+
+    Args:
+        targets: the batch's targets.
+        logits: the model's logits on that batch, if known.
+        batch: the batch (its integer tensors are compared with the targets).
+        module: the model (its config and class names are read).
+        loss: the loss measured on that batch (a float or scalar tensor), if known.
+        computes_loss: the model's output carries its own loss (Hugging Face's ``output.loss``).
+        shift: ``"auto"`` or the shift to use (a callback's ``shift=`` override).
+        ignore_index: the target value that marks positions without a loss (``-100``).
+
+    Returns:
+        a :class:`SequenceObjective`, or ``None`` for targets that are not tokens.
+    """
+    check_shift_argument(shift, "infer_sequence_objective")
+    if not is_token_targets(targets, logits):
+        return None
+    config = _model_config(module) if module is not None else None
+    vocab = int(logits.shape[-1]) if isinstance(logits, torch.Tensor) else getattr(config, "vocab_size", None)
+    vocab = int(vocab) if isinstance(vocab, int) else None
+
+    def objective(value: int, reason: str) -> SequenceObjective:
+        return SequenceObjective(value, ignore_index, vocab, reason)
+
+    if shift != "auto":
+        return objective(int(shift), f"shift={shift} was given")
+    if isinstance(loss, torch.Tensor):
+        loss = float(loss.detach().float()) if loss.numel() == 1 else None
+    if isinstance(loss, (int, float)) and isinstance(logits, torch.Tensor) and targets.shape[1] > 1:
+        found = _shift_from_loss(float(loss), logits, targets, ignore_index)
+        if found is not None:
+            where = "the next token" if found else "the same position"
+            return objective(found, f"the loss equals the cross-entropy of each position against {where}")
+    relation = _relation_to_inputs(targets, batch, ignore_index) if batch is not None else None
+    if relation == "shifted":
+        return objective(0, "the targets already are the inputs one position ahead")
+    if config is not None and getattr(config, "is_encoder_decoder", False) is True:
+        return objective(0, "an encoder-decoder model (config.is_encoder_decoder)")
+    if config is not None and getattr(config, "is_decoder", False) is True:
+        return objective(1, "the model config says is_decoder=True")
+    name = _causal_class(module) if module is not None else None
+    if name is not None:
+        return objective(1, f"{name} is a causal language model")
+    if relation == "equal" and computes_loss:
+        return objective(1, "the labels are the input ids and the model computes its own loss")
+    return objective(0, "per-token targets")

@@ -4,6 +4,9 @@
   prediction against a dashed target) over the logged steps; green when right now, red when wrong.
 * :func:`predictions_figure`: the current predicted distribution (a samples x classes heatmap with
   the true classes boxed, bars of ``p(1)`` for binary, prediction against target for regression).
+* :func:`top_tokens_figure`: a language model's view of a large vocabulary: the k most probable
+  tokens at one position per sample with their probabilities, the true token boxed, and its
+  probability and rank.
 
 Example:
     >>> import numpy as np
@@ -23,7 +26,7 @@ from matplotlib.figure import Figure
 
 from lightning_recipe.plots.style import PALETTE, STATUS_COLORS, new_figure
 
-__all__ = ["predictions_figure", "trajectory_figure"]
+__all__ = ["predictions_figure", "top_tokens_figure", "trajectory_figure"]
 
 
 def _class_name(i: int, names: list[str] | None) -> str:
@@ -57,20 +60,23 @@ def trajectory_figure(
     thumbs: np.ndarray | None,
     names: list[str] | None,
     step: int,
+    ylabel: str | None = None,
 ) -> Figure:
     """Per-sample trajectories as small multiples drawn on ONE axis (a figure with one axis per
-    panel costs about ten times as much to render)."""
+    panel costs about ten times as much to render). ``ylabel`` replaces the task's name for the
+    plotted value (``"p(true next token)"`` for a causal language model)."""
     from matplotlib.patches import Rectangle
 
     n = values.shape[1]
     ncols = max(1, min(n, 4))  # four narrow panels a row: about 650 px, the width of a TensorBoard card
     nrows = math.ceil(n / ncols)
     regression = task == "regression"
-    ylabel = {
+    default_label = {
         "multiclass": "p(true class)",
         "binary": "p(true label)",
         "multilabel": "mean p(true labels)",
     }.get(task, "prediction")
+    ylabel = ylabel or default_label
     # cell layout in axis units: [thumbnail | plot], a title band above each plot
     tw = 0.8 if thumbs is not None else 0.35  # room for the thumbnail, or for the y labels
     pw, ph, gap_x, band, gap_y = 1.6, 1.0, 0.35, 0.32, 0.18
@@ -225,4 +231,48 @@ def predictions_figure(
     cbar.set_label("probability", fontsize=7.5)
     ax.set_title(f"predicted probabilities, step {step}", fontsize=9)
     fig.tight_layout(pad=0.4)  # keeps the colour bar and its labels inside the figure
+    return fig
+
+
+def top_tokens_figure(view: dict, names: list[str] | None, step: int, next_token: bool = True) -> Figure:
+    """The ``k`` most probable tokens per row of ``view`` (from
+    :func:`~lightning_recipe.core.checks.prediction_dynamics.top_tokens`): one cell per token with
+    its id (or name) and probability, shaded by the probability, the true token boxed in red; on the
+    right the true token's probability and rank. About 600 px wide.
+
+    Example:
+        >>> import numpy as np
+        >>> view = {"rows": ["#0 t=3"], "ids": np.array([[7, 2, 9]]), "probs": np.array([[0.6, 0.2, 0.1]]),
+        ...         "true": np.array([2]), "p_true": np.array([0.2]), "rank": np.array([2])}
+        >>> top_tokens_figure(view, None, step=4).axes[0].get_title()
+        'top-3 next-token predictions (fixed batch), step 4'
+    """
+    from matplotlib.patches import Rectangle
+
+    ids, probs = np.asarray(view["ids"]), np.asarray(view["probs"], dtype=np.float64)
+    rows, k = ids.shape
+    fig = new_figure(7.5, 0.85 + 0.34 * rows, dpi=80)
+    ax = fig.add_axes((0.1, 0.32 / fig.get_figheight(), 0.66, 1 - 0.62 / fig.get_figheight()))
+    ax.imshow(probs, vmin=0, vmax=1, cmap="Blues", aspect="auto", interpolation="nearest")
+    for r in range(rows):
+        for c in range(k):
+            token = _class_name(int(ids[r, c]), names)
+            dark = probs[r, c] > 0.55
+            ax.text(c, r, f"{token}  {probs[r, c]:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if dark else "black")  # fmt: skip
+            if int(ids[r, c]) == int(view["true"][r]):
+                ax.add_patch(
+                    Rectangle((c - 0.48, r - 0.45), 0.96, 0.9, fill=False, edgecolor="#d62728", lw=1.6)
+                )
+        good = int(view["rank"][r]) == 1
+        ax.text(
+            k - 0.35, r,
+            f"true {_class_name(int(view['true'][r]), names)}: p={float(view['p_true'][r]):.2f}, rank {int(view['rank'][r])}",
+            ha="left", va="center", fontsize=7, color=STATUS_COLORS["pass"] if good else STATUS_COLORS["fail"],
+        )  # fmt: skip
+    ax.set_xticks(np.arange(k), [f"#{c + 1}" for c in range(k)], fontsize=7)
+    ax.set_yticks(np.arange(rows), list(view["rows"]), fontsize=7)
+    ax.tick_params(length=0)
+    what = "next-token" if next_token else "per-token"
+    ax.set_title(f"top-{k} {what} predictions (fixed batch), step {step}", fontsize=8.5)
     return fig

@@ -182,6 +182,7 @@ def test_state_dict_pickle_and_resume(tmp_path):
         ({"normalised_scale": -1}, ValueError, r"normalised_scale=-1"),
         ({"input_key": 1.5}, TypeError, r"input_key=1.5"),
         ({"on_fail": "explode"}, ValueError, r"on_fail='explode'"),
+        ({"ignore_index": 1.5}, TypeError, r"BatchInspector\(ignore_index=1.5\): pass the integer label"),
     ],
 )
 def test_argument_errors(kwargs, error, match):
@@ -288,3 +289,14 @@ def test_explicit_key_that_does_not_fit_still_raises(tmp_path):
     trainer = make_trainer(tmp_path, [cb], max_steps=1)
     with pytest.raises(ValueError, match=r"input_key='image': no such key in the batch"):
         trainer.fit(_DictModel(mlp(30, 2)), _src_tgt_loader())
+
+
+def test_ignore_index_is_read_from_the_modules_loss():
+    from torch import nn
+
+    from lightning_recipe.callbacks.batch_inspector import loss_ignore_index
+
+    model = nn.Sequential(nn.Linear(2, 2))
+    assert loss_ignore_index(model) == -100
+    model.loss = nn.CrossEntropyLoss(ignore_index=0)
+    assert loss_ignore_index(model) == 0

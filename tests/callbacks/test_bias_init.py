@@ -532,3 +532,34 @@ def test_a_forward_kwargs_module_gets_its_bias_set(tmp_path):
     assert finding.status == "pass", finding.message
     assert init.applied and init.layer_name == "head" and init.resolved_task == "multiclass"
     assert torch.softmax(init.bias, 0).tolist() == pytest.approx([0.6, 0.3, 0.1], abs=1e-9)
+
+
+@pytest.mark.parametrize("head", ["causal_conv", "gru"])
+def test_a_per_position_regression_head_gets_the_pooled_target_mean(tmp_path, head):
+    # one output applied at every time step: (N, T) targets, a head of width 1
+    from lightning_recipe import LossAtInitCheck
+    from tests.helpers import CausalConv1d, RecurrentRegressor, sine_sequences
+
+    x, y = sine_sequences(128, 32)
+    y = y + 3.0  # a target mean far from the default bias
+    torch.manual_seed(0)
+    net = CausalConv1d() if head == "causal_conv" else RecurrentRegressor(hidden=8)
+    init, check = FinalBiasInit(log_figure=False), LossAtInitCheck()
+    fit(tmp_path, LitModel(net, loss="mse"), loader(x, y, batch_size=32), init, check)
+    (finding,) = init.findings
+    assert finding.status == "pass", finding.message
+    assert "32 values each, pooled" in finding.message
+    assert init.bias.reshape(-1).tolist() == pytest.approx([float(np.mean(y, dtype=np.float64))], rel=1e-9)
+    assert check.findings[0].status == "pass", check.findings[0].message
+
+
+def test_a_two_output_head_on_many_target_values_is_still_skipped(tmp_path):
+    from tests.helpers import sine_sequences
+
+    x, y = sine_sequences(64, 32)
+    init = FinalBiasInit(log_figure=False)
+    fit(
+        tmp_path, LitModel(mlp(32, 2), loss=lambda o, t: F.mse_loss(o.mean(1), t.mean(1))), loader(x, y), init
+    )
+    (finding,) = init.findings
+    assert finding.status == "skipped" and "2 outputs but each sample has 32 target values" in finding.message

@@ -185,7 +185,8 @@ def test_input_independent_zeroes_dict_inputs_but_not_the_labels(tmp_path):
     assert batch["image"].any()  # the batch itself is not modified in place
 
 
-def test_input_independent_token_inputs_need_integer_fill(tmp_path):
+def test_input_independent_token_inputs_get_a_default_fill(tmp_path):
+    """Token ids with no padding in sight and no pad token: a fixed id (0); ``integer_fill=`` overrides."""
     from sklearn.datasets import load_digits
 
     d = load_digits()
@@ -195,12 +196,14 @@ def test_input_independent_token_inputs_need_integer_fill(tmp_path):
     check = InputIndependentBaseline()
     fit(tmp_path, LitModel(TokenNet()), check, loaders)
     [finding] = check.findings
-    assert finding.status == "skipped"
-    assert "integer tensors (token ids?)" in finding.message and "`integer_fill=`" in finding.message
+    assert finding.status == "pass", finding.message
+    assert finding.numbers["integer_fill"] == 0 and check.integer_fill_used[1].startswith("a fixed id")
+    assert "token inputs set to id 0 (a fixed id" in finding.message
 
-    check = InputIndependentBaseline(integer_fill=0)
+    check = InputIndependentBaseline(integer_fill=3)
     fit(tmp_path, LitModel(TokenNet()), check, loaders)
     assert check.findings[0].status == "pass", check.findings[0].message
+    assert check.integer_fill_used == (3, "integer_fill=")
 
 
 # ---------------------------------------------------------------------- bugs it must catch

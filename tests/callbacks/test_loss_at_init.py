@@ -89,6 +89,45 @@ def test_imbalanced_breast_cancer_passes_with_default_or_prior_bias(tmp_path, ou
         assert finding.numbers["expected_is"] in ("H(prior)", "binary entropy of the label priors")
 
 
+@pytest.mark.parametrize("with_init", [False, True])
+@pytest.mark.parametrize(
+    ("out", "loss_fn", "weights"),
+    [
+        (
+            1,
+            lambda o, y: F.binary_cross_entropy_with_logits(o.squeeze(1), y, pos_weight=torch.tensor(8.0)),
+            {"0": 1.0, "1": 8.0},
+        ),
+        (2, lambda o, y: F.cross_entropy(o, y, weight=torch.tensor([10.0, 1.0])), {"0": 10.0, "1": 1.0}),
+    ],
+    ids=["bce_pos_weight", "ce_weight"],
+)
+def test_a_class_weighted_loss_on_imbalanced_data_passes_judged_unweighted(
+    tmp_path, out, loss_fn, weights, with_init
+):
+    # the usual remedy for imbalance; its value at init is not H(prior), and it is no bug
+    torch.manual_seed(0)
+    x, y = imbalanced_breast_cancer()  # 1 positive to 10 negatives
+    y = y.astype(np.int64 if out == 2 else np.float32)
+    callbacks = [FinalBiasInit()] if with_init else []
+    model = LitModel(mlp(30, out), loss=loss_fn)
+    check, _ = run(tmp_path, model, loader(x, y, batch_size=64, shuffle=True), *callbacks)
+    (finding,) = check.findings
+    assert finding.status == "pass", finding.message
+    assert finding.numbers["class_weights"] == pytest.approx(weights, rel=1e-3)
+    assert finding.numbers["weighted_loss"] == pytest.approx(model.train_losses[0], rel=1e-6)
+    assert "judged as the unweighted" in finding.message
+
+
+def test_a_constant_added_to_the_loss_is_not_taken_for_a_weighting(tmp_path):
+    # the twin: a loss that is not a weighting of the outputs' loss still fails
+    torch.manual_seed(0)
+    loss_fn = lambda o, y: F.cross_entropy(o, y) + 2.0  # noqa: E731
+    check, _ = run(tmp_path, LitModel(mlp(64, 10), loss=loss_fn), digits())
+    (finding,) = check.findings
+    assert finding.status == "fail" and "class_weights" not in finding.numbers, finding.message
+
+
 def test_gradient_accumulation_is_accounted_for(tmp_path):
     torch.manual_seed(0)
     model = LitModel(mlp(64, 10))
@@ -366,6 +405,21 @@ def test_observer_effect_is_zero(tmp_path):
         return final_params(model)
 
     assert_same_params(train([]), train([LossAtInitCheck()]))
+
+
+def test_observer_effect_is_zero_with_a_weighted_loss(tmp_path):
+    # the check takes the loss's gradient w.r.t. the outputs before the user's backward
+    loss_fn = lambda o, y: F.cross_entropy(o, y, weight=torch.linspace(1.0, 3.0, 10))  # noqa: E731
+
+    def train(callbacks):
+        torch.manual_seed(0)
+        model = LitModel(mlp(64, 10, dropout=0.3), loss=loss_fn)
+        make_trainer(tmp_path, callbacks, max_steps=4, logger=False).fit(model, digits())
+        return final_params(model)
+
+    check = LossAtInitCheck()
+    assert_same_params(train([]), train([check]))
+    assert "class_weights" in check.findings[0].numbers
 
 
 def test_quiet_in_the_sanity_check_and_outside_fit(tmp_path):

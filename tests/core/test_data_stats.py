@@ -293,3 +293,22 @@ def test_memory_is_hashes_and_scalars_not_the_data():
     s = _stats("train", x, torch.arange(2000) % 10, batch_size=250)
     per_sample = (s.nbytes - 6 * 8 * (16 + 3 * 32 * 32 * 4)) / 2000
     assert per_sample < 64, per_sample
+
+
+def test_token_labels_are_a_vocabulary_not_classes_that_must_occur():
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, 50, (40, 12), generator=gen)
+    labels = ids.clone()
+    labels[:, 9:] = -100  # padding
+    train = SplitStats("train", ignore_index=-100)
+    train.update(ids, labels, torch.arange(40))
+    report = analyse_splits({"train": train})
+    assert report.issue("missing_classes") is None  # ids 0 and most of a vocabulary never occur: normal
+    summary = report.splits["train"]
+    assert summary["sequence_length"] == 12 and summary["token_ids_used"] == int(ids.unique().numel())
+    assert summary["ignored_label_share"] == pytest.approx(3 / 12)
+    assert "25% of label positions are -100" in report.issues[-1].message
+    # one class label per sample keeps the missing-class verdict
+    classes = SplitStats("train")
+    classes.update(torch.rand(40, 3), torch.tensor([0, 2] * 20), torch.arange(40))
+    assert analyse_splits({"train": classes}).issue("missing_classes") is not None

@@ -5,7 +5,9 @@
 :class:`~lightning_recipe.core.model_call.ModelCall` (so ``forward(x)``, ``forward(**batch)`` and
 ``forward(input_ids, attention_mask)`` modules are called as their own step calls them), and turns
 the chart into one ``(status, message, numbers)`` verdict per check: the batch dimension and, with
-``causal_dim``, the causal order. :func:`distinct` drops the repeat when one reason skipped both.
+``causal_dim``, the causal order (``causal_dim="auto"``: checked when the batch's targets make a
+next-token objective, see :func:`resolve_causal_dim`). :func:`distinct` drops the repeat when one
+reason skipped both.
 :func:`figure_data` gives the numpy categories the dependency figure draws.
 
 Example:
@@ -23,9 +25,10 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from torch import nn
@@ -43,6 +46,7 @@ from lightning_recipe.core.dependency import (
 )
 from lightning_recipe.core.model_call import ModelCall
 from lightning_recipe.core.state import preserved_state
+from lightning_recipe.core.tasks import infer_sequence_objective, is_token_targets
 
 __all__ = [
     "LEAK",
@@ -55,6 +59,7 @@ __all__ = [
     "distinct",
     "figure_data",
     "measure",
+    "resolve_causal_dim",
 ]
 
 Verdict = tuple[str, str, dict[str, Any]]
@@ -72,7 +77,7 @@ class IndependenceConfig:
     forward: Callable[[nn.Module, Any], Any] | None = None
     output_key: str | int | Callable[[Any], Any] | None = None
     batch_dim: int = 0
-    causal_dim: int | None = None
+    causal_dim: int | Literal["auto"] | None = None
     strict: bool = False
     num_samples: int = 4
     tolerance: float = 0.0
@@ -91,8 +96,10 @@ def measure(
     context (for the forward pass). A reason that stops the chart is repeated for each check, so
     every rank of a distributed run holds as many verdicts (see :func:`distinct`).
     """
-    checks = 2 if config.causal_dim is not None else 1
     call = ModelCall(forward=config.forward, input_key=config.input_key)
+    causal_dim, why = resolve_causal_dim(config, module, batch, call, context)
+    config = dataclasses.replace(config, causal_dim=causal_dim)
+    checks = 2 if config.causal_dim is not None else 1
     if config.forward is not None or config.input_key is not None or not isinstance(batch, Mapping):
         try:  # a dict batch without these may still be called as module(**batch)
             split_batch(batch, input_key=config.input_key)
@@ -120,7 +127,55 @@ def measure(
         if config.forward is None and "forward pass failed" in str(err) and "pass `forward=`" not in str(err):
             msg += f" (pass `forward=` if the module is not called as {describe_call(call, module, batch)})"
         return None, [("skipped", msg, {})] * checks
-    return chart, verdicts(config, chart, eval_layers, zeros)
+    out = verdicts(config, chart, eval_layers, zeros)
+    if why and len(out) == 2:  # say why causality was checked without being asked
+        status, message, numbers = out[1]
+        out[1] = (status, f"{message} (next-token objective: {why})", {**numbers, "causal_from": why})
+    return chart, out
+
+
+def resolve_causal_dim(
+    config: IndependenceConfig,
+    module: nn.Module,
+    batch: Any,
+    call: ModelCall,
+    context: contextlib.AbstractContextManager[Any] | None = None,
+) -> tuple[int | None, str]:
+    """``(causal_dim, why)``: ``config.causal_dim`` as given (``why`` empty), or for ``"auto"`` the
+    sequence dimension 1 when the batch's ``(N, T)`` token targets make a next-token objective
+    (:func:`~lightning_recipe.core.tasks.infer_sequence_objective`, from one forward pass without
+    grad; only token batches pay for it) or, without targets, when token ids go into a causal
+    model (its config or class), else ``None``.
+
+    Example:
+        >>> import torch
+        >>> resolve_causal_dim(IndependenceConfig(causal_dim="auto"), nn.Linear(3, 2), torch.randn(4, 3), ModelCall())
+        (None, '')
+    """
+    if config.causal_dim != "auto":
+        return config.causal_dim, ""  # type: ignore[return-value]
+    if config.batch_dim != 0:
+        return None, ""
+    try:
+        parts = split_batch(batch, input_key=config.input_key)
+    except ValueError:
+        return None, ""
+    targets = parts.targets
+    if targets is None and is_token_targets(parts.inputs):  # token ids without labels: the model's class says
+        found = infer_sequence_objective(parts.inputs, module=module)
+        return (1, found.reason) if found is not None and found.causal else (None, "")
+    if not is_token_targets(targets):
+        return None, ""
+    try:
+        out = call(module, batch, context=context)
+    except Exception:  # the charting call reports a model that cannot be called
+        return None, ""
+    objective = infer_sequence_objective(
+        targets, out.logits, batch=batch, module=module, loss=out.loss, computes_loss=out.loss is not None
+    )
+    if objective is None or not objective.causal:
+        return None, ""
+    return 1, objective.reason
 
 
 def verdicts(

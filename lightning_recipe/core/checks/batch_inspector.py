@@ -17,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -32,12 +32,14 @@ from lightning_recipe.core.inputs import (
 )
 
 __all__ = [
+    "IGNORE_INDEX",
     "batch_findings",
     "batch_numbers",
     "denormalized",
     "grid_title",
     "label_text",
     "naming",
+    "padding_in_loss",
     "rows_table",
     "sample_labels",
     "stats_table",
@@ -45,6 +47,10 @@ __all__ = [
 ]
 
 Verdict = tuple[str, str, dict[str, Any]]
+
+#: The label of a position the loss ignores: PyTorch's ``cross_entropy`` default and the Hugging
+#: Face convention (its models' losses and data collators use it).
+IGNORE_INDEX = -100
 
 
 def label_text(target: Any, class_names: Sequence[str] | None = None) -> str:
@@ -126,6 +132,69 @@ def batch_findings(
         )
         out.append(("pass", message, numbers))
     return out
+
+
+def _loss_mask(batch: Mapping, labels: torch.Tensor) -> tuple[str, torch.Tensor] | None:
+    """The mask saying which label positions are padding: the decoder's in an encoder-decoder batch."""
+    lowered = {str(k).lower(): k for k in batch}
+    seq2seq = "decoder_input_ids" in lowered or "decoder_attention_mask" in lowered
+    name = "decoder_attention_mask" if seq2seq else "attention_mask"
+    mask = batch.get(lowered[name]) if name in lowered else None
+    if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != tuple(labels.shape):
+        return None
+    return str(lowered[name]), mask
+
+
+def padding_in_loss(batch: Any, labels: Any, ignore_index: int = IGNORE_INDEX) -> Verdict | None:
+    """A ``warn`` when padding positions (``attention_mask == 0``) carry a label the loss trains on.
+
+    Applies to dict batches whose ``attention_mask`` (``decoder_attention_mask`` in an
+    encoder-decoder batch) has the shape of integer ``labels`` ``(N, T)``: a loss position is one
+    whose label is not ``ignore_index``. ``None`` when no padding position is in the loss, or the
+    batch has no such mask.
+
+    Example:
+        >>> ids = torch.tensor([[5, 6, 7, 0], [5, 6, 0, 0]])
+        >>> batch = {"input_ids": ids, "attention_mask": (ids != 0).long(), "labels": ids.clone()}
+        >>> status, message, numbers = padding_in_loss(batch, batch["labels"])
+        >>> status, numbers["padding_in_loss"], numbers["loss_positions"]
+        ('warn', 3, 8)
+        >>> batch["labels"][batch["attention_mask"] == 0] = -100        # the fix
+        >>> padding_in_loss(batch, batch["labels"]) is None
+        True
+    """
+    if not isinstance(batch, Mapping) or not isinstance(labels, torch.Tensor) or labels.dim() != 2:
+        return None
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        return None
+    found = _loss_mask(batch, labels)
+    if found is None:
+        return None
+    key, mask = found
+    in_loss = labels.detach() != ignore_index
+    padding = mask.detach().to(labels.device) == 0
+    counts = torch.stack([in_loss.sum(), (in_loss & padding).sum(), padding.sum()]).cpu().tolist()
+    loss_positions, bad, pads = (int(c) for c in counts)
+    if bad == 0:
+        return None
+    frac = bad / max(loss_positions, 1)
+    message = (
+        f"the loss trains on padding: {bad} of the {loss_positions} loss positions ({frac:.1%}) are padding "
+        f"({key} == 0 but labels != {ignore_index}); the model learns to predict padding and the loss "
+        f"is diluted by it. Set the labels of padded positions to {ignore_index} "
+        f"(`labels[{key} == 0] = {ignore_index}`; Hugging Face's DataCollatorForLanguageModeling and "
+        "DataCollatorForSeq2Seq do it). If your loss ignores another label, pass `ignore_index=`; if it "
+        "masks padding itself, `check_padding=False`."
+    )
+    numbers = {
+        "padding_in_loss": bad,
+        "loss_positions": loss_positions,
+        "padding_positions": pads,
+        "padding_fraction": frac,
+        "ignore_index": ignore_index,
+        "mask_key": key,
+    }
+    return "warn", message, numbers
 
 
 # ---------------------------------------------------------------------- what is logged

@@ -259,6 +259,12 @@ class FinalLayer:
     def width(self) -> int:
         return int(self.bias.numel())
 
+    @property
+    def values_per_sample(self) -> int | None:
+        """How many values the model outputs per sample (``None`` when it did not run)."""
+        out = self.outputs
+        return int(out[0].numel()) if isinstance(out, torch.Tensor) and out.dim() >= 1 and len(out) else None
+
 
 def final_layer(
     module: nn.Module,
@@ -332,11 +338,13 @@ def resolve_task(
 
 # ---------------------------------------------------------------------- the bias
 def bias_from_stats(
-    stats: TargetStats, task: str, width: int, layer: str
+    stats: TargetStats, task: str, width: int, layer: str, output_values: int | None = None
 ) -> tuple[TargetStats, InitBias, str]:
     """Fit the statistics to the layer's ``width`` (multiclass: pad absent classes, drop unseen
     trailing ones) and compute the bias; returns them with the words for their source.
-    :class:`Skip` when the width does not fit the targets."""
+    ``output_values``: how many values the model outputs per sample; a width-1 regression head
+    whose model outputs as many values as each sample has targets runs at every position, and
+    gets the mean of all of them. :class:`Skip` when the width does not fit the targets."""
     source = f"{stats.count} training targets"
     if stats.estimated:
         source += f" (estimated from {stats.batches} batches)"
@@ -353,6 +361,29 @@ def bias_from_stats(
             stats.class_counts = torch.cat([counts, torch.zeros(width - classes, dtype=torch.float64)])
         elif counts is not None and classes > width:
             stats.class_counts = counts[:width]
+    elif (
+        task == "regression"
+        and width == 1
+        and stats.num_outputs > 1
+        and output_values == stats.num_outputs
+        and stats.sum is not None
+    ):
+        # one output for several target values per sample: the head runs at every position (a
+        # sequence or dense regressor); its best constant is the mean of all the values
+        assert stats.sum_sq is not None and stats.num_values is not None
+        source += (
+            f" ({stats.num_outputs} values each, pooled: the layer's one output is applied at every position)"
+        )
+        stats = TargetStats(
+            task="regression",
+            count=stats.count,
+            sum=stats.sum.sum().reshape(1),
+            sum_sq=stats.sum_sq.sum().reshape(1),
+            num_values=stats.num_values.sum().reshape(1),
+            source=stats.source,
+            batches=stats.batches,
+            estimated=stats.estimated,
+        )
     elif stats.num_outputs != width:
         what = "labels" if task != "regression" else "target values"
         raise Skip(

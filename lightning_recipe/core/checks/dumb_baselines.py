@@ -40,7 +40,13 @@ from lightning_recipe.core.stats import (
     is_one_shot,
     targets_from_dataset,
 )
-from lightning_recipe.core.tasks import TaskLiteral, class_dim, infer_task
+from lightning_recipe.core.tasks import (
+    SequenceObjective,
+    TaskLiteral,
+    class_dim,
+    infer_sequence_objective,
+    infer_task,
+)
 from lightning_recipe.findings import Skip
 
 __all__ = [
@@ -59,6 +65,7 @@ __all__ = [
     "resolve_task",
     "score_baselines",
     "sum_over_loader",
+    "token_objective",
 ]
 
 CompareTo = Literal["auto", "loss", "accuracy", "mae"]
@@ -158,11 +165,17 @@ class Comparison:
     def baseline_words(self, scores: BaselineScores) -> str:
         """``"the class-prior predictor's cross_entropy loss"`` and the like."""
         if self.compare_to == "accuracy":
-            return "the majority-class predictor's accuracy"
+            return (
+                "the most-frequent-token predictor's accuracy"
+                if scores.tokens
+                else "the majority-class predictor's accuracy"
+            )
         if self.compare_to == "mae":
             return "the mean predictor's MAE"
         if scores.task == "regression":
             return f"the mean predictor's {scores.loss_name} loss"
+        if scores.tokens:
+            return f"the token-prior (unigram) predictor's {scores.loss_name} loss"
         return f"the class-prior predictor's {scores.loss_name} loss"
 
     def human_words(self, reached_at: Point | None) -> str:
@@ -275,6 +288,26 @@ def resolve_task(
     return resolved, num_classes
 
 
+def token_objective(
+    task: str,
+    targets: torch.Tensor,
+    outputs: torch.Tensor | None,
+    batch: Any,
+    module: Any,
+    loss: Any,
+    shift: Any,
+    ignore_index: int | None,
+) -> SequenceObjective | None:
+    """The token objective of a multiclass task (:func:`~lightning_recipe.core.tasks.infer_sequence_objective`
+    from one batch, the model and its own ``loss`` on it); ``None`` for other tasks and targets."""
+    if task != "multiclass":
+        return None
+    return infer_sequence_objective(
+        targets, outputs, batch=batch, module=module, loss=loss, computes_loss=loss is not None,
+        shift=shift, ignore_index=ignore_index,
+    )  # fmt: skip
+
+
 def sum_over_loader(
     loader: Any,
     prediction: torch.Tensor,
@@ -284,9 +317,11 @@ def sum_over_loader(
     input_key: KeySpec = None,
     target_key: KeySpec = None,
     max_batches: int | None = None,
+    shift: int = 0,
 ) -> torch.Tensor:
     """:func:`~lightning_recipe.core.baselines.baseline_sums` of ``prediction`` over a loader's targets
-    (at most ``max_batches`` batches; an unsized loader is read for at most ``UNSIZED_MAX_BATCHES``)."""
+    (at most ``max_batches`` batches; an unsized loader is read for at most ``UNSIZED_MAX_BATCHES``;
+    ``shift``: token targets from position ``shift`` on, those a causal LM predicts)."""
     total = torch.zeros(3, dtype=torch.float64)
     limit = max_batches
     if limit is None:
@@ -299,8 +334,14 @@ def sum_over_loader(
             break
         parts = split_batch(batch, input_key=input_key, target_key=target_key, require_targets=True)
         assert parts.targets is not None
-        total += baseline_sums(prediction, parts.targets, task, loss, ignore_index)
+        total += baseline_sums(prediction, _shifted(parts.targets, shift), task, loss, ignore_index)
     return total
+
+
+def _shifted(targets: Any, shift: int) -> Any:
+    """Token targets ``(N, T)`` from position ``shift`` on (a causal LM's position t predicts t + 1)."""
+    t = torch.as_tensor(targets)
+    return t[:, shift:] if shift and t.dim() == 2 else t
 
 
 @dataclass(frozen=True)
@@ -327,11 +368,16 @@ def score_baselines(
     max_batches: int | None = None,
     progress: bool = False,
     reducer: Reducer | None = None,
+    shift: int = 0,
+    tokens: bool = False,
 ) -> BaselineScores:
     """Learn the constant predictions from the training targets and score them on the validation ones.
 
     Targets are read from the datasets when they expose them, else from the loaders (at most
     ``max_batches``); under DDP (``reducer``) the statistics and sums of all ranks are merged.
+    Token targets (``tokens``): the class prior is the unigram predictor (training token
+    frequencies, ``ignore_index`` left out); ``shift`` leaves out the first ``shift`` positions,
+    which a causal language model never predicts.
 
     Raises:
         ValueError: targets not found, labels out of range, no target at all.
@@ -339,6 +385,15 @@ def score_baselines(
     reducer = reducer or Reducer()
 
     def collect(dataset: Any) -> TargetStats:
+        if shift and dataset is not None:  # the fast path, shifted like the loader's targets
+            targets = targets_from_dataset(dataset)
+            if targets is not None:
+                stats = TargetStats.from_targets(
+                    _shifted(targets, shift), task, num_classes=num_classes, ignore_index=ignore_index
+                )
+                stats.source = "dataset"
+                return stats
+            dataset = None
         return collect_target_stats(
             task,
             dataset=dataset,
@@ -348,6 +403,7 @@ def score_baselines(
             max_batches=max_batches,
             ignore_index=ignore_index,
             progress=progress,
+            transfer=(lambda t: _shifted(t, shift)) if shift else None,
         )
 
     stats = collect(getattr(train_loader, "dataset", None))
@@ -363,10 +419,10 @@ def score_baselines(
         fast = reducer.all_true(fast)
     if fast:
         assert targets is not None
-        sums = baseline_sums(prediction, torch.as_tensor(targets), task, loss, ignore_index)
+        sums = baseline_sums(prediction, _shifted(targets, shift), task, loss, ignore_index)
     else:
         total = sum_over_loader(
-            val_loader, prediction, task, loss, ignore_index, input_key, target_key, max_batches
+            val_loader, prediction, task, loss, ignore_index, input_key, target_key, max_batches, shift
         )
         sums = reducer.sum(total)
-    return baseline_scores(sums, task, loss)
+    return baseline_scores(sums, task, loss, tokens=tokens)

@@ -14,7 +14,9 @@ mean training loss since the previous validation) and returns verdicts; no Light
      not overfitting, an unstable optimisation.
   3. **underfitting**: the training loss is still above ``underfit_ratio`` of a dumb baseline (the
      loss of a predictor that ignores the input): the model has not learned enough to overfit yet;
-     the recipe's step 3, "get a model large enough that it can overfit", comes first.
+     the recipe's step 3, "get a model large enough that it can overfit", comes first. Unless it is
+     **still learning**: falling fast enough to reach ``underfit_ratio`` of the baseline within as
+     many epochs again as it has run (a pass that says "train longer"; the stage is ``healthy``).
   4. otherwise **healthy**.
 
 * **trend** (:func:`recent_trend`): over the last ``clip(n // 2, 6, 20)`` validations, Spearman's
@@ -22,7 +24,8 @@ mean training loss since the previous validation) and returns verdicts; no Light
   slope relative to the current level. "Still improving" needs ``z <= -2`` *and* a relative slope
   of at least ``min_improvement`` per epoch.
 * **end of the run** (:func:`end_of_run`): when the budget (``max_epochs``/``max_steps``) ended a
-  run that was still improving: "leave it training". When early stopping ended it: on the onset of
+  run that was still improving: "leave it training" (a pass with the advice: a run cut short is not
+  a fault). When early stopping ended it: on the onset of
   overfitting, on a plateau (the curve had levelled off: the values after the best sit above the
   continued pre-best trend by more than ``PLATEAU_RESIDUAL`` jitters and half of the progress that
   trend promised, or there was no falling trend before the best) or on noise (the values after the best are on the still-falling trend, within
@@ -55,10 +58,12 @@ from torch import nn
 from torch.utils.data import Subset, TensorDataset
 
 from lightning_recipe.core.loss_curve import robust_summary, trend_z
+from lightning_recipe.findings import ArgumentError
 
 __all__ = [
     "AFTER_BEST",
     "MIN_VALIDATIONS",
+    "UNDERFIT_RATIO",
     "RunFacts",
     "Stage",
     "StageVerdict",
@@ -71,16 +76,34 @@ __all__ = [
     "describe_optimizers",
     "end_of_run",
     "jitter",
+    "judge_run",
     "judge_stage",
     "markdown",
+    "no_loss_message",
+    "pick_metric",
     "recent_trend",
     "regularization_advice",
+    "run_facts",
     "stop_cause",
     "theil_sen",
+    "underfit_ratio_for",
     "validate_arguments",
 ]
 
 Stage = Literal["overfitting", "diverging", "underfitting", "healthy", "too_short"]
+
+#: The logged training-loss names looked for, in order, when ``train_monitor`` is not given.
+TRAIN_KEYS = (
+    "train_loss_step",
+    "train_loss",
+    "train/loss",
+    "training_loss",
+    "loss/train",
+    "loss_step",
+    "loss",
+)
+#: The logged validation-loss names looked for, in order, when ``monitor`` is not given.
+VAL_KEYS = ("val_loss", "valid_loss", "validation_loss", "val/loss", "loss/val", "val_loss_epoch")
 StopKind = Literal["overfitting", "plateau", "noise"]
 
 #: Fewer validations than this: no verdict.
@@ -123,7 +146,8 @@ class StageVerdict(Verdict):
 @dataclass
 class Trend:
     """The recent trend of a curve: ``window`` values, rank-trend ``z``, Theil-Sen ``slope`` per x unit,
-    ``relative`` (the fall per x unit as a fraction of ``level``, positive while improving)."""
+    ``relative`` (the fraction of the loss lost per x unit, positive while improving: from the Theil-Sen
+    slope of the log loss when the values are positive, so it stays below 100%; else ``-slope / level``)."""
 
     window: int
     z: float
@@ -154,7 +178,7 @@ def validate_arguments(
     ):
         raise ValueError(f"{owner}(baseline={baseline!r}): pass a positive loss value, or None.")
     for arg, value in (
-        ("underfit_ratio", underfit_ratio),
+        *((("underfit_ratio", underfit_ratio),) if underfit_ratio is not None else ()),
         ("min_rise", min_rise),
         ("min_improvement", min_improvement),
     ):
@@ -208,7 +232,10 @@ def recent_trend(
     z = trend_z(v[-w:])
     slope = theil_sen(xs[-w:], v[-w:])
     level = _late(v)
-    relative = -slope / abs(level) if level != 0 else 0.0
+    if (v[-w:] > 0).all():  # a positive loss falls geometrically: the fraction lost per epoch, < 100%
+        relative = 1.0 - math.exp(theil_sen(xs[-w:], np.log(v[-w:])))
+    else:
+        relative = -slope / abs(level) if level != 0 else 0.0
     return Trend(w, z, slope, relative, level, bool(z <= -IMPROVING_Z and relative >= min_improvement))
 
 
@@ -318,6 +345,23 @@ def judge_stage(
         if ratio > underfit_ratio:
             trend = recent_trend(xs, t, min_improvement)
             falling = trend is not None and trend.improving
+            if falling and trend is not None and 0 < trend.relative < 1:
+                # at its current rate, would the training loss reach underfit_ratio x baseline within as
+                # many epochs again as it has run? Then it is learning, not too small: train longer.
+                needed = math.log(ratio / underfit_ratio) / -math.log1p(-trend.relative)
+                numbers.update(train_trend_z=trend.z, train_slope_per_epoch=trend.relative)
+                if needed <= xs[-1]:
+                    numbers["epochs_to_half_baseline"] = needed
+                    return StageVerdict(
+                        "pass",
+                        "still_learning",
+                        f"still learning: {tname}={t_late:.4g} is {_pct(ratio)} of the {baseline_name}'s "
+                        f"{baseline:.4g} and falling ~{_pct(trend.relative)} per epoch ({vname} {late:.4g}); at "
+                        f"that rate it reaches {_pct(underfit_ratio)} of it in ~{needed:.2g} more epochs: train "
+                        "longer before judging the model's size or regularizing",
+                        numbers,
+                        stage="healthy",
+                    )
             how = (
                 f"still falling ~{_pct(trend.relative)} per epoch"
                 if falling and trend is not None
@@ -343,6 +387,110 @@ def judge_stage(
         numbers,
         stage="healthy",
     )
+
+
+# ---------------------------------------------------------------------- the whole run
+def pick_metric(
+    metrics: Any, given: str | None, found: str | None, keys: Sequence[str], arg: str, owner: str
+) -> str | None:
+    """The logged metric to read: ``given`` (an error naming ``owner(arg=...)`` when it is not logged),
+    else the one ``found`` before, else the first of ``keys`` that is logged (``None``: none is)."""
+    if given is not None and given not in metrics:
+        raise ArgumentError(
+            f"{owner}({arg}={given!r}): no such logged metric; the logged metrics are "
+            f"{sorted(metrics)}; pass one of them, or {arg}=None to infer it."
+        )
+    return given or found or next((k for k in keys if k in metrics), None)
+
+
+#: The default ``underfit_ratio`` against a class-prior baseline (cross-entropy) and against the mean
+#: predictor (a regression loss): noisy regression targets leave much of their variance unexplained
+#: by any model (a healthy model of sklearn's diabetes keeps ~50% of it), so there only a training loss
+#: above 80% of the mean predictor's (R^2 below 0.2) is underfitting.
+UNDERFIT_RATIO = {"classification": 0.5, "regression": 0.8}
+
+
+def underfit_ratio_for(given: float | None, regression: bool) -> float:
+    """``given``, else :data:`UNDERFIT_RATIO` for the kind of baseline."""
+    return (
+        float(given)
+        if given is not None
+        else UNDERFIT_RATIO["regression" if regression else "classification"]
+    )
+
+
+def no_loss_message(has_validation: bool, metrics: Any) -> str:
+    """Why there is no verdict: which loss was never logged, and what to pass."""
+    arg, like, what = (
+        ("train_monitor", "train_loss", "training")
+        if has_validation
+        else ("monitor", "val_loss", "validation")
+    )
+    return f"found no {what} loss: log one named like {like} or pass `{arg}=` one of {sorted(metrics)}"
+
+
+def run_facts(
+    module: nn.Module,
+    optimizers: Iterable[Any],
+    loader: Any,
+    input_shape: tuple[int, ...] | None,
+    stop: Any = None,
+) -> RunFacts:
+    """What the run shows for the regularization advice; ``stop``: the attached early stopping, if any."""
+    stopping = None
+    if stop is not None:
+        stopping = describe_early_stopping(stop.patience, getattr(stop, "restore_best_weights", None))
+    return RunFacts(
+        input_shape=input_shape or None,
+        weight_decay=describe_optimizers(optimizers),
+        early_stopping=stopping,
+        **describe_data(loader),
+        **describe_module(module),
+    )
+
+
+@dataclass
+class RunVerdict:
+    """:func:`judge_run`'s answer: the finite ``curves`` judged, the ``stage`` and the ``end`` (or ``None``)."""
+
+    curves: dict[str, np.ndarray]
+    stage: StageVerdict
+    end: Verdict | None
+
+
+def judge_run(
+    history: dict[str, Sequence[float]],
+    names: tuple[str, str],
+    baseline: tuple[float | None, str],
+    stopped_by: Literal["budget", "early_stopping"] | None,
+    budget: str,
+    patience: int | None,
+    restored_epoch: int | None,
+    advice: Sequence[str],
+    underfit_ratio: float = 0.5,
+    min_rise: float = 0.05,
+    min_improvement: float = 0.002,
+) -> RunVerdict | None:
+    """Judge a run's ``history`` (``x``, ``epoch``, ``train``, ``val`` per validation): its stage and, when
+    ``stopped_by`` says what ended it, the end of the run. ``None`` when no validation has both losses."""
+    h = {k: np.asarray(history[k], dtype=np.float64) for k in ("x", "epoch", "train", "val")}
+    keep = np.isfinite(h["train"]) & np.isfinite(h["val"])
+    if not keep.any():
+        return None
+    h = {k: v[keep] for k, v in h.items()}
+    curves = {"x": h["x"], "epochs": h["epoch"], "val": h["val"]}
+    stage = judge_stage(
+        **curves, train=h["train"], baseline=baseline[0], baseline_name=baseline[1], names=names,
+        underfit_ratio=underfit_ratio, min_rise=min_rise, min_improvement=min_improvement,
+        restored_epoch=restored_epoch, advice=advice,
+    )  # fmt: skip
+    end = None
+    if stopped_by is not None:
+        end = end_of_run(
+            **curves, stopped_by=stopped_by, stage=stage.stage, budget=budget, patience=patience,
+            min_improvement=min_improvement, name=names[1],
+        )  # fmt: skip
+    return RunVerdict(h, stage, end)
 
 
 # ---------------------------------------------------------------------- the end of the run
@@ -407,9 +555,9 @@ def end_of_run(
             "window": trend.window,
             "ended_by": budget,
         }
-        if trend.improving:
+        if trend.improving:  # advice, not a fault: a healthy run cut short is not a bug
             return Verdict(
-                "warn",
+                "pass",
                 "leave_it_training",
                 f"{budget} ended the run while {name} was still improving ~{_pct(trend.relative)} per epoch "
                 f"(trend z={trend.z:.1f} over the last {trend.window} validations): leave it training",

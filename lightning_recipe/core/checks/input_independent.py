@@ -18,11 +18,12 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch import nn
 
 from lightning_recipe.core.batches import KeySpec, batch_size_of, map_tensors, split_batch
 from lightning_recipe.core.errors import ArgumentError
@@ -31,6 +32,8 @@ from lightning_recipe.core.state import RNGState
 from lightning_recipe.findings import Skip, Status
 
 __all__ = [
+    "CONTENT_KEYS",
+    "DEFAULT_INTEGER_FILL",
     "DRIFT",
     "IDENTICAL",
     "LOOKAHEAD",
@@ -40,6 +43,8 @@ __all__ = [
     "CopyPair",
     "cannot_replay_message",
     "drop",
+    "infer_integer_fill",
+    "is_structure_key",
     "resumed_message",
     "verdict",
     "zero_inputs",
@@ -94,11 +99,129 @@ class BaselineConfig:
 
 
 # ---------------------------------------------------------------------- zeroing the inputs
-def zero_inputs(batch: Any, config: BaselineConfig, owner: str, check: bool = False) -> Any:
+#: Dict keys that carry the content a model reads, besides the inputs ``split_batch`` finds: all of
+#: them are replaced (a multimodal batch holds ``input_ids`` and ``pixel_values``).
+CONTENT_KEYS = (
+    "input_ids",
+    "inputs_embeds",
+    "pixel_values",
+    "pixel_values_videos",
+    "input_values",
+    "input_features",
+)
+#: Dict keys that carry the batch's structure, not its content: never replaced (an attention mask
+#: of zeros would mask every position; positions and segments say where, not what).
+STRUCTURE_KEYS = ("position_ids", "token_type_ids", "segment_ids", "cache_position")
+#: The masks whose zeros mark padding, in order of preference.
+MASK_KEYS = ("attention_mask", "padding_mask", "input_mask")
+#: The id integer inputs are set to when nothing points at a padding id.
+DEFAULT_INTEGER_FILL = 0
+
+
+def is_structure_key(key: Any) -> bool:
+    """Whether a dict key names structure (a mask, positions, segments) rather than content.
+
+    Example:
+        >>> [is_structure_key(k) for k in ("attention_mask", "token_type_ids", "input_ids")]
+        [True, True, False]
+    """
+    name = str(key).lower()
+    return "mask" in name or name in STRUCTURE_KEYS
+
+
+def _padding_mask(batch: Any, inputs: Any, shape: tuple[int, ...]) -> tuple[str, torch.Tensor] | None:
+    for holder in (batch, inputs):
+        if not isinstance(holder, Mapping):
+            continue
+        lowered = {str(k).lower(): k for k in holder}
+        for name in MASK_KEYS:
+            mask = holder.get(lowered[name]) if name in lowered else None
+            if isinstance(mask, torch.Tensor) and tuple(mask.shape) == shape:
+                return str(lowered[name]), mask
+    return None
+
+
+def _config_pad_id(module: nn.Module | None) -> tuple[int, str] | None:
+    if module is None:
+        return None
+    for name, sub in module.named_modules():
+        config = getattr(sub, "config", None)
+        pad = getattr(config, "pad_token_id", None)
+        vocab = getattr(config, "vocab_size", None)
+        if isinstance(pad, int) and not isinstance(pad, bool) and pad >= 0:
+            if isinstance(vocab, int) and pad >= vocab:
+                continue  # a pad id outside the vocabulary cannot be embedded
+            where = f"'{name}.config'" if name else "the module's config"
+            return pad, f"pad_token_id of {where}"
+    for name, sub in module.named_modules():
+        if isinstance(sub, nn.Embedding) and sub.padding_idx is not None:
+            return int(sub.padding_idx), f"padding_idx of the embedding '{name}'"
+    return None
+
+
+def infer_integer_fill(
+    batch: Any,
+    module: nn.Module | None = None,
+    input_key: KeySpec = None,
+    target_key: KeySpec = None,
+) -> tuple[int, str]:
+    """The id integer inputs (token ids) are set to, and where it comes from.
+
+    In order: the most frequent input id where the batch's ``attention_mask`` (or ``padding_mask``,
+    ``input_mask``) is 0, that is the padding id the data shows; else the ``pad_token_id`` of a
+    model config (a Hugging Face model's ``.config``), or the ``padding_idx`` of an ``nn.Embedding``;
+    else :data:`DEFAULT_INTEGER_FILL`. Padding is "no content", the natural input-free token.
+
+    Example:
+        >>> ids = torch.tensor([[5, 7, 9, 3, 3], [4, 2, 3, 3, 3]])
+        >>> mask = (torch.arange(5) < torch.tensor([[3], [2]])).long()
+        >>> infer_integer_fill({"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([0, 1])})
+        (3, 'the padding id: input_ids where attention_mask == 0')
+        >>> infer_integer_fill((ids, torch.tensor([0, 1])), nn.Embedding(10, 4, padding_idx=1))
+        (1, "padding_idx of the embedding ''")
+    """
+    try:
+        parts = split_batch(batch, input_key=input_key, target_key=target_key)
+    except ValueError:
+        parts = None
+    if parts is not None:
+        tensors: list[torch.Tensor] = []
+        map_tensors(parts.inputs, tensors.append)
+        integer = [
+            t for t in tensors if not (t.is_floating_point() or t.is_complex() or t.dtype == torch.bool)
+        ]
+        if integer:
+            x = integer[0]
+            found = _padding_mask(batch, parts.inputs, tuple(x.shape))
+            if found is not None:
+                key, mask = found
+                pads = x[mask.to(x.device) == 0]
+                if pads.numel():
+                    values, counts = pads.unique(return_counts=True)
+                    name = parts.input_key if isinstance(parts.input_key, str) else "the inputs"
+                    return int(values[counts.argmax()]), f"the padding id: {name} where {key} == 0"
+    pad = _config_pad_id(module)
+    if pad is not None:
+        return pad
+    return DEFAULT_INTEGER_FILL, (
+        "a fixed id: no attention_mask == 0 in the batch, no pad_token_id in the model; pass "
+        "`integer_fill=` to choose another"
+    )
+
+
+def zero_inputs(
+    batch: Any, config: BaselineConfig, owner: str, check: bool = False, counts: dict[str, int] | None = None
+) -> Any:
     """``batch`` with every input tensor set to ``fill`` (integers to ``integer_fill``); targets untouched.
+
+    In a dict batch the content is replaced and the structure kept: the inputs ``split_batch``
+    finds and every other :data:`CONTENT_KEYS` entry are filled, masks, positions and segments
+    (:func:`is_structure_key`) and the targets are passed on as they are, so the model still runs
+    as it does on real data, on inputs that carry nothing.
 
     With ``check``, raise :class:`~lightning_recipe.findings.Skip` when nothing was zeroed or the
     targets changed too. A key the user passed that does not fit raises ``ArgumentError`` naming ``owner``.
+    ``counts``, when given, is set to how many ``"float"`` and ``"int"`` tensors were filled.
     """
     try:
         parts = split_batch(batch, input_key=config.input_key, target_key=config.target_key)
@@ -111,14 +234,10 @@ def zero_inputs(batch: Any, config: BaselineConfig, owner: str, check: bool = Fa
             "found no targets in the batch (zeroing the inputs of an input-reconstruction task would "
             "also zero what it predicts); pass `target_key=` if the batch has targets"
         )
-    input_ids: set[int] = set()
-    map_tensors(parts.inputs, lambda t: input_ids.add(id(t)))
-    input_ids.discard(id(parts.targets))
-    counts = {"float": 0, "int": 0}
+    counts = {"float": 0, "int": 0} if counts is None else counts
+    counts.update(float=0, int=0)
 
     def fill(t: torch.Tensor) -> torch.Tensor:
-        if id(t) not in input_ids:
-            return t
         if t.is_floating_point() or t.is_complex():
             counts["float"] += 1
             return torch.full_like(t, config.fill)
@@ -127,10 +246,36 @@ def zero_inputs(batch: Any, config: BaselineConfig, owner: str, check: bool = Fa
             return torch.full_like(t, config.integer_fill)
         return t
 
-    out = map_tensors(batch, fill)
+    by_key = config.input_key is None or isinstance(config.input_key, str)
+    if isinstance(batch, Mapping) and by_key and parts.input_key in batch:
+        # key by key: a target that is the very tensor of an input (labels = input_ids) stays
+        fill_keys = {parts.input_key}
+        if config.input_key is None:
+            fill_keys |= {k for k in batch if str(k).lower() in CONTENT_KEYS}
+        fill_keys.discard(parts.target_key)
+        mapped = {k: map_tensors(v, fill) if k in fill_keys else v for k, v in batch.items()}
+        out = _rebuild(batch, mapped)
+    else:
+        keep: set[int] = set()
+        for holder in (batch, parts.inputs):
+            if isinstance(holder, Mapping):
+                map_tensors([v for k, v in holder.items() if is_structure_key(k)], lambda t: keep.add(id(t)))
+        input_ids: set[int] = set()
+        map_tensors(parts.inputs, lambda t: input_ids.add(id(t)))
+        input_ids -= keep
+        input_ids.discard(id(parts.targets))
+        out = map_tensors(batch, lambda t: fill(t) if id(t) in input_ids else t)
     if check:
         _check_zeroed(out, parts, counts["float"] + counts["int"], config)
     return out
+
+
+def _rebuild(batch: Mapping, mapped: dict[Any, Any]) -> Any:
+    """``mapped`` in the type of ``batch`` where that type can be built from a dict (``BatchEncoding`` can)."""
+    try:
+        return type(batch)(mapped)
+    except TypeError:
+        return mapped
 
 
 def _check_zeroed(out: Any, parts: Any, zeroed: int, config: BaselineConfig) -> None:

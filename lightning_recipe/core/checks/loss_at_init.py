@@ -31,22 +31,26 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from lightning_recipe.core.batches import first_tensor
+from lightning_recipe.core.format import fmt as _fmt
 from lightning_recipe.core.init_values import EVIDENCE_KEYS, diagnose, loss_evidence, resolve_loss
 from lightning_recipe.core.stats import TargetStats, targets_from_dataset
-from lightning_recipe.core.tasks import infer_task
+from lightning_recipe.core.tasks import SequenceObjective, ShiftArg, infer_sequence_objective, infer_task
 from lightning_recipe.core.tracing import find_layer
 
 __all__ = [
     "MANUAL_OPTIMIZATION",
     "FinalOutputWatch",
     "check_rtol",
+    "class_weights",
     "dataset_stats",
     "loss_finding",
     "loss_scale",
     "mean_evidence",
     "measured_loss",
+    "output_gradient",
     "step_evidence",
 ]
 
@@ -69,10 +73,16 @@ def check_rtol(owner: str, rtol: Any) -> float:
 
 class FinalOutputWatch:
     """Read-only forward hooks on every module with parameters (or on one named layer): after the
-    user's step, :attr:`last` is the last of them to run, with its output (detached)."""
+    user's step, :attr:`last` is the last of them to run, with its output (detached), and
+    :attr:`model_loss` is ``True`` when some module returned an output that carries its own loss
+    (``output.loss``, ``{"loss": ...}``: a Hugging Face model computing the loss itself)."""
 
     def __init__(self) -> None:
         self.last: LastLayer | None = None
+        self.model_loss = False
+        #: the last module's output with its graph (this step only): the loss's gradient w.r.t. it
+        #: tells a class-weighted loss (:func:`class_weights`)
+        self.raw: torch.Tensor | None = None
         self._handles: list[Any] = []
 
     @property
@@ -89,14 +99,29 @@ class FinalOutputWatch:
         def hook(module: nn.Module, args: Any, output: Any) -> None:
             out = first_tensor(output)
             self.last = (names.get(id(module), ""), module, None if out is None else out.detach())
+            self.raw = out
+
+        def loss_hook(module: nn.Module, args: Any, output: Any) -> None:
+            if not isinstance(output, torch.Tensor) and _carries_loss(output):
+                self.model_loss = True
 
         self.last = None
+        self.raw = None
+        self.model_loss = False
         self._handles = [m.register_forward_hook(hook) for m in modules]
+        self._handles += [m.register_forward_hook(loss_hook) for m in model.modules()]
 
     def disarm(self) -> None:
         for h in self._handles:
             h.remove()
         self._handles = []
+
+
+def _carries_loss(output: Any) -> bool:
+    loss = output.get("loss") if isinstance(output, dict) else getattr(output, "loss", None)
+    if loss is None and hasattr(output, "get") and hasattr(output, "keys"):  # Hugging Face ModelOutput
+        loss = output.get("loss")
+    return isinstance(loss, torch.Tensor) and loss.numel() == 1
 
 
 def loss_scale(scaler: Any) -> float:
@@ -124,6 +149,95 @@ def measured_loss(loss: Any, accumulate: int = 1, scale: float = 1.0) -> float:
     return float(loss.detach().float()) * accumulate / scale
 
 
+def output_gradient(loss: torch.Tensor, output: torch.Tensor | None) -> torch.Tensor | None:
+    """``d loss / d output`` without touching any parameter's ``.grad`` (the graph is kept for the
+    user's backward); ``None`` when ``output`` is not on the loss's graph."""
+    if output is None or not output.requires_grad or not loss.requires_grad:
+        return None
+    try:
+        (grad,) = torch.autograd.grad(loss, output, retain_graph=True, allow_unused=True)
+    except RuntimeError:
+        return None
+    return None if grad is None else grad.detach()
+
+
+def class_weights(
+    kind: str, outputs: torch.Tensor | None, grad: torch.Tensor | None, targets: torch.Tensor, measured: float
+) -> dict[str, Any] | None:
+    """The class weights of a class-weighted loss (``CrossEntropyLoss(weight=)``, BCE's ``pos_weight``),
+    read from the loss's gradient w.r.t. the outputs; ``None`` when the loss is not one.
+
+    A loss ``sum_e w_e l_e / D`` of per-element losses ``l_e`` has the gradient ``w_e l'_e / D``: the
+    ratio to the unweighted mean's gradient ``l'_e / M`` gives ``r_e = w_e M / D``, and
+    ``sum_e r_e l_e / M`` must give the measured loss back. It is a class weighting when ``r`` is
+    the same for every element of a class (per label and value for BCE) and differs between
+    classes. Returns ``{"weights": {class: weight relative to the smallest}, "unweighted": loss}``.
+
+    Example:
+        >>> z = torch.zeros(6, 1, requires_grad=True)
+        >>> y = torch.tensor([1.0, 1.0, 1.0, 1.0, 0.0, 0.0])
+        >>> loss = F.binary_cross_entropy_with_logits(z.squeeze(1), y, pos_weight=torch.tensor(3.0))
+        >>> (g,) = torch.autograd.grad(loss, z)
+        >>> found = class_weights("bce", z.detach(), g, y, float(loss))
+        >>> found["weights"], round(found["unweighted"], 4)
+        ({'0': 1.0, '1': 3.0}, 0.6931)
+    """
+    if grad is None or outputs is None or grad.shape != outputs.shape or kind not in ("cross_entropy", "bce"):
+        return None
+    z = outputs.detach().double().clone().requires_grad_(True)
+    g = grad.double()
+    if kind == "cross_entropy":
+        if z.dim() != 2 or targets.dim() != 1 or targets.is_floating_point() or len(targets) != len(z):
+            return None
+        t = targets.long()
+        if bool((t < 0).any()) or bool((t >= z.shape[1]).any()):
+            return None  # ignore_index positions: not this simple form
+        per = F.cross_entropy(z, t, reduction="none")
+        groups = [str(c) for c in t.tolist()]
+    else:
+        if z.numel() != targets.numel():
+            return None
+        t = targets.reshape(z.shape).double()
+        if not bool(((t == 0) | (t == 1)).all()):
+            return None
+        per = F.binary_cross_entropy_with_logits(z, t, reduction="none").reshape(len(z), -1)
+        cols = per.shape[1]
+        labels = t.reshape(len(z), -1)
+        groups = [
+            (f"{int(labels[i, j])}" if cols == 1 else f"label {j}={int(labels[i, j])}")
+            for i in range(len(z))
+            for j in range(cols)
+        ]
+    (d,) = torch.autograd.grad(per.mean(), z)
+    if kind == "cross_entropy":  # one ratio per row: g_i must be parallel to d_i
+        dd = (d * d).sum(1)
+        r = (g * d).sum(1) / dd.clamp_min(1e-300)
+        if bool((dd <= 1e-24).any()) or float((g - r[:, None] * d).norm()) > 1e-3 * float(g.norm()):
+            return None
+        elements = per.detach()
+    else:
+        dflat, gflat = d.reshape(-1), g.reshape(-1)
+        if bool((dflat.abs() <= 1e-12).any()):
+            return None
+        r = gflat / dflat
+        elements = per.detach().reshape(-1)
+    if not bool((r > 0).all()) or not math.isfinite(measured):
+        return None
+    if abs(float((r * elements).mean()) - measured) > 0.01 * abs(measured) + 1e-6:
+        return None
+    by_class: dict[str, list[float]] = {}
+    for key, value in zip(groups, r.tolist()):
+        by_class.setdefault(key, []).append(value)
+    means = {k: sum(v) / len(v) for k, v in by_class.items()}
+    if any(max(v) - min(v) > 0.01 * means[k] for k, v in by_class.items()):
+        return None  # per-sample factors (a focal loss, sample weights): not a class weighting
+    low = min(means.values())
+    if max(means.values()) <= 1.01 * low:
+        return None  # unweighted
+    weights = {k: round(v / low, 3) for k, v in sorted(means.items())}
+    return {"weights": weights, "unweighted": float(elements.mean())}
+
+
 def dataset_stats(dataset: Any, task: str, width: int, ignore_index: int | None) -> TargetStats | None:
     """The training targets' statistics from the dataset itself (no iteration), if it exposes them."""
     try:
@@ -149,14 +263,36 @@ def step_evidence(
     bias_init: tuple[str | None, TargetStats | None] | None = None,
     data_stats: Callable[[str, int], TargetStats | None] | None = None,
     ignore_index: int | None = -100,
+    *,
+    batch: Any = None,
+    model: nn.Module | None = None,
+    model_loss: bool = False,
+    shift: ShiftArg = "auto",
+    loss_grad: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """Everything the verdict needs from one step: the evidence of
     :func:`~lightning_recipe.core.init_values.loss_evidence`, the task, the loss and where the bias
     came from. ``bias_init``: the ``(layer name, stats)`` of a ``FinalBiasInit`` that set a bias;
-    ``data_stats(task, width)``: the dataset's target statistics otherwise."""
+    ``data_stats(task, width)``: the dataset's target statistics otherwise.
+
+    Token targets ``(N, T)`` against ``(N, T, V)`` outputs are lined up first
+    (:func:`~lightning_recipe.core.tasks.infer_sequence_objective` from the measured loss, the
+    ``batch``, the ``model`` and whether it returned its own loss, ``model_loss``): a causal
+    language model's logits at ``t`` are compared with the token at ``t + 1``, as its loss does.
+
+    ``loss_grad``: the loss's gradient w.r.t. the watched output; when it shows a class-weighted
+    loss (:func:`class_weights`), the init is judged on the unweighted loss of the same outputs."""
     name, module, out = last if last is not None else ("", None, None)
     if module is None:
         raise ValueError("no layer with parameters ran in the training step; pass `layer=`")
+    objective: SequenceObjective | None = None
+    if task in ("auto", "multiclass") and loss in ("auto", "cross_entropy"):
+        objective = infer_sequence_objective(
+            targets, out, batch=batch, module=model, loss=measured, computes_loss=model_loss, shift=shift,
+            ignore_index=ignore_index,
+        )  # fmt: skip
+    if objective is not None and objective.shift and out is not None:
+        out, targets = objective.align(out, targets)
     bias = getattr(module, "bias", None)
     bias = bias.detach() if isinstance(bias, torch.Tensor) else None
     if bias is not None:
@@ -173,10 +309,15 @@ def step_evidence(
     if stats is None and data_stats is not None:
         stats = data_stats(task, width)
     kind = resolve_loss(loss, task, measured, targets, bias, out, width)
-    ev = loss_evidence(
-        measured, task, kind, targets, bias, out, stats, width=width, ignore_index=ignore_index
-    )
-    return {"ev": ev, "task": task, "kind": kind, "layer": name, "source": source}
+    weighted = None
+    if objective is None and loss_grad is not None:
+        weighted = class_weights(kind, out, loss_grad, targets, measured)
+    judged = measured if weighted is None else weighted["unweighted"]
+    ev = loss_evidence(judged, task, kind, targets, bias, out, stats, width=width, ignore_index=ignore_index)
+    return {
+        "ev": ev, "task": task, "kind": kind, "layer": name, "source": source, "objective": objective,
+        "weighted": weighted, "measured": measured,
+    }  # fmt: skip
 
 
 def mean_evidence(
@@ -210,4 +351,21 @@ def loss_finding(
     }
     if math.isfinite(ev["spread"]):
         numbers["logit_std"] = ev["spread"]
-    return verdict.status, verdict.message, numbers
+    message = verdict.message
+    weighted = local.get("weighted")
+    if weighted is not None:
+        numbers["class_weights"] = weighted["weights"]
+        numbers["weighted_loss"] = local["measured"]
+        ratio = " : ".join(f"{w:g}" for w in weighted["weights"].values())
+        classes = ", ".join(weighted["weights"])
+        message = (
+            f"{message} (the loss weights the classes {classes} as {ratio}: the {_fmt(local['measured'])} "
+            f"it returned is judged as the unweighted {local['kind']} of the same outputs)"
+        )
+    objective = local.get("objective")
+    if objective is not None:
+        numbers["shift"] = objective.shift
+        numbers["objective"] = objective.reason
+        if objective.shift:
+            message = f"{message} ({objective.describe()})"
+    return verdict.status, message, numbers

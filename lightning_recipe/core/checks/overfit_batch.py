@@ -469,7 +469,8 @@ def smoothing_from_outputs(
     """``(eps, p, classes)`` when a plateau at ``loss`` is the floor of label smoothing, else ``None``.
 
     Minimising a smoothed cross-entropy leaves every labelled position right with the same
-    probability ``p < 1`` of its class, ``p = 1 - eps (C - 1) / C``. The outputs must show that,
+    probability ``p < 1`` of its class, ``p = 1 - eps (C - 1) / C``. The outputs must show that
+    (within ``max(0.05, (1 - p) / 2)``: Adam leaves a few percent of spread after a few hundred steps),
     and the ``eps`` they imply must agree (within 25%) with the ``eps`` whose floor is the loss
     (the loss is measured in training mode, the outputs in eval mode: dropout makes them differ a
     little). A bug that caps the confidence (bounded logits) leaves a loss of about ``-log p``,
@@ -487,7 +488,7 @@ def smoothing_from_outputs(
     classes = int(scores.shape[1])
     from_outputs = (1.0 - p) * classes / (classes - 1)
     spread = float(p_true.max() - p_true.min())
-    if not 0.005 <= from_outputs < 1.0 or spread > max(0.02, 0.25 * (1.0 - p)):
+    if not 0.005 <= from_outputs < 1.0 or spread > max(0.05, 0.5 * (1.0 - p)):
         return None
     from_loss = smoothing_for_floor(loss, classes)
     if from_loss is None or abs(from_loss - from_outputs) > 0.25 * max(from_loss, from_outputs):

@@ -5,6 +5,9 @@
 * :func:`resolve_output` / :func:`call_failed`: what the model returned on them, or why it is
   ``skipped`` (raised as :class:`~lightning_recipe.findings.Skip`; the message is the finding's).
 * :func:`predictions_for`: the per-sample numbers of the figures, by task.
+* :func:`sequence_objective` / :func:`top_tokens`: a language model's fixed batch: logits lined up
+  with the token each position predicts (the next one for a causal LM), and the most probable
+  tokens at one labelled position per sample (the readable view of a large vocabulary).
 * :class:`Trajectories`: the logged steps, per-sample values and jitter (the checkpoint state).
 
 Example:
@@ -31,19 +34,32 @@ from torch.utils.data import IterableDataset, default_collate
 
 from lightning_recipe.core.batches import KeySpec, map_tensors, split_batch
 from lightning_recipe.core.model_call import ModelCall
-from lightning_recipe.core.tasks import class_dim, infer_task
+from lightning_recipe.core.tasks import (
+    SequenceObjective,
+    ShiftArg,
+    class_dim,
+    infer_sequence_objective,
+    infer_task,
+)
 from lightning_recipe.findings import Skip
 
 __all__ = [
     "NO_DATA",
+    "TOP_K_CLASSES",
     "Trajectories",
     "call_failed",
     "cut_batch",
     "describe_call",
+    "line_up",
     "predictions_for",
     "resolve_output",
+    "sequence_objective",
     "spread_batch",
+    "top_tokens",
 ]
+
+#: Above this many classes per token, the predictions figure shows the top-k tokens, not a heatmap.
+TOP_K_CLASSES = 20
 
 NO_DATA = "found no data to take a fixed batch from (no validation or training samples)."
 
@@ -250,3 +266,85 @@ class Trajectories:
         elif np.isfinite(value).any():  # samples whose labels are all ignore_index have no value
             scalars["mean_true_prob"] = float(np.nanmean(value))
         return scalars, preds, decided
+
+
+def sequence_objective(
+    output: torch.Tensor,
+    targets: torch.Tensor,
+    batch: Any,
+    module: nn.Module | None,
+    loss: Any,
+    shift: ShiftArg,
+) -> SequenceObjective | None:
+    """How the fixed batch's ``(N, T, V)`` logits line up with its ``(N, T)`` token targets
+    (:func:`~lightning_recipe.core.tasks.infer_sequence_objective`; ``loss``: the model's own
+    loss on that batch, or ``None``); ``None`` for other outputs."""
+    return infer_sequence_objective(
+        targets, output, batch=batch, module=module, loss=loss, computes_loss=loss is not None, shift=shift
+    )
+
+
+def line_up(
+    objective: SequenceObjective | None, output: torch.Tensor, targets: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any] | None]:
+    """``(output, targets, top-k view)``: the objective's alignment applied, and the
+    :func:`top_tokens` view when the vocabulary exceeds :data:`TOP_K_CLASSES` (else ``None``)."""
+    if objective is None:
+        return output, targets, None
+    output, targets = objective.align(output, targets)
+    big = (objective.vocab or 0) > TOP_K_CLASSES
+    return output, targets, top_tokens(output, targets, ignore_index=objective.ignore_index) if big else None
+
+
+def top_tokens(
+    output: torch.Tensor,
+    targets: torch.Tensor,
+    k: int = 5,
+    max_rows: int = 8,
+    ignore_index: int | None = -100,
+) -> dict[str, Any] | None:
+    """The ``k`` most probable tokens at one labelled position (the middle one) of each of the first
+    ``max_rows`` samples, from lined-up ``(N, T, V)`` logits and ``(N, T)`` targets.
+
+    Returns numpy arrays ``ids``/``probs`` ``(R, k)``, ``true``/``p_true``/``rank`` ``(R,)``,
+    and ``rows`` (``"#i t=7"``); ``None`` when no sample has a labelled position.
+
+    Example:
+        >>> logits = torch.zeros(2, 3, 30)
+        >>> logits[:, :, 7] = 5.0
+        >>> view = top_tokens(logits, torch.tensor([[7, 7, -100], [1, 2, 3]]), k=3)
+        >>> view["rows"], int(view["ids"][0, 0]), view["rank"].tolist()
+        (['#0 t=0', '#1 t=1'], 7, [1, 2])
+    """
+    probs = torch.softmax(output.detach().float(), dim=-1)
+    y = targets.detach().long()
+    vocab = probs.shape[-1]
+    k = min(k, vocab)
+    rows, ids, top_p, true, p_true, rank = [], [], [], [], [], []
+    for i in range(min(max_rows, probs.shape[0])):
+        valid = (y[i] >= 0) & (y[i] < vocab)
+        if ignore_index is not None:
+            valid &= y[i] != ignore_index
+        positions = torch.nonzero(valid).flatten()
+        if positions.numel() == 0:
+            continue
+        t = int(positions[(positions.numel() - 1) // 2])
+        p = probs[i, t]
+        values, index = p.topk(k)
+        target = int(y[i, t])
+        rows.append(f"#{i} t={t}")
+        ids.append(index.numpy())
+        top_p.append(values.numpy())
+        true.append(target)
+        p_true.append(float(p[target]))
+        rank.append(int((p > p[target]).sum()) + 1)
+    if not rows:
+        return None
+    return {
+        "rows": rows,
+        "ids": np.stack(ids),
+        "probs": np.stack(top_p),
+        "true": np.asarray(true),
+        "p_true": np.asarray(p_true),
+        "rank": np.asarray(rank),
+    }

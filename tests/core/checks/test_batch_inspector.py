@@ -11,6 +11,7 @@ from lightning_recipe.core.checks.batch_inspector import (
     grid_title,
     label_text,
     naming,
+    padding_in_loss,
     rows_table,
     sample_labels,
     stats_table,
@@ -94,3 +95,42 @@ def test_labels_and_reasons():
     assert label_text(torch.zeros(3)) == "none" and label_text(torch.tensor(float("inf"))) == "inf"
     assert naming(ValueError("found no inputs."), "input_key") == "found no inputs; pass `input_key=`."
     assert naming(ValueError("pass `input_key=`."), "input_key") == "pass `input_key=`."
+
+
+# ---------------------------------------------------------------------- padding in the loss
+def _lm_batch(pad_label: int) -> dict[str, torch.Tensor]:
+    ids = torch.tensor([[5, 6, 7, 0], [5, 6, 0, 0]])
+    mask = (ids != 0).long()
+    labels = ids.clone()
+    labels[mask == 0] = pad_label
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def test_padding_in_loss_warns_with_the_fraction_of_loss_positions():
+    status, message, numbers = padding_in_loss(_lm_batch(0), _lm_batch(0)["labels"])
+    assert status == "warn"
+    assert message.startswith("the loss trains on padding: 3 of the 8 loss positions (37.5%) are padding")
+    assert numbers["padding_fraction"] == 3 / 8 and numbers["mask_key"] == "attention_mask"
+    assert padding_in_loss(_lm_batch(-100), _lm_batch(-100)["labels"]) is None
+
+
+def test_padding_in_loss_honours_another_ignore_index():
+    batch = _lm_batch(0)
+    assert padding_in_loss(batch, batch["labels"], ignore_index=0) is None
+    status, message, _ = padding_in_loss(_lm_batch(-100), _lm_batch(-100)["labels"], ignore_index=0)
+    assert status == "warn" and "labels != 0" in message  # -100 is a real label to a loss ignoring 0
+
+
+def test_padding_in_loss_reads_the_decoder_mask_of_an_encoder_decoder_batch():
+    batch = _lm_batch(0)
+    batch["decoder_attention_mask"] = torch.ones_like(batch["attention_mask"])
+    assert padding_in_loss(batch, batch["labels"]) is None  # the encoder's padding is not the labels'
+    batch["decoder_attention_mask"] = batch.pop("attention_mask")
+    assert padding_in_loss(batch, batch["labels"])[2]["mask_key"] == "decoder_attention_mask"
+
+
+def test_padding_in_loss_applies_only_to_token_labels_shaped_like_the_mask():
+    batch = _lm_batch(0)
+    assert padding_in_loss(batch, torch.tensor([0, 1])) is None  # sequence classification
+    assert padding_in_loss(batch, batch["labels"].float()) is None
+    assert padding_in_loss((batch["input_ids"], batch["labels"]), batch["labels"]) is None

@@ -120,6 +120,19 @@ def test_bias_from_stats_pads_absent_classes_and_rejects_a_narrow_head():
     reg = TargetStats.from_targets(torch.randn(10, 2), "regression")
     with pytest.raises(Skip, match="each sample has 2 target values"):
         bias_from_stats(reg, "regression", 1, "head")
+    with pytest.raises(
+        Skip, match="each sample has 2 target values"
+    ):  # (N, 1) outputs vs (N, 2): broadcasting
+        bias_from_stats(reg, "regression", 1, "head", output_values=1)
+
+
+def test_a_width_one_head_run_at_every_position_gets_the_mean_of_all_values():
+    y = torch.tensor([[1.0, 2.0, 3.0], [5.0, 6.0, 7.0]])  # (N, T): one output per position
+    stats, init, source = bias_from_stats(
+        TargetStats.from_targets(y, "regression"), "regression", 1, "head", 3
+    )
+    assert init.bias.tolist() == pytest.approx([4.0]) and stats.num_outputs == 1
+    assert "3 values each, pooled" in source
 
 
 def test_bias_finding_pass_and_warn():

@@ -98,3 +98,35 @@ def test_score_baselines_matches_the_core_scores_from_datasets_and_from_loaders(
     assert score_baselines(train, val, "multiclass", "cross_entropy", 3) == expected
     as_dicts = [{"x": torch.zeros(4, 1), "y": yv}]  # a plain iterable of batches: read batch by batch
     assert score_baselines(train, as_dicts, "multiclass", "cross_entropy", 3, reducer=Reducer()) == expected
+
+
+def test_token_prior_is_the_unigram_of_the_positions_a_causal_lm_predicts():
+    gen = torch.Generator().manual_seed(0)
+    ids_t, ids_v = torch.randint(1, 9, (12, 6), generator=gen), torch.randint(1, 9, (8, 6), generator=gen)
+    ids_t[:, 4:] = -100  # padding left out of the loss
+    vocab = 10
+    # by hand: training frequencies of labels[:, 1:] (never-seen ids get half a count), scored on val labels[:, 1:]
+    yt = ids_t[:, 1:].reshape(-1)
+    counts = torch.bincount(yt[yt != -100], minlength=vocab).double()
+    counts[counts == 0] = 0.5
+    log_p = (counts / counts.sum()).log()
+    expected = float(-log_p[ids_v[:, 1:].reshape(-1)].mean())
+    train = DataLoader(
+        TensorDataset(ids_t.clamp_min(0), ids_t), batch_size=4
+    )  # the fast path (dataset targets)
+    val = DataLoader(TensorDataset(ids_v, ids_v), batch_size=4)
+    scores = score_baselines(
+        train, val, "multiclass", "cross_entropy", vocab, ignore_index=-100, shift=1, tokens=True
+    )
+    assert scores.loss == pytest.approx(expected) and scores.tokens
+    as_dicts = [
+        {"input_ids": ids_t[i : i + 4].clamp_min(0), "labels": ids_t[i : i + 4]} for i in range(0, 12, 4)
+    ]
+    val_dicts = [{"input_ids": ids_v, "labels": ids_v}]
+    again = score_baselines(
+        as_dicts, val_dicts, "multiclass", "cross_entropy", vocab, ignore_index=-100, shift=1, tokens=True
+    )
+    assert again.loss == pytest.approx(expected)
+    assert "token-prior (unigram)" in _rule().baseline_words(scores)
+    unshifted = score_baselines(train, val, "multiclass", "cross_entropy", vocab, ignore_index=-100)
+    assert unshifted.loss != pytest.approx(expected) and "class-prior" in _rule().baseline_words(unshifted)

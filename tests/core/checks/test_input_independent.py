@@ -14,6 +14,7 @@ from lightning_recipe.core.checks.input_independent import (
     BaselineRounds,
     CopyPair,
     drop,
+    infer_integer_fill,
     verdict,
     zero_inputs,
 )
@@ -192,3 +193,51 @@ def test_copy_pair_reports_why_it_cannot_run():
         lambda b, check: b,
     )
     assert pair.advance(0) == "a copy of the module failed (RuntimeError: boom)"
+
+
+# ---------------------------------------------------------------------- token inputs, dict batches
+def _token_batch() -> dict[str, torch.Tensor]:
+    ids = torch.tensor([[5, 6, 7, 2, 2], [8, 9, 2, 2, 2]])
+    mask = (ids != 2).long()
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids), "labels": ids}
+
+
+def test_infer_integer_fill_prefers_the_padding_id_the_batch_shows():
+    assert infer_integer_fill(_token_batch(), nn.Embedding(10, 4, padding_idx=1)) == (
+        2,
+        "the padding id: input_ids where attention_mask == 0",
+    )
+
+
+def test_infer_integer_fill_falls_back_to_the_config_the_embedding_then_zero():
+    batch = {"input_ids": torch.tensor([[5, 6], [7, 8]]), "labels": torch.tensor([0, 1])}
+
+    class WithConfig(nn.Module):
+        def __init__(self, pad: int | None, vocab: int = 10) -> None:
+            super().__init__()
+            self.config = type("Config", (), {"pad_token_id": pad, "vocab_size": vocab})()
+            self.embed = nn.Embedding(vocab, 4, padding_idx=3)
+
+    assert infer_integer_fill(batch, WithConfig(4)) == (4, "pad_token_id of the module's config")
+    assert infer_integer_fill(batch, WithConfig(50256)) == (3, "padding_idx of the embedding 'embed'")
+    fill, source = infer_integer_fill(batch, nn.Linear(2, 2))
+    assert fill == 0 and source.startswith("a fixed id") and "`integer_fill=`" in source
+
+
+def test_zero_inputs_replaces_the_content_and_keeps_the_structure_of_a_dict_batch():
+    batch = _token_batch()  # labels are the very tensor of input_ids
+    batch["pixel_values"] = torch.randn(2, 3, 4, 4)
+    out = zero_inputs(batch, BaselineConfig(integer_fill=2), "Owner", check=True)
+    assert torch.equal(out["input_ids"], torch.full_like(batch["input_ids"], 2))
+    assert not out["pixel_values"].any()
+    for key in ("attention_mask", "token_type_ids", "labels"):
+        assert out[key] is batch[key]
+    assert batch["input_ids"][0, 0] == 5  # nothing changed in place
+
+
+def test_zero_inputs_keeps_masks_inside_inputs_a_callable_returns():
+    batch = _token_batch()
+    pick = lambda b: {"input_ids": b["input_ids"], "attention_mask": b["attention_mask"]}  # noqa: E731
+    config = BaselineConfig(integer_fill=0, input_key=pick, target_key="labels")
+    out = zero_inputs({**batch, "labels": batch["labels"].clone()}, config, "Owner", check=True)
+    assert not out["input_ids"].any() and out["attention_mask"] is batch["attention_mask"]

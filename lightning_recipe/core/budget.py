@@ -1,0 +1,234 @@
+"""The overhead budget: what each recipe callback costs, and cadences that keep it under a share of training.
+
+Every guarded hook of a :class:`~lightning_recipe.callbacks.base.RecipeCallback` is timed (two
+``perf_counter`` calls); figures a hook submits are timed on the rendering thread (its CPU time)
+and charged to the same callback. :class:`CostMeter` keeps the sums, split into the work done
+before the first training step (one-time checks) and during training.
+
+A periodic callback asks a :class:`Cadence` whether a step is due. On steps that are not due this
+is one integer compare. A fixed cadence (``every=N``) takes step 0 and every multiple of ``N``; a
+budgeted one (``every=None``) takes step 0, then the next point ``base`` steps later, stretched
+so that the callback's cost over the training time so far stays under ``share``; the interval is
+capped so that ``min_points`` points fit in the planned run (points a verdict needs are never
+given up). The callback takes its last point itself, at the end of fit.
+
+Example:
+    >>> cadence = Cadence(every=None, base=10, share=0.01)
+    >>> cadence.start(planned_steps=1000)
+    >>> cadence.due(0)
+    True
+    >>> cadence.taken(0, cost_s=0.0, elapsed_s=0.0, step_time_s=0.0)   # the first point: `base` later
+    >>> cadence.next_due, cadence.due(5)
+    (10, False)
+    >>> # so far 0.2 s of cost in 0.1 s of training: 1% allows the next point ~4000 steps later, but
+    >>> # the planned run must hold min_points=2 points: at most 1000 steps apart
+    >>> cadence.taken(10, cost_s=0.2, elapsed_s=0.1, step_time_s=0.01)
+    >>> cadence.next_due
+    1010
+    >>> fixed = Cadence(every=25, base=10, share=0.01)   # fixed: step 0 and the multiples of 25
+    >>> fixed.start(1000); fixed.taken(0, cost_s=9.0, elapsed_s=0.0, step_time_s=0.01); fixed.next_due
+    25
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "Cadence",
+    "CostMeter",
+    "charge_render",
+    "check_overhead",
+    "current_meter",
+    "is_before",
+    "set_running",
+    "split_share",
+]
+
+#: The phase of a hook: the work before the first training step, or the periodic work of training.
+_BEFORE = frozenset({"setup", "on_fit_start", "on_train_start", "on_sanity_check_start"})
+
+_local = threading.local()
+
+
+@dataclass
+class CostMeter:
+    """Wall seconds a callback spent in its hooks and in rendering its figures.
+
+    Attributes:
+        before_s: seconds before the first training step (``setup``, ``on_fit_start``, ``on_train_start``).
+        during_s: seconds during training (every other hook, and the figures it submitted).
+        render_s: the part of both spent rendering figures (CPU time of the rendering thread).
+        points: periodic points taken (filled in by :class:`Cadence` users).
+    """
+
+    before_s: float = 0.0
+    during_s: float = 0.0
+    render_s: float = 0.0
+    points: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @property
+    def total_s(self) -> float:
+        return self.before_s + self.during_s
+
+    def add(self, hook: str, seconds: float) -> None:
+        if hook in _BEFORE:
+            self.before_s += seconds
+        else:
+            self.during_s += seconds
+
+    def add_render(self, phase_before: bool, seconds: float) -> None:
+        with self._lock:  # the rendering thread adds while the training thread reads
+            self.render_s += seconds
+            if phase_before:
+                self.before_s += seconds
+            else:
+                self.during_s += seconds
+
+    def reset(self) -> None:
+        self.before_s = self.during_s = self.render_s = 0.0
+        self.points = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+
+def set_running(owner: tuple[CostMeter, bool] | None) -> tuple[CostMeter, bool] | None:
+    """Make ``owner`` (a meter, and whether its hook runs before training) the running hook's; returns
+    the previous one, to restore."""
+    previous = getattr(_local, "running", None)
+    _local.running = owner
+    return previous
+
+
+def is_before(hook: str) -> bool:
+    return hook in _BEFORE
+
+
+def current_meter() -> tuple[CostMeter, bool] | None:
+    """The meter of the hook running on this thread and whether it is a before-training hook."""
+    return getattr(_local, "running", None)
+
+
+def charge_render(owner: tuple[CostMeter, bool] | None, job: Any) -> Any:
+    """Wrap a rendering job so that its CPU time is charged to ``owner`` (see :func:`current_meter`)."""
+    if owner is None:
+        return job
+
+    def timed() -> None:
+        start = time.thread_time()
+        try:
+            job()
+        finally:
+            owner[0].add_render(owner[1], time.thread_time() - start)
+
+    return timed
+
+
+def split_share(total: float, names: list[str]) -> dict[str, float]:
+    """An equal share of ``total`` for each name."""
+    return {name: total / len(names) for name in names} if names else {}
+
+
+class Cadence:
+    """When a periodic callback's next point is due; see the module docstring.
+
+    Args:
+        every: a fixed interval in steps (``None``: budgeted).
+        base: the shortest interval of a budgeted cadence.
+        share: the fraction of training time the callback may spend.
+        min_points: points (step 0 included) a budgeted cadence fits in the planned run.
+    """
+
+    __slots__ = ("base", "every", "last", "min_points", "next_due", "planned", "share", "taken_points")
+
+    def __init__(self, every: int | None, base: int, share: float, min_points: int = 2) -> None:
+        self.every, self.base, self.share, self.min_points = (
+            every,
+            max(1, int(base)),
+            float(share),
+            min_points,
+        )
+        self.planned: int | None = None
+        self.next_due = 0
+        self.taken_points = 0
+        self.last: int | None = None
+
+    @property
+    def fixed(self) -> bool:
+        return self.every is not None
+
+    def start(self, planned_steps: float | int | None, step: int = 0) -> None:
+        """At the start of training: the planned number of optimizer steps (``None``/inf: unknown)."""
+        planned = None
+        if planned_steps is not None and math.isfinite(float(planned_steps)) and planned_steps > 0:
+            planned = int(planned_steps)
+        self.planned = planned
+        self.taken_points, self.last = 0, None
+        self.next_due = step if self.every is None else math.ceil(step / self.every) * self.every
+
+    def due(self, step: int) -> bool:
+        """Whether ``step`` is due (one integer compare)."""
+        return step >= self.next_due
+
+    def cap(self) -> int | None:
+        """The longest interval that still fits ``min_points`` points in the planned run."""
+        if self.planned is None:
+            return None
+        return max(1, self.planned // max(1, self.min_points - 1))
+
+    def taken(self, step: int, cost_s: float, elapsed_s: float, step_time_s: float) -> None:
+        """A point was taken at ``step``; ``cost_s``: the callback's cost during training so far,
+        ``elapsed_s``: training time so far, ``step_time_s``: seconds per step so far."""
+        if self.every is not None:
+            self.next_due = (step // self.every + 1) * self.every
+        else:
+            self.next_due = step + self.interval(cost_s, elapsed_s, step_time_s)
+        self.taken_points += 1
+        self.last = step
+
+    def recheck(self, step: int, cost_s: float, elapsed_s: float, step_time_s: float) -> bool:
+        """At a due step of a budgeted cadence: whether it is still due with the cost known now
+        (figures of earlier points finish rendering after they were scheduled); else postpone."""
+        if self.every is not None or self.last is None or self.taken_points == 0:
+            return True
+        self.next_due = max(self.next_due, self.last + self.interval(cost_s, elapsed_s, step_time_s))
+        return step >= self.next_due
+
+    def interval(self, cost_s: float, elapsed_s: float, step_time_s: float) -> int:
+        """The budgeted interval after a point: ``base``, stretched to keep ``cost/elapsed <= share``."""
+        n = self.base
+        if self.share > 0 and step_time_s > 0 and self.taken_points > 0:
+            per_point = cost_s / self.taken_points
+            # after one more point the cost is cost + per_point; the training time must have grown to
+            # (cost + per_point) / share by then
+            need = ((cost_s + per_point) / self.share - elapsed_s) / step_time_s
+            if need > n:
+                n = math.ceil(need)
+        elif self.share <= 0:
+            n = 1 << 62
+        limit = self.cap()
+        if limit is not None:
+            n = min(n, limit)
+        return max(1, n)
+
+
+def check_overhead(owner: str, value: Any) -> float:
+    """Validate an ``overhead=`` argument: a fraction of training time in ``(0, 1]``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
+        raise ValueError(
+            f"{owner}(overhead={value!r}): pass the fraction of training time the callback may spend, "
+            "between 0 and 1 (e.g. 0.01 for 1%)."
+        )
+    return float(value)
