@@ -5,7 +5,7 @@ ordinary ``LightningModule``: the recipe comes entirely from the callbacks of
 ``recipe_callbacks("full")``.
 
     python examples/digits.py --logdir lightning_logs        # about a minute on a laptop CPU
-    tensorboard --logdir lightning_logs
+    make tensorboard                                          # or .venv/bin/tensorboard --logdir lightning_logs
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_recipe import recipe_callbacks
+from lightning_recipe.dashboard import tensorboard_command
 
 
 class DigitsData(LightningDataModule):
@@ -112,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> Trainer:
     callbacks = recipe_callbacks("full", seed=args.seed, monitor="val_loss")  # seeds: before the model
     model = DigitsConvNet()
     data = DigitsData(limit=256 if args.fast else None)
-    logger = TensorBoardLogger(args.logdir, name="digits")
+    logger = TensorBoardLogger(args.logdir, name="digits", default_hp_metric=False)
     trainer = Trainer(
         accelerator="cpu",
         max_epochs=2 if args.fast else args.max_epochs,
@@ -126,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> Trainer:
     )
     trainer.fit(model, data)
     print(f"\nTensorBoard logs written to {os.path.abspath(logger.log_dir)}")
-    print(f"View them with:\n    tensorboard --logdir {args.logdir}")
+    print(f"View them (no venv to activate):\n    {tensorboard_command(args.logdir)}")
     return trainer
 
 

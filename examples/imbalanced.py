@@ -15,6 +15,7 @@ and ``imbalanced/with_bias_init``); the loss over the first steps of each is pri
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -27,6 +28,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_recipe import FinalBiasInit, FixedSeed, LossAtInitCheck, RecipeReport, TrainingLossCheck
+from lightning_recipe.dashboard import tensorboard_command
 
 
 def imbalanced_breast_cancer(ratio: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -77,7 +79,7 @@ def run(bias_init: bool, logdir: str, seed: int, epochs: int) -> list[float]:
         accelerator="cpu",
         max_epochs=epochs,
         callbacks=callbacks,
-        logger=TensorBoardLogger(logdir, name="imbalanced", version=name),
+        logger=TensorBoardLogger(logdir, name="imbalanced", version=name, default_hp_metric=False),
         log_every_n_steps=1,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -108,7 +110,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, list[float]]:
         )
     ratio = np.mean(losses["without"][:k]) / np.mean(losses["with"][:k])
     print(f"  the default zero bias costs {ratio:.2f}x the loss over the first {k} steps")
-    print(f"View both runs with:\n    tensorboard --logdir {args.logdir}/imbalanced")
+    print(
+        f"View both runs (no venv to activate):\n    {tensorboard_command(os.path.join(args.logdir, 'imbalanced'))}"
+    )
     return losses
 
 

@@ -10,14 +10,13 @@ labels set to -100. Nothing tells the callbacks how to call the model or what th
 
     pip install transformers                                  # no torch of its own is needed
     python examples/language_model.py --logdir lightning_logs  # well under a minute on a laptop CPU
-    tensorboard --logdir lightning_logs
+    make tensorboard                                          # or .venv/bin/tensorboard --logdir lightning_logs
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -29,6 +28,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_recipe import recipe_callbacks
+from lightning_recipe.dashboard import tensorboard_command
 
 VOCAB = 64
 PAD_ID = 0
@@ -107,13 +107,6 @@ class CausalLM(LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
-def tensorboard_command(logdir: str) -> str:
-    """The exact command: the ``tensorboard`` next to this Python when there is one."""
-    local = os.path.join(os.path.dirname(sys.executable), "tensorboard")
-    exe = local if os.path.exists(local) else shutil.which("tensorboard") or "tensorboard"
-    return f"{exe} --logdir {os.path.abspath(logdir)}"
-
-
 def main(argv: Sequence[str] | None = None) -> Trainer:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--logdir", default="lightning_logs")
@@ -127,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> Trainer:
     n = 128 if args.fast else 512
     train = DataLoader(Sequences(n, "train"), batch_size=32, shuffle=True)
     val = DataLoader(Sequences(256, "val"), batch_size=64)
-    logger = TensorBoardLogger(args.logdir, name="language_model")
+    logger = TensorBoardLogger(args.logdir, name="language_model", default_hp_metric=False)
     trainer = Trainer(
         accelerator="cpu",
         max_epochs=2 if args.fast else args.max_epochs,
@@ -140,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> Trainer:
     )
     trainer.fit(model, train, val)
     print(f"\nTensorBoard logs written to {os.path.abspath(logger.log_dir)}")
-    print(f"View them with:\n    {tensorboard_command(args.logdir)}")
+    print(f"View them (no venv to activate):\n    {tensorboard_command(args.logdir)}")
     return trainer
 
 

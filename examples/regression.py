@@ -11,6 +11,7 @@ Var(y) ~ 5,900, which ``LossAtInitCheck`` verifies.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -23,6 +24,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_recipe import FinalBiasInit, FixedSeed, LossAtInitCheck, RecipeReport
+from lightning_recipe.dashboard import tensorboard_command
 
 
 class DiabetesRegressor(LightningModule):
@@ -72,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> LossAtInitCheck:
         accelerator="cpu",
         max_epochs=args.epochs,
         callbacks=[seed, FinalBiasInit(), check, RecipeReport(print_summary=False)],
-        logger=TensorBoardLogger(args.logdir, name="regression"),
+        logger=TensorBoardLogger(args.logdir, name="regression", default_hp_metric=False),
         log_every_n_steps=5,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -90,7 +92,9 @@ def main(argv: Sequence[str] | None = None) -> LossAtInitCheck:
     print(f"final bias after FinalBiasInit: {model.net[-1].bias.item():.1f} (after training)")
     for finding in check.findings:
         print(f"LossAtInitCheck [{finding.status}]: {finding.message}")
-    print(f"View the run with:\n    tensorboard --logdir {args.logdir}/regression")
+    print(
+        f"View the run (no venv to activate):\n    {tensorboard_command(os.path.join(args.logdir, 'regression'))}"
+    )
     return check
 
 

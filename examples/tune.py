@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from digits import DigitsConvNet, DigitsData
 
+from lightning_recipe.dashboard import tensorboard_command
 from lightning_recipe.tune import TuneResult, tune
 
 #: The search space: log scale for the learning rate (the recipe tunes it "all the way at the very end").
@@ -76,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> TuneResult:
     for line in result.summary["advice"][1:]:
         print(f"  - {line}")
     print(f"summary: {result.summary_path}")
-    print(f"View the trials with:\n    tensorboard --logdir {root}")
+    print(f"View the trials (no venv to activate):\n    {tensorboard_command(root)}")
     return result
 
 

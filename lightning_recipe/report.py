@@ -3,7 +3,9 @@
 Every recipe callback turns what it measured into :class:`Finding` objects (a verdict, a one-line
 message a person can act on, and the numbers behind it) kept in its ``findings`` attribute.
 :class:`RecipeReport` gathers the findings of every recipe callback of the run into one Markdown
-table in TensorBoard's Text tab (``recipe/report``) and ``recipe_report.json`` in the log dir.
+card in TensorBoard's Text tab (``recipe/0_report``: a headline, then failures and warnings first),
+``recipe_report.json`` in the log dir, HParams metrics and the custom-scalars page
+(:mod:`lightning_recipe.dashboard`).
 
 Example:
     >>> f = Finding("LossAtInitCheck", "fail", "loss at init 812.6, expected 2.30 (ln 10)", {"measured": 812.6})
@@ -11,13 +13,19 @@ Example:
     (True, 'fail')
     >>> print(findings_table([f]).splitlines()[2])
     | verify loss @ init | LossAtInitCheck | ✗ fail | loss at init 812.6, expected 2.30 (ln 10) | measured=812.6 |
+    >>> headline({"pass": 11, "warn": 1, "fail": 2, "skipped": 0})
+    '2 fail, 1 warn, 11 pass'
+    >>> print(report_markdown([f, Finding("FixedSeed", "pass", "seed 7")]).splitlines()[4])
+    | ✗\xa0fail | LossAtInitCheck | loss at init 812.6, expected 2.30 (ln 10) |
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import textwrap
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -26,6 +34,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from typing_extensions import override
 
+from lightning_recipe import dashboard
 from lightning_recipe import writer as recipe_logging
 from lightning_recipe.core.format import sig
 from lightning_recipe.findings import (
@@ -41,6 +50,7 @@ from lightning_recipe.findings import (
 
 __all__ = [
     "RECIPE_STEPS",
+    "REPORT_TAG",
     "STATUSES",
     "Finding",
     "RecipeCheckError",
@@ -48,7 +58,17 @@ __all__ = [
     "RecipeWarning",
     "Status",
     "findings_table",
+    "headline",
+    "report_markdown",
 ]
+
+#: The report's tag in TensorBoard's Text tab: the digit sorts it before every other recipe text.
+REPORT_TAG = "recipe/0_report"
+#: Most urgent first: the order of the report card and of the headline.
+_SEVERITY = ("fail", "warn", "skipped", "pass")
+#: Message lines of the card are broken at this many characters, so that the table fits the Text
+#: tab's card without squeezing the status and check columns into broken words.
+_WRAP = 72
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +116,31 @@ def findings_table(findings: Iterable[Finding]) -> str:
     return "\n".join(lines)
 
 
+def headline(counts: dict[str, int]) -> str:
+    """``"2 fail, 1 warn, 11 pass"``: the counts, most urgent first (zeros left out)."""
+    parts = [f"{counts[s]} {s}" for s in ("fail", "warn", "pass", "skipped") if counts.get(s)]
+    return ", ".join(parts) or "no findings"
+
+
+def report_markdown(findings: list[Finding], json_name: str | None = None) -> str:
+    """The report card of TensorBoard's Text tab: a headline, one table of three columns (status,
+    check, message) with failures and warnings first, then the numbers behind each finding."""
+    counts = {s: sum(f.status == s for f in findings) for s in STATUSES}
+    order = {name: i for i, name in enumerate(RECIPE_STEPS)}
+    rows = sorted(findings, key=lambda f: (_SEVERITY.index(f.status), order.get(f.check, len(order))))
+    where = f" (every number: `{json_name}` in the log dir)" if json_name else ""
+    lines = [f"**{headline(counts)}**{where}", "", "| status | check | message |", "| --- | --- | --- |"]
+    for f in rows:
+        message = "<br>".join(_cell(line) for line in textwrap.wrap(f.message, _WRAP) or [""])
+        lines.append(f"| {_ICON[f.status].replace(' ', chr(0xA0))} | {_cell(f.check)} | {message} |")
+    numbers = [(f, _numbers_cell(f.numbers)) for f in rows]
+    numbers = [(f, cell) for f, cell in numbers if cell]
+    if numbers:
+        lines += ["", "| check | numbers |", "| --- | --- |"]
+        lines += [f"| {_cell(f.check)} | {_cell(cell)} |" for f, cell in numbers]
+    return "\n".join(lines)
+
+
 def collect_findings(trainer: Trainer) -> list[Finding]:
     """Every finding of every callback of ``trainer`` that has a ``findings`` list."""
     found: list[Finding] = []
@@ -111,14 +156,20 @@ def collect_findings(trainer: Trainer) -> list[Finding]:
 class RecipeReport(Callback):
     """Gather the findings of every recipe callback into one report.
 
-    While training, a Markdown table (recipe step, check, status, message, numbers) is written to
-    TensorBoard's Text tab under ``recipe/report`` whenever new findings arrive; at the end of fit
-    ``recipe_report.json`` is written to the log dir and a short summary is printed (rank zero).
-    With ``Trainer(logger=False)`` nothing is written; the findings and the summary remain.
+    While training, the report card is written to TensorBoard's Text tab under ``recipe/0_report``
+    (the first card there) whenever new findings arrive: a headline ("2 fail, 1 warn, 11 pass"), a
+    table of status, check and message with failures and warnings first, then the numbers. At the
+    end of fit ``recipe_report.json`` is written to the log dir, a short summary is printed (rank
+    zero), and the dashboard is completed (:mod:`lightning_recipe.dashboard`): the custom-scalars
+    layout built from the run's tags, and the HParams metrics ``recipe/report/fail``, ``warn``,
+    ``pass`` and ``best_<monitor>``. With ``Trainer(logger=False)`` nothing is written; the findings
+    and the summary remain.
 
     Args:
         filename: name of the JSON file written to the trainer's log dir.
         print_summary: print a one-line-per-finding summary at the end of fit.
+        log_hparams: write the run's hyperparameters and the recipe's metrics to the HParams tab
+            (``False`` when something else writes them, e.g. ``lightning_recipe.tune``).
 
     Attributes:
         findings: all findings of the last run, in recipe order.
@@ -139,15 +190,20 @@ class RecipeReport(Callback):
         (['FixedSeed'], None)
     """
 
-    def __init__(self, filename: str = "recipe_report.json", print_summary: bool = True) -> None:
+    def __init__(
+        self, filename: str = "recipe_report.json", print_summary: bool = True, log_hparams: bool = True
+    ) -> None:
         if not isinstance(filename, str) or not filename:
             raise ValueError(f"RecipeReport(filename={filename!r}): pass a non-empty file name.")
         self.filename = filename
         self.print_summary = print_summary
+        self.log_hparams = bool(log_hparams)
         self.findings: list[Finding] = []
         self.path: str | None = None
         self._dirty = False
         self._last_table = ""
+        self._best: float | None = None
+        self._dashboard_done = False
         self._train_clock: list[float | None] = [None, None]
         self.cost: dict[str, Any] = {}
 
@@ -161,13 +217,32 @@ class RecipeReport(Callback):
         if not self.findings:
             self._dirty = False
             return
-        table = findings_table(self.findings)
+        table = report_markdown(self.findings, self.filename)
         if table != self._last_table:
-            recipe_logging.log_text(
-                trainer, "recipe/report", _report_markdown(self.findings), trainer.global_step
-            )
+            recipe_logging.log_text(trainer, REPORT_TAG, table, trainer.global_step)
             self._last_table = table
         self._dirty = False
+
+    @override
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # before Lightning logs its hyperparameters: TensorBoard keeps the first HParams session
+        self._best, self._dashboard_done, self._last_table = None, False, ""
+        if self.log_hparams:
+            dashboard.write_hparams_session(trainer, pl_module)
+
+    @override
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        monitor, mode = dashboard.monitor_of(trainer)
+        value = trainer.callback_metrics.get(monitor)
+        if value is None:
+            return
+        value = float(value)
+        if math.isfinite(value) and (
+            self._best is None or (value < self._best if mode == "min" else value > self._best)
+        ):
+            self._best = value
 
     @override
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -192,11 +267,20 @@ class RecipeReport(Callback):
         self.refresh(trainer)
         recipe_logging.drain()
         self._write(trainer)
+        self._dashboard(trainer, "success")
 
     @override
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         self.refresh(trainer)
         self._write(trainer)
+        self._dashboard(trainer, "failure")
+
+    def _dashboard(self, trainer: Trainer, status: str) -> None:
+        if self._dashboard_done or not trainer.is_global_zero:
+            return
+        self._dashboard_done = True
+        counts = {s: sum(f.status == s for f in self.findings) for s in STATUSES}
+        dashboard.write_end_of_fit(trainer, counts, self._best, status, hparams=self.log_hparams)
 
     def _write(self, trainer: Trainer) -> None:
         self.findings = collect_findings(trainer)
@@ -224,14 +308,8 @@ class RecipeReport(Callback):
         return {}
 
 
-def _report_markdown(findings: list[Finding]) -> str:
-    counts = {s: sum(f.status == s for f in findings) for s in STATUSES}
-    head = " · ".join(f"{_ICON[s]}: {counts[s]}" for s in STATUSES if counts[s])
-    return f"**Recipe report** ({head})\n\n" + findings_table(findings)
-
-
 def _print_summary(findings: list[Finding], counts: dict[str, int], path: str | None) -> None:
-    lines = ["lightning_recipe report: " + ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s])]
+    lines = ["lightning_recipe report: " + headline(counts)]
     for f in findings:
         lines.append(f"  {f.status:>7}  {f.check}: {f.message}")
     if path is not None:

@@ -158,6 +158,9 @@ def log_scalars(trainer: Trainer, values: Mapping[str, float], step: int) -> Non
         for tag, value in clean.items():
             writer.add_scalar(tag, value, global_step=int(step))
         _flush(writer)
+        from lightning_recipe.dashboard import note_scalars
+
+        note_scalars(writer, clean, int(step))  # the custom-scalars layout is built from the tags seen
         return
     if _writes_nothing(trainer):
         return

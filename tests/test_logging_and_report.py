@@ -99,10 +99,16 @@ def test_report_gathers_findings_into_text_json_and_summary(tmp_path, caplog):
     with pytest.warns(RecipeWarning, match="Verdicts: something is warn"):
         trainer.fit(BoringModel())
     assert [f.status for f in report.findings] == ["pass", "warn"]
-    text = read_events(trainer.logger).texts("recipe/report")
-    assert (
-        text and "| test step | Verdicts | ⚠ warn | something is warn | value=1.25, nan=nan |" in text[-1][1]
-    )
+    text = read_events(trainer.logger).texts("recipe/0_report")
+    card = text[-1][1].splitlines()
+    assert card[0] == "**1 warn, 1 pass** (every number: `recipe_report.json` in the log dir)"
+    assert card[2:6] == [
+        "| status | check | message |",
+        "| --- | --- | --- |",
+        "| ⚠\xa0warn | Verdicts | something is warn |",  # the problems first
+        "| ✓\xa0pass | Verdicts | something is pass |",
+    ]
+    assert "| Verdicts | value=1.25, nan=nan |" in card  # the numbers: a second table
     payload = json.loads(Path(report.path).read_text())
     assert payload["summary"] == {"pass": 1, "warn": 1, "fail": 0, "skipped": 0}
     assert payload["findings"][1]["numbers"] == {"value": 1.25, "nan": "nan"}
@@ -246,3 +252,51 @@ def test_a_callback_that_stopped_itself_fails_the_observer_effect_test(tmp_path)
     assert_same_params(final_params(bare), final_params(with_cb))  # passes although the check crashed ...
     assert [name for name, *_ in STOPPED_AFTER_ERROR] == ["PredictionDynamics"]  # ... the fixture sees it
     STOPPED_AFTER_ERROR.clear()  # this test means it: the fixture would fail it otherwise
+
+
+def test_report_card_orders_by_severity_then_recipe_and_wraps_long_messages():
+    from lightning_recipe.report import report_markdown
+
+    findings = [
+        Finding("FixedSeed", "pass", "seeded"),
+        Finding("TrainingLossCheck", "warn", "flat " * 30),
+        Finding("LossAtInitCheck", "fail", "loss at init 812.6"),
+        Finding("DataInspector", "fail", "duplicates | across splits"),
+        Finding("UpdateHealth", "skipped", "too short"),
+    ]
+    lines = report_markdown(findings).splitlines()
+    assert lines[0] == "**2 fail, 1 warn, 1 pass, 1 skipped**"
+    assert [line.split(" | ")[1] for line in lines[4:9]] == [
+        "DataInspector",
+        "LossAtInitCheck",
+        "TrainingLossCheck",
+        "UpdateHealth",
+        "FixedSeed",
+    ]
+    assert "duplicates \\| across splits" in lines[4] and "<br>" in lines[6]
+
+
+def test_dashboard_layout_holds_only_charts_whose_tags_were_logged(tmp_path):
+    from lightning_recipe import DumbBaselines, TrainingLossCheck, UpdateHealth
+    from tests.helpers import LitModel, digits_loader, mlp
+
+    report = RecipeReport(print_summary=False)
+    callbacks = [DumbBaselines(), TrainingLossCheck(), UpdateHealth(every_n_train_steps=2), report]
+    trainer = make_trainer(tmp_path, callbacks, max_steps=8, val_check_interval=4, limit_val_batches=2)
+    trainer.fit(LitModel(mlp(64, 10)), digits_loader(256), digits_loader(64))
+    ev = read_events(trainer.logger)
+    assert "custom_scalars__config__" in ev.tags["tensors"]
+    from tensorboard.plugins.custom_scalar import layout_pb2
+    from tensorboard.util import tensor_util
+
+    [event] = ev.acc.Tensors("custom_scalars__config__")
+    layout = layout_pb2.Layout.FromString(tensor_util.make_ndarray(event.tensor_proto).item())
+    charts = {c.title: c for cat in layout.category for c in cat.chart}
+    assert list(charts["validation loss vs dumb baselines"].multiline.tag) == [
+        "^val_loss$",
+        "^recipe/dumb_baselines/prior_loss$",
+    ]
+    assert "log10 update/weight ratio: median, min to max over layers" in charts
+    assert not any("jitter" in title or "learning rate" in title for title in charts)  # never logged
+    assert ev.scalars("recipe/report/pass")[-1][1] == sum(f.status == "pass" for f in report.findings)
+    assert ev.has_scalar("recipe/report/best_val_loss")

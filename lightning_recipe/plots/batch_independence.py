@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from lightning_recipe.core.checks.batch_independence import LEAK, OWN, OWN_ZERO, ZERO
-from lightning_recipe.plots.style import STATUS_COLORS, new_figure
+from lightning_recipe.plots.style import CARD_DPI, CARD_WIDTH_IN, STATUS_COLORS, new_figure
 
 __all__ = ["dependency_figure", "wrap"]
 
@@ -35,7 +35,7 @@ def dependency_figure(data: dict[str, Any], verdicts: list[str]) -> Figure:
     cmap = ListedColormap(_COLORS)
     causal = data["causal"]
     panels = 2 if causal is not None else 1
-    fig = new_figure(8.0, 1.9 + 1.9 * panels, dpi=90)
+    fig = new_figure(CARD_WIDTH_IN, 1.7 + 1.8 * panels, dpi=CARD_DPI)
     ax = fig.add_subplot(panels, 1, 1)
     n = data["n"]
     ax.imshow(data["cats"], cmap=cmap, vmin=0, vmax=3, aspect="auto", interpolation="nearest")
@@ -44,7 +44,7 @@ def dependency_figure(data: dict[str, Any], verdicts: list[str]) -> Figure:
     ax.set_xlabel(f"input of sample j (batch of {n})", fontsize=8)
     ticks = sorted(set(data["samples"]) | {0, n - 1})
     ax.set_xticks(ticks, [str(t) for t in ticks], fontsize=7)
-    ax.set_title(wrap(verdicts[0]), fontsize=8, loc="left")
+    ax.set_title(wrap(verdicts[0], 66), fontsize=7.5, loc="left")
     legend = [
         Patch(color=_COLORS[OWN], label="own input: gradient > 0"),
         Patch(color=_COLORS[OWN_ZERO], label="own input: no gradient"),
@@ -57,14 +57,14 @@ def dependency_figure(data: dict[str, Any], verdicts: list[str]) -> Figure:
         ax2.set_yticks(range(len(causal["positions"])), [str(p) for p in causal["positions"]], fontsize=8)
         ax2.set_ylabel("output position t", fontsize=8)
         ax2.set_xlabel(f"input position t' (dim {causal['dim']}, sample {causal['sample']})", fontsize=8)
-        ax2.set_title(wrap(verdicts[-1]), fontsize=8, loc="left")
+        ax2.set_title(wrap(verdicts[-1], 66), fontsize=7.5, loc="left")
         legend[0] = Patch(color=_COLORS[OWN], label="own sample / allowed position: gradient > 0")
         legend[1] = Patch(color=_COLORS[OWN_ZERO], label="own / allowed: no gradient")
         legend[2] = Patch(color=_COLORS[LEAK], label="other sample / future position: gradient > 0")
     fig.legend(
-        handles=legend, loc="lower center", ncol=2 if causal is not None else 4, fontsize=7, frameon=False
+        handles=legend, loc="lower center", ncol=1 if causal is not None else 2, fontsize=7, frameon=False
     )
-    fig.tight_layout(rect=(0, 0.1 if causal is not None else 0.07, 1, 1))
+    fig.tight_layout(rect=(0, 0.17 if causal is not None else 0.14, 1, 1))
     return fig
 
 

@@ -26,7 +26,14 @@ from matplotlib.figure import Figure
 
 from lightning_recipe.core.data_stats import AXES, EXTREMES, DataReport
 from lightning_recipe.core.format import sig
-from lightning_recipe.plots.style import PALETTE, STATUS_COLORS, labelled_image_grid_figure, new_figure
+from lightning_recipe.plots.style import (
+    CARD_DPI,
+    CARD_WIDTH_IN,
+    PALETTE,
+    STATUS_COLORS,
+    labelled_image_grid_figure,
+    new_figure,
+)
 
 __all__ = [
     "class_balance_figure",
@@ -49,7 +56,7 @@ def _signed_heatmap(ax: Axes, mat: np.ndarray) -> None:
 def class_balance_figure(counts: dict[str, list[int]], missing: dict[Any, list[int]]) -> Figure:
     """Class fractions per split side by side; a class missing from a split marked with a red x."""
     n_classes = max(len(v) for v in counts.values())
-    fig = new_figure(min(12.0, 3.0 + 0.35 * n_classes), 3.2, dpi=100)
+    fig = new_figure(min(CARD_WIDTH_IN, 3.0 + 0.35 * n_classes), 3.2, dpi=CARD_DPI)
     ax = fig.add_subplot()
     width = 0.8 / len(counts)
     for j, (split, c) in enumerate(counts.items()):
@@ -74,9 +81,9 @@ def class_balance_figure(counts: dict[str, list[int]], missing: dict[Any, list[i
 
 def sample_stats_figure(stats: dict[str, np.ndarray]) -> Figure:
     """Distributions of the per-sample mean, std and norm (``(N, 3)`` per split), the splits overlaid."""
-    fig = new_figure(10.5, 3.0, dpi=100)
+    fig = new_figure(CARD_WIDTH_IN, 1.3 * len(AXES) + 0.2, dpi=CARD_DPI)  # one panel a row
     for j, axis in enumerate(AXES):
-        ax = fig.add_subplot(1, len(AXES), j + 1)
+        ax = fig.add_subplot(len(AXES), 1, j + 1)
         finite = [v[:, j][np.isfinite(v[:, j])] for v in stats.values()]
         pooled = np.concatenate([f for f in finite if f.size]) if any(f.size for f in finite) else np.zeros(1)
         lo, hi = float(pooled.min()), float(pooled.max())
@@ -87,6 +94,7 @@ def sample_stats_figure(stats: dict[str, np.ndarray]) -> Figure:
                 ax.hist(v, bins=bins, histtype="step", density=True, lw=1.5, label=split, color=color)
         ax.set_title(f"per-sample {axis}", fontsize=10)
         ax.set_yticks([])
+        ax.tick_params(axis="x", labelsize=8)
         if j == 0:
             ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()

@@ -10,7 +10,7 @@ Example:
     ...         "p_true": np.array([0.9, 0.8, 0.3]), "accuracy": 2 / 3}
     >>> fig = summary_figure(data, "warn: an example verdict")
     >>> fig.get_suptitle(), figure_to_array(fig).shape
-    ('warn: an example verdict', (324, 810, 3))
+    ('warn: an example verdict', (696, 638, 3))
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from lightning_recipe.plots.style import PALETTE, STATUS_COLORS, new_figure
+from lightning_recipe.plots.style import CARD_DPI, CARD_WIDTH_IN, PALETTE, STATUS_COLORS, new_figure
 
 __all__ = ["summary_figure"]
 
@@ -31,7 +31,7 @@ _RIGHT, _WRONG = STATUS_COLORS["pass"], STATUS_COLORS["fail"]
 
 
 def summary_figure(data: dict[str, Any], verdict: str) -> Figure:
-    """The loss curve with its target (left) and label against prediction at the end (right).
+    """The loss curve with its target (top) and label against prediction at the end (below).
 
     Args:
         data: ``losses`` (the copy's loss per step), ``target`` (or ``None``) and ``mode``:
@@ -39,9 +39,9 @@ def summary_figure(data: dict[str, Any], verdict: str) -> Figure:
             ``"scatter"`` (``label``, ``pred``, ``ylabel``) or ``None`` (no predictions).
         verdict: the title, e.g. ``"pass: overfit 8 examples in 31 steps..."`` (wrapped to 3 lines).
     """
-    fig = new_figure(9.0, 3.6, dpi=90)
-    _loss_curve(fig.add_subplot(1, 2, 1), data["losses"], data["target"])
-    ax = fig.add_subplot(1, 2, 2)
+    fig = new_figure(CARD_WIDTH_IN, 4.8, dpi=CARD_DPI)  # one panel a row: legible in a TensorBoard card
+    _loss_curve(fig.add_subplot(2, 1, 1), data["losses"], data["target"])
+    ax = fig.add_subplot(2, 1, 2)
     mode = data["mode"]
     if mode == "class":
         _classes(ax, data)
@@ -57,10 +57,10 @@ def summary_figure(data: dict[str, Any], verdict: str) -> Figure:
             fontsize=8,
         )
         ax.set_axis_off()
-    ax.tick_params(labelsize=7)
-    lines = textwrap.wrap(verdict, 140, break_long_words=False, break_on_hyphens=False)
+    ax.tick_params(labelsize=8)
+    lines = textwrap.wrap(verdict, 64, break_long_words=False, break_on_hyphens=False)
     title = "\n".join(lines[:3]) + (" …" if len(lines) > 3 else "")
-    fig.suptitle(title, fontsize=8, x=0.01, ha="left")
+    fig.suptitle(title, fontsize=9, x=0.01, ha="left")
     fig.tight_layout()
     return fig
 

@@ -68,7 +68,7 @@ def trajectory_figure(
     from matplotlib.patches import Rectangle
 
     n = values.shape[1]
-    ncols = 4 if n > 6 else max(1, n)
+    ncols = max(1, min(n, 4))  # four narrow panels a row: about 650 px, the width of a TensorBoard card
     nrows = math.ceil(n / ncols)
     regression = task == "regression"
     default_label = {
@@ -79,7 +79,7 @@ def trajectory_figure(
     ylabel = ylabel or default_label
     # cell layout in axis units: [thumbnail | plot], a title band above each plot
     tw = 0.8 if thumbs is not None else 0.35  # room for the thumbnail, or for the y labels
-    pw, ph, gap_x, band, gap_y = 2.2, 1.0, 0.35, 0.32, 0.18
+    pw, ph, gap_x, band, gap_y = 1.6, 1.0, 0.35, 0.32, 0.18
     cell_w, cell_h = tw + pw + gap_x, ph + band + gap_y
     panel_w_in, panel_h_in = 0.72 * cell_w, 0.72 * cell_h
     fig = new_figure(ncols * panel_w_in + 0.3, nrows * panel_h_in + 0.55, dpi=80)
@@ -213,7 +213,7 @@ def predictions_figure(
         score = preds.max(axis=0) + truth.any(axis=0)
         cols = np.sort(np.argsort(-score)[:30])
     shown, mark = preds[:, cols], truth[:, cols]
-    fig = new_figure(1.3 + 0.24 * len(cols), 0.9 + 0.2 * n, dpi=80)
+    fig = new_figure(1.8 + 0.3 * len(cols), 1.1 + 0.24 * n, dpi=100)
     ax = fig.add_subplot()
     im = ax.imshow(shown, vmin=0, vmax=1, cmap="viridis", aspect="auto", interpolation="nearest")
     rows, cs = np.nonzero(mark)
@@ -226,12 +226,11 @@ def predictions_figure(
     )
     ax.set_yticks(np.arange(n), [f"#{i}" for i in range(n)], fontsize=6.5)
     ax.set_xlabel("class (red box: true)" if task == "multiclass" else "label (red box: true)", fontsize=7.5)
-    cbar = fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02, ticks=[0, 0.5, 1])
-    cbar.ax.tick_params(labelsize=6)
-    ax.set_title(f"predicted probabilities, step {step}", fontsize=8.5)
-    fig.subplots_adjust(
-        left=0.14, right=0.97, bottom=0.5 / fig.get_figheight() + 0.02, top=1 - 0.3 / fig.get_figheight()
-    )
+    cbar = fig.colorbar(im, ax=ax, fraction=0.05, pad=0.03, ticks=[0, 0.5, 1])
+    cbar.ax.tick_params(labelsize=7)
+    cbar.set_label("probability", fontsize=7.5)
+    ax.set_title(f"predicted probabilities, step {step}", fontsize=9)
+    fig.tight_layout(pad=0.4)  # keeps the colour bar and its labels inside the figure
     return fig
 
 

@@ -41,7 +41,15 @@ STATUS_COLORS: dict[str, str] = {
     "skipped": "#bdbdbd",
 }
 
+#: The width of a figure drawn for a TensorBoard card: 4.4 in at :data:`CARD_DPI` is about 640 px, so
+#: that a 9 pt label is about 18 px and stays legible when TensorBoard shows the image in its ~350 px
+#: card (and sharp at actual size); several panels go one a row.
+CARD_WIDTH_IN = 4.4
+CARD_DPI = 145
+
 __all__ = [
+    "CARD_DPI",
+    "CARD_WIDTH_IN",
     "PALETTE",
     "STATUS_COLORS",
     "figure_to_array",

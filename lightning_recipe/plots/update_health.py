@@ -21,7 +21,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from lightning_recipe.core.health import evenly_spaced
-from lightning_recipe.plots.style import PALETTE, STATUS_COLORS, new_figure
+from lightning_recipe.plots.style import CARD_DPI, CARD_WIDTH_IN, PALETTE, STATUS_COLORS, new_figure
 
 __all__ = ["health_figure", "layer_labels"]
 
@@ -165,12 +165,12 @@ def health_figure(
     past_rows = [past_all[i] for i in evenly_spaced(len(layers), max_rows)]
     lnames, (lr, lg) = rows(layer_names, list(log_ratio), list(log_grad))
     snames, (sd,) = rows(site_names, list(dead))
-    n_rows = max(len(lnames), len(snames), 1)
     panels = 3 if snames else 2
-    # long labels widen the figure rather than squeeze the panels (about 0.06 in a character at 7 pt)
-    extra = sum(0.06 * max(0, max(map(len, names), default=0) - 24) for names in (lnames, snames))
-    fig = new_figure(3.6 * panels + 1.6 + extra, min(2.0 + 0.24 * n_rows, 18.0), dpi=90)
-    axes = fig.subplots(1, panels, squeeze=False)[0]
+    # one panel a row, at a TensorBoard card's width; long labels widen it (about 0.07 in a character)
+    extra = 0.06 * max(0, max(map(len, [*lnames, *snames]), default=0) - 18)
+    heights = [0.75 + 0.2 * len(lnames)] * 2 + ([0.75 + 0.2 * len(snames)] if snames else [])
+    fig = new_figure(CARD_WIDTH_IN + extra, min(0.5 + sum(heights), 30.0), dpi=CARD_DPI)
+    axes = fig.subplots(panels, 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
     fig.suptitle(f"UpdateHealth · step {step}", fontsize=11)
     _dot_panel(
         axes[0],
@@ -182,7 +182,6 @@ def health_figure(
         rule_of_thumb,
     )
     _dot_panel(axes[1], lg, lnames, past_rows, "log10 ‖gradient‖", ("no gradient", "zero", "inf"), None)
-    axes[1].set_yticklabels([])
     if snames:
         _dead_panel(axes[2], sd, snames)
     fig.tight_layout()
@@ -239,11 +238,11 @@ def _dot_panel(
                 ha="right" if right else "left",
             )
     ax.set_xlim(lo, hi)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=10)
     ax.set_yticks(y)
-    ax.set_yticklabels(names, fontsize=7)
+    ax.set_yticklabels(names, fontsize=8)
     ax.set_ylim(len(names) - 0.5, -0.5)
-    ax.tick_params(axis="x", labelsize=7)
+    ax.tick_params(axis="x", labelsize=8)
     ax.grid(axis="x", color=_GREY_GRID, lw=0.6)
 
 
@@ -257,7 +256,7 @@ def _dead_panel(ax: Any, fractions: np.ndarray, names: list[str]) -> None:
         ax.text(min(v + 2, 88), yi, f"{v:.0f}%", va="center", fontsize=7)
     ax.set_xlim(0, 100)
     ax.set_yticks(y)
-    ax.set_yticklabels(names, fontsize=7)
+    ax.set_yticklabels(names, fontsize=8)
     ax.set_ylim(len(names) - 0.5, -0.5)
-    ax.set_title("dead units (zero on the whole batch)", fontsize=9)
-    ax.tick_params(axis="x", labelsize=7)
+    ax.set_title("dead units (zero on the whole batch)", fontsize=10)
+    ax.tick_params(axis="x", labelsize=8)

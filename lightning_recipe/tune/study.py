@@ -252,7 +252,10 @@ def _run_trial(trial: optuna.Trial, cfg: _Config) -> float:
     callbacks: list[Callback] = []
     if cfg.stage is not None:  # FixedSeed seeds here: the same seed for every trial, before the model
         options = dict(cfg.recipe_options)
-        overrides = {"RecipeReport": {"print_summary": False}, **options.pop("overrides", {})}
+        overrides = {
+            "RecipeReport": {"print_summary": False, "log_hparams": False},
+            **options.pop("overrides", {}),
+        }
         callbacks = recipe_callbacks(
             cfg.stage, seed=cfg.seed, monitor=cfg.monitor, mode=cfg.mode, overrides=overrides, **options
         )  # type: ignore[arg-type]
