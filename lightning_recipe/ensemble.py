@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,11 +50,11 @@ from torchmetrics.functional import accuracy, mean_absolute_error
 
 from lightning_recipe.core.batches import KeySpec, split_batch
 from lightning_recipe.core.state import preserved_state
-from lightning_recipe.core.tasks import check_task_argument, infer_task
+from lightning_recipe.core.tasks import TaskArg, check_task_argument, infer_task
 
 __all__ = ["EnsembleResult", "MemberScore", "evaluate_ensemble", "predictions"]
 
-EnsembleTask = Literal["auto", "multiclass", "binary", "multilabel", "regression"]
+EnsembleTask = TaskArg
 
 
 @dataclass

@@ -24,7 +24,7 @@ from lightning_recipe.core.arguments import check_choice, check_positive_int
 from lightning_recipe.core.batches import KeySpec, split_batch, validate_key_spec
 from lightning_recipe.core.budget import Cadence, CostMeter, is_before, set_running
 from lightning_recipe.core.errors import ArgumentError
-from lightning_recipe.findings import RECIPE_STEPS, Finding, RecipeCheckError, RecipeWarning, Status
+from lightning_recipe.findings import RECIPE_STEPS, Finding, RecipeCheckError, RecipeWarning, Skip, Status
 from lightning_recipe.report import RecipeReport
 
 __all__ = ["OnFail", "RecipeCallback", "check_choice", "check_positive_int"]
@@ -377,6 +377,29 @@ class RecipeCallback(Callback):
         if trainer.world_size <= 1:
             return decision
         return bool(trainer.strategy.reduce_boolean_decision(decision, all=all_))
+
+    def agreed(
+        self,
+        trainer: Trainer,
+        compute: Callable[[], Any],
+        what: str,
+        catch: type[BaseException] | tuple[type[BaseException], ...] = Skip,
+    ) -> tuple[Any, str]:
+        """Run ``compute`` (local work, no collective inside) and agree with the other ranks.
+
+        Returns ``(result, "")`` when every rank computed a result, else ``(None, reason)``: this
+        rank's own reason (the :class:`~lightning_recipe.findings.Skip` it raised) or "another
+        process could not <what>". Every rank takes the same branch after it, so the collectives
+        that follow cannot hang. Call on every rank.
+        """
+        result, reason = None, ""
+        try:
+            result = compute()
+        except catch as err:
+            reason = str(err)
+        if self.decide(trainer, result is not None, all_=True):
+            return result, ""
+        return None, reason or f"another process could not {what}; see its warning"
 
     # ------------------------------------------------------------------ lifecycle shared by all
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
@@ -31,14 +31,12 @@ from lightning_recipe.core.checks.bias_init import (
 )
 from lightning_recipe.core.model_call import ModelCall
 from lightning_recipe.core.stats import TargetStats
-from lightning_recipe.core.tasks import check_task_argument
+from lightning_recipe.core.tasks import TaskArg, check_task_argument
 from lightning_recipe.core.tracing import find_layer
 from lightning_recipe.findings import Skip
 from lightning_recipe.plots.bias_init import bias_figure
 
 __all__ = ["FinalBiasInit", "applied_bias_init"]
-
-TaskArg = Literal["auto", "multiclass", "binary", "multilabel", "regression"]
 
 
 class FinalBiasInit(RecipeCallback):
@@ -75,8 +73,7 @@ class FinalBiasInit(RecipeCallback):
         resolved_task: the task it used.
 
     Raises:
-        ValueError: for an unknown ``task``, a ``layer`` not in the model, invalid ``priors`` /
-            ``target_mean``, or ``priors`` that do not fit the final layer's width.
+        ValueError: an unknown ``task``, a ``layer`` not in the model, bad ``priors`` / ``target_mean``.
 
     Example:
         >>> from lightning_recipe.demos import TinyRegressor, regression_data, tiny_trainer
@@ -167,19 +164,13 @@ class FinalBiasInit(RecipeCallback):
 
     # ------------------------------------------------------------------ the work
     def _initialise(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        # Phase 1, local (no collective): the layer, the task and this rank's statistics.
-        local: dict[str, Any] | None = None
-        reason = ""
-        try:
-            local = self._local(trainer, pl_module)
-        except Skip as err:
-            reason = str(err)
-        # Phase 2: every rank takes the same decision before any other collective.
-        if not self.decide(trainer, local is not None, all_=True):
-            reason = reason or "another process could not compute the target statistics; see its warning"
+        # local work first (no collective), then every rank takes the same branch
+        local, reason = self.agreed(
+            trainer, lambda: self._local(trainer, pl_module), "compute the target statistics"
+        )
+        if local is None:
             self.record(trainer, "skipped", reason, {"layer": self.layer_name})
             return
-        assert local is not None
         try:
             self._apply(trainer, local)
         except Skip as err:
@@ -241,10 +232,7 @@ class FinalBiasInit(RecipeCallback):
             stats, init, source = bias_from_stats(stats, task, width, name, final.values_per_sample)
         self.stats = stats
         new = init.bias
-        with torch.no_grad():
-            final.bias.copy_(
-                new.reshape(final.bias.shape).to(dtype=final.bias.dtype, device=final.bias.device)
-            )
+        final.set_bias(new)
         self.bias = new.detach().clone()
         self.applied = True
         status, message, numbers = bias_finding(
@@ -259,8 +247,7 @@ class FinalBiasInit(RecipeCallback):
         if not self.log_figure or not trainer.is_global_zero:
             return
         fig = bias_figure(task, layer=self.layer_name or "", **figure_inputs(task, stats, bias))
-        # rendered here, once, rather than on the background thread: the renderer's queue does not
-        # survive a fork (ddp_fork children of a parent that rendered before would wait forever)
+        # rendered here, once, not on the background thread (its queue does not survive a ddp_fork)
         recipe_logging.log_figure(trainer, "recipe/bias_init/priors", fig, step)
 
 

@@ -19,6 +19,7 @@ from lightning_recipe.core.checks.lr_schedule import (
     audit,
     cross_check,
     cross_check_points,
+    monitor_modes,
 )
 from lightning_recipe.core.schedules import LRCurveReport, decimate
 from lightning_recipe.findings import Finding
@@ -37,7 +38,8 @@ class LRScheduleAudit(RecipeCallback):
     with dummy parameters, exactly as Lightning will step it over the whole planned run, and each LR
     curve is read: **early decay** (``fail``: near zero for more than ``max_near_zero_fraction`` of
     the run), **cycles** (``warn``), a scheduler that **raises** (``fail``), a ``OneCycleLR`` **cut
-    short** (``warn``), else ``pass``; ``ReduceLROnPlateau`` is ``skipped``. Once during the run the
+    short** (``warn``), else ``pass``; ``ReduceLROnPlateau`` is ``skipped``, unless its ``mode`` is
+    the wrong way round for its metric (``fail``). Once during the run the
     real LR is compared with the simulation (a ``warn`` when the scheduler is stepped more or less
     often than configured). TensorBoard: ``recipe/lr_schedule/schedule`` (figure) and
     ``recipe/lr_schedule/simulated_lr`` (scalars; ``simulated_lr_<i>`` per curve when there are several).
@@ -190,6 +192,7 @@ class LRScheduleAudit(RecipeCallback):
             max_near_zero_fraction=self.max_near_zero_fraction,
             max_simulated_steps=self.max_simulated_steps,
             keep=(pl_module, trainer),
+            monitor_modes=monitor_modes(trainer.callbacks),  # type: ignore[attr-defined]
         )
         self.curves = {c.label: c.report for c in result.curves}
         self.simulated = {c.label: c.lrs.copy() for c in result.curves}

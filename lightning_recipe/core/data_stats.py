@@ -48,6 +48,7 @@ from lightning_recipe.core.format import sig
 from lightning_recipe.core.images import is_image_like
 from lightning_recipe.core.inputs import markdown_table
 from lightning_recipe.core.robust import robust_z
+from lightning_recipe.core.tasks import TaskArg
 
 __all__ = [
     "AXES",
@@ -71,7 +72,7 @@ AXES: tuple[str, ...] = ("mean", "std", "norm")
 #: The extremes kept with thumbnails: (axis, direction).
 EXTREMES: tuple[tuple[str, str], ...] = tuple((a, d) for a in AXES for d in ("high", "low"))
 
-DataTask = Literal["auto", "multiclass", "binary", "multilabel", "regression"]
+DataTask = TaskArg
 DATA_TASKS: tuple[str, ...] = ("auto", "multiclass", "binary", "multilabel", "regression")
 
 #: Per-sample flag bits.

@@ -46,6 +46,7 @@ __all__ = [
     "SequenceObjective",
     "ShiftArg",
     "Task",
+    "TaskArg",
     "TaskLiteral",
     "check_shift_argument",
     "check_task_argument",
@@ -58,6 +59,8 @@ __all__ = [
 
 TaskLiteral = Literal["multiclass", "binary", "multilabel", "regression"]
 Task = TaskLiteral
+#: The type of every ``task=`` argument: ``"auto"`` (inferred from the data and the model) or a task.
+TaskArg = Literal["auto", "multiclass", "binary", "multilabel", "regression"]
 #: The valid values of every ``task=`` argument (besides ``"auto"``).
 TASKS: tuple[str, ...] = get_args(TaskLiteral)
 

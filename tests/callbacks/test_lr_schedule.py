@@ -447,3 +447,54 @@ def test_pickled_audit_leaves_the_live_optimizer_behind(tmp_path):
         trainer.fit(_model(lambda o: sch.StepLR(o, 1000), interval="step"), _data())
     copy = pickle.loads(pickle.dumps(audit))
     assert copy._tracked == [] and copy._next_check is None and copy.findings == audit.findings
+
+
+# ---------------------------------------------------------------------- ReduceLROnPlateau's mode
+def test_plateau_with_mode_min_on_an_accuracy_fails(tmp_path):
+    audit, _ = _audit(
+        tmp_path,
+        lambda o: sch.ReduceLROnPlateau(o, mode="min", patience=2),
+        interval="epoch",
+        monitor="val_acc",
+    )
+    (finding,) = audit.findings
+    assert finding.status == "fail"
+    assert finding.message.startswith(
+        "ReduceLROnPlateau(mode='min') follows 'val_acc', but its name says higher is better: it counts "
+        "every improvement as no improvement and cuts the LR every patience + 1 = 3 epochs (x0.1 each time)"
+    )
+    assert finding.message.endswith("pass mode='max'")
+    assert finding.numbers == {"monitor": "val_acc", "mode": "min", "expected_mode": "max"}
+
+
+def test_plateau_with_the_right_mode_is_only_skipped(tmp_path):
+    for mode, monitor in (("max", "val_acc"), ("min", "val_loss"), ("min", "val_score")):
+        audit, _ = _audit(
+            tmp_path, lambda o, m=mode: sch.ReduceLROnPlateau(o, mode=m), interval="epoch", monitor=monitor
+        )
+        assert [f.status for f in audit.findings] == ["skipped"], (mode, monitor, audit.findings)
+
+
+def test_plateau_mode_against_early_stopping_on_the_same_metric(tmp_path):
+    from lightning.pytorch.callbacks import EarlyStopping as LightningEarlyStopping
+
+    # a name that says nothing: the other callback's mode on the same metric decides
+    stop = LightningEarlyStopping(monitor="val_score", mode="max")
+    audit, _ = _audit(
+        tmp_path,
+        lambda o: sch.ReduceLROnPlateau(o, mode="min"),
+        interval="epoch",
+        monitor="val_score",
+        callbacks=[stop],
+    )
+    (finding,) = audit.findings
+    assert finding.status == "fail" and "EarlyStopping follows it with mode='max'" in finding.message
+    twin = LightningEarlyStopping(monitor="val_score", mode="min")
+    audit, _ = _audit(
+        tmp_path / "twin",
+        lambda o: sch.ReduceLROnPlateau(o, mode="min"),
+        interval="epoch",
+        monitor="val_score",
+        callbacks=[twin],
+    )
+    assert [f.status for f in audit.findings] == ["skipped"]

@@ -265,6 +265,13 @@ class FinalLayer:
         out = self.outputs
         return int(out[0].numel()) if isinstance(out, torch.Tensor) and out.dim() >= 1 and len(out) else None
 
+    def set_bias(self, values: torch.Tensor) -> None:
+        """Copy ``values`` into the layer's bias (its shape, dtype and device), outside autograd."""
+        with torch.no_grad():
+            self.bias.copy_(
+                values.reshape(self.bias.shape).to(dtype=self.bias.dtype, device=self.bias.device)
+            )
+
 
 def final_layer(
     module: nn.Module,

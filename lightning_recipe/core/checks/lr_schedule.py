@@ -22,7 +22,8 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,7 +53,10 @@ __all__ = [
     "cross_check",
     "cross_check_points",
     "judge",
+    "metric_sense",
     "mismatch",
+    "monitor_modes",
+    "plateau_verdict",
     "read_curves",
 ]
 
@@ -168,11 +172,15 @@ def audit(
     max_near_zero_fraction: float = 0.25,
     max_simulated_steps: int = 200_000,
     keep: Iterable[Any] = (),
+    monitor_modes: Mapping[str, tuple[str, str]] | None = None,
 ) -> Audit:
     """Simulate and judge every scheduler of the run (``trained``: ids of the run's optimizers).
 
     ``keep``: objects a copied scheduler may share instead of copying (the module, the trainer).
+    ``monitor_modes``: ``{metric: (mode, who)}`` of the run's other callbacks that follow a metric
+    (``EarlyStopping``, ``ModelCheckpoint``), to check a ``ReduceLROnPlateau``'s ``mode`` against.
     """
+    monitor_modes = dict(monitor_modes or {})
     result = Audit()
     if not configs:
         result.verdicts.append(
@@ -189,7 +197,7 @@ def audit(
             )
         )
         return result
-    groups = _group_by_optimizer(configs, set(trained), result.verdicts)
+    groups = _group_by_optimizer(configs, set(trained), result.verdicts, monitor_modes)
     for opt_index, (optimizer, opt_configs) in enumerate(groups):
         _audit_optimizer(
             result, optimizer, opt_configs, plan, (opt_index, len(groups)),
@@ -198,21 +206,116 @@ def audit(
     return result
 
 
+# ---------------------------------------------------------------------- ReduceLROnPlateau
+#: Words of a metric's name that say which way is better (whole words of the name split at
+#: non-letters and case changes; the long words also inside a word: "valAccuracy", "top1acc").
+_HIGHER_WORDS = frozenset(
+    [
+        "acc",
+        "accuracy",
+        "f1",
+        "fbeta",
+        "auc",
+        "auroc",
+        "auprc",
+        "ap",
+        "map",
+        "precision",
+        "recall",
+        "iou",
+        "miou",
+        "jaccard",
+        "dice",
+        "r2",
+        "bleu",
+        "rouge",
+        "psnr",
+        "ssim",
+        "correct",
+    ]
+)
+_LOWER_WORDS = frozenset(
+    ["loss", "losses", "error", "err", "mse", "mae", "rmse", "nll", "perplexity", "ppl", "cer", "wer"]
+)
+_INSIDE = {"accuracy": "max", "precision": "max", "recall": "max", "loss": "min", "error": "min"}
+
+
+def metric_sense(name: str) -> str | None:
+    """``"max"`` when the metric's name says higher is better (accuracy, F1, AUC, IoU...), ``"min"``
+    when it says lower is (loss, error, MSE, perplexity...), ``None`` when it does not say or says both.
+
+    Example:
+        >>> metric_sense("val_acc"), metric_sense("val/loss"), metric_sense("valAccuracy"), metric_sense("score")
+        ('max', 'min', 'max', None)
+    """
+    spaced = re.sub(r"([a-z])([A-Z])", r"\1 \2", name).lower()
+    words = set(re.split(r"[^a-z0-9]+", spaced))
+    senses = {"max" for w in words if w in _HIGHER_WORDS} | {"min" for w in words if w in _LOWER_WORDS}
+    low = name.lower()
+    senses |= {sense for word, sense in _INSIDE.items() if word in low}
+    return senses.pop() if len(senses) == 1 else None
+
+
+def monitor_modes(callbacks: Iterable[Any]) -> dict[str, tuple[str, str]]:
+    """``{metric: (mode, callback name)}`` of the callbacks that follow a metric with a ``mode``
+    (Lightning's ``EarlyStopping`` and ``ModelCheckpoint``, and ours)."""
+    modes: dict[str, tuple[str, str]] = {}
+    for cb in callbacks:
+        monitor, mode = getattr(cb, "monitor", None), getattr(cb, "mode", None)
+        if isinstance(monitor, str) and mode in ("min", "max"):
+            modes.setdefault(monitor, (mode, type(cb).__name__))
+    return modes
+
+
+def plateau_verdict(config: SchedulerConfig, monitor_modes: Mapping[str, tuple[str, str]]) -> Verdict:
+    """A ``ReduceLROnPlateau`` cannot be simulated (it follows a metric), but its ``mode`` can be
+    checked: ``fail`` when it counts the metric's improvements as getting worse (``mode="min"`` on
+    an accuracy, or against the ``mode`` of an ``EarlyStopping`` / ``ModelCheckpoint`` on the same
+    metric): it then cuts the LR every ``patience + 1`` epochs while the model improves, driving it
+    to zero. Otherwise ``skipped`` (its decays depend on the data)."""
+    scheduler = config.scheduler
+    name = type(scheduler).__name__
+    monitor = config.monitor
+    mode = getattr(scheduler, "mode", None)
+    skipped: Verdict = (
+        "skipped",
+        f"{name}{f' follows {monitor!r}' if monitor else ' follows a metric'}: its decays depend on the data "
+        "and cannot be simulated before training",
+        {},
+    )
+    if not monitor or mode not in ("min", "max"):
+        return skipped
+    other = monitor_modes.get(monitor)
+    if other is not None and other[0] in ("min", "max") and other[0] != mode:
+        why = f"{other[1]} follows it with mode={other[0]!r}"
+        expected = other[0]
+    elif (sense := metric_sense(monitor)) is not None and sense != mode:
+        why = "its name says " + ("higher" if sense == "max" else "lower") + " is better"
+        expected = sense
+    else:
+        return skipped
+    patience = getattr(scheduler, "patience", None)
+    every = f"every patience + 1 = {patience + 1} epochs" if isinstance(patience, int) else "repeatedly"
+    factor = getattr(scheduler, "factor", None)
+    cut = f" (x{factor:g} each time)" if isinstance(factor, float) else ""
+    message = (
+        f"{name}(mode={mode!r}) follows {monitor!r}, but {why}: it counts every improvement as no "
+        f"improvement and cuts the LR {every}{cut} while the model gets better, driving it towards "
+        f"zero; pass mode={expected!r}"
+    )
+    return "fail", message, {"monitor": monitor, "mode": mode, "expected_mode": expected}
+
+
 def _group_by_optimizer(
-    configs: Sequence[SchedulerConfig], trained: set[int], verdicts: list[Verdict]
+    configs: Sequence[SchedulerConfig],
+    trained: set[int],
+    verdicts: list[Verdict],
+    monitor_modes: Mapping[str, tuple[str, str]],
 ) -> list[tuple[torch.optim.Optimizer, list[SchedulerConfig]]]:
     """The configs that can be simulated, by optimizer; a ``skipped`` verdict for each of the others."""
     for config in configs:
         if config.plateau:
-            monitor = f" follows {config.monitor!r}" if config.monitor else " follows a metric"
-            verdicts.append(
-                (
-                    "skipped",
-                    f"{type(config.scheduler).__name__}{monitor}: its decays depend on the data and cannot be "
-                    "simulated before training",
-                    {},
-                )
-            )
+            verdicts.append(plateau_verdict(config, monitor_modes))
     groups: dict[int, tuple[torch.optim.Optimizer, list[SchedulerConfig]]] = {}
     for config in configs:
         if config.plateau:

@@ -15,6 +15,7 @@ from lightning_recipe.core.checks.lr_schedule import (
     cross_check,
     cross_check_points,
     hint,
+    metric_sense,
     summary,
 )
 from lightning_recipe.core.schedules import analyse_lr
@@ -190,3 +191,25 @@ def test_cross_check_names_another_lr_writer_and_ignores_replaced_schedulers():
     assert cross_check(result.tracked, 3, set()) is None  # the scheduler was replaced (SWA)
     status, message, _ = cross_check(result.tracked, 3, {id(config.scheduler)}, manual=True)
     assert status == "skipped" and "at batch 3, though the scheduler was stepped as configured" in message
+
+
+@pytest.mark.parametrize(
+    ("name", "sense"),
+    [
+        ("val_acc", "max"),
+        ("val/accuracy", "max"),
+        ("valAccuracy", "max"),
+        ("val_f1", "max"),
+        ("val_auroc", "max"),
+        ("train_loss", "min"),
+        ("val/loss_epoch", "min"),
+        ("val_mse", "min"),
+        ("top1_err", "min"),
+        ("val_perplexity", "min"),
+        ("val_score", None),
+        ("heatmap_l1", None),
+        ("acc_loss", None),  # says both
+    ],
+)
+def test_metric_sense_from_its_name(name, sense):
+    assert metric_sense(name) == sense
