@@ -112,8 +112,7 @@ class InputIndependentBaseline(RecipeCallback):
         owner = self.name
         self.one_time = check_one_time(owner, one_time)
         self._fixed_max = max_steps is not None
-        max_steps = 500 if max_steps is None else max_steps
-        validate_arguments(owner, steps, max_steps, val_batches, margin, fill, integer_fill)
+        max_steps = validate_arguments(owner, steps, max_steps, val_batches, margin, fill, integer_fill)
         self.validate_keys(owner, input_key, target_key)
         self.steps, self.max_steps, self.val_batches, self.margin = (
             steps,
@@ -131,7 +130,6 @@ class InputIndependentBaseline(RecipeCallback):
         self._done = False
         self._stored: dict[str, Any] | None = None
 
-    # ------------------------------------------------------------------ hooks
     @override
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.should_skip(trainer):
@@ -145,7 +143,6 @@ class InputIndependentBaseline(RecipeCallback):
             return
         self._check(trainer, pl_module)
 
-    # ------------------------------------------------------------------ state
     @override
     def state_dict(self) -> dict[str, Any]:
         return {"done": self._done, "finding": self._stored}
@@ -155,7 +152,6 @@ class InputIndependentBaseline(RecipeCallback):
         self._done = bool(state_dict.get("done", False))
         self._stored = state_dict.get("finding")
 
-    # ------------------------------------------------------------------ the check
     @property
     def _config(self) -> BaselineConfig:
         config = BaselineConfig(**{f.name: getattr(self, f.name) for f in fields(BaselineConfig)})
@@ -196,8 +192,8 @@ class InputIndependentBaseline(RecipeCallback):
             lambda batch, check: self._zeroed(batch, check, pl_module),
         )
         budget = None if self.one_time is None else shared_budget(trainer, self.one_time)
-        plan = RoundPlan(config.max_steps // config.steps, budget, self.name, fixed_rounds=self._fixed_max)
-        plan.announce = lambda text: rank_zero_info(f"lightning_recipe: {self.name}: {text}")
+        say = lambda text: rank_zero_info(f"lightning_recipe: {self.name}: {text}")  # noqa: E731
+        plan = RoundPlan(config.max_steps // config.steps, budget, self.name, self._fixed_max, say)
         reduce = lambda v: self.all_reduce_sum(trainer, torch.tensor(v, dtype=torch.float64)).tolist()  # noqa: E731
         agree = lambda ok: self.decide(trainer, ok, all_=True)  # noqa: E731
         start = time.perf_counter()
@@ -244,10 +240,10 @@ class InputIndependentBaseline(RecipeCallback):
         """A resumed run: show the stored verdict again instead of redoing the check."""
         if self._stored is None or any(f.check == self.name for f in self.findings):
             return
-        stored = self._stored
-        numbers = dict(stored.get("numbers") or {})
-        self.real_val_loss = numbers.get("real_val_loss")
-        self.zeroed_val_loss = numbers.get("zeroed_val_loss")
+        stored, numbers = self._stored, dict(self._stored.get("numbers") or {})
+        self.real_val_loss, self.zeroed_val_loss = (
+            numbers.get(k) for k in ("real_val_loss", "zeroed_val_loss")
+        )
         self.record(
             trainer, stored.get("status", "skipped"), stored.get("message", ""), numbers, raise_on_fail=False
         )

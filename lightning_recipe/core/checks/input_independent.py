@@ -107,8 +107,10 @@ class BaselineConfig:
 
 def validate_arguments(
     owner: str, steps: Any, max_steps: Any, val_batches: Any, margin: Any, fill: Any, integer_fill: Any
-) -> None:
-    """Raise ``ValueError``/``TypeError`` naming ``owner`` and the argument for a value the check cannot use."""
+) -> int:
+    """Raise ``ValueError``/``TypeError`` naming ``owner`` and the argument for a value the check cannot use;
+    returns ``max_steps`` (``None``: the default, 500)."""
+    max_steps = BaselineConfig.max_steps if max_steps is None else max_steps
     check_positive_int(owner, "steps", steps)
     check_positive_int(owner, "max_steps", max_steps)
     if max_steps < steps:
@@ -124,6 +126,7 @@ def validate_arguments(
         raise TypeError(
             f"{owner}(integer_fill={integer_fill!r}): pass an integer id (e.g. the padding id) or None."
         )
+    return max_steps
 
 
 # ---------------------------------------------------------------------- zeroing the inputs
@@ -664,11 +667,11 @@ class RoundPlan:
     rounds: int
     budget: OneTimeBudget | None = None
     name: str = "InputIndependentBaseline"
-    chunks: int = 4
     fixed_rounds: bool = False
+    announce: Callable[[str], None] | None = None
+    chunks: int = 4
     steps: int | None = None
     short: bool = False
-    announce: Callable[[str], None] | None = None
 
     def sizes(self, steps: int) -> list[int]:
         """The chunks of a round of ``steps`` steps."""
