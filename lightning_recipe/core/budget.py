@@ -371,14 +371,24 @@ class OneTimeBudget:
         self.spent[name] = self.spent.get(name, 0.0) + float(seconds)
 
     def note(self, name: str, steps: int, short: bool, what: str = "steps") -> str:
-        """The sentence a finding adds: the steps run and the budget, and whether the minimum exceeded it."""
+        """The sentence a finding adds: the steps run, the seconds used and the budget; ``short``: the
+        minimum a verdict needs exceeded the budget (known from the seconds used once charged).
+
+        Example:
+            >>> budget = OneTimeBudget(members=["OverfitBatchCheck"])
+            >>> budget.charge("OverfitBatchCheck", 0.25)
+            >>> budget.note("OverfitBatchCheck", 40, short=True)
+            '40 steps, 0.25 s of its 1 s one-time budget (5% of the planned run, at least 1 s)'
+        """
         allowed = self.allowance_s(name)
         spent = self.spent.get(name)
-        used = f", used {spent:.2g} s" if spent is not None else ""
-        text = f"one-time budget {allowed:.2g} s ({self.share:.0%} of the planned run or {self.floor_s:g} s{used})"
+        if spent is not None:
+            short = spent > allowed
+        used = f", {spent:.2g} s" if spent is not None else ""
+        of = f"one-time budget ({self.share:.0%} of the planned run, at least {self.floor_s:g} s)"
         if short:
-            return f"{steps} {what} (the minimum for a verdict; it exceeds the {text})"
-        return f"{steps} {what} within the {text}"
+            return f"{steps} {what}{used}: the minimum for a verdict, over its {allowed:.2g} s {of}"
+        return f"{steps} {what}{used} of its {allowed:.2g} s {of}"
 
 
 def shared_budget(trainer: Any, share: float) -> OneTimeBudget:

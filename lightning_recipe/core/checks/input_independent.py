@@ -693,8 +693,8 @@ class RoundPlan:
         self.rounds = max(1, self.steps // config.steps)
         self.steps = self.rounds * config.steps
         if self.announce is not None:
-            why = ", the minimum for a verdict" if self.short else ""
-            self.announce(f"up to {self.steps} steps per copy ({allowed:.2g} s of the one-time budget{why})")
+            why = "the minimum for a verdict, over" if self.short else "within"
+            self.announce(f"up to {self.steps} steps per copy ({why} its {allowed:.2g} s of the one-time budget)")
 
     def numbers(self) -> dict[str, Any]:
         """The budget numbers of the finding (empty without a budget)."""
