@@ -116,7 +116,7 @@ class DataInspector(RecipeCallback):
         on_fail: OnFail = "warn",
     ) -> None:
         super().__init__(on_fail)
-        self.one_time = check_one_time(self.name, one_time)
+        self.one_time_share = check_one_time(self.name, one_time)
         self.input_key = input_key
         self.target_key = target_key
         self.task = task
@@ -181,8 +181,8 @@ class DataInspector(RecipeCallback):
         progress = self.progress if self.progress is not None else trainer.progress_bar_callback is not None
         rank, world = int(trainer.global_rank), int(trainer.world_size)
         config, budget, cap, start = self.config, None, None, time.perf_counter()
-        if self.one_time is not None and self.max_samples is None:
-            budget = shared_budget(trainer, self.one_time)
+        if self.one_time_share is not None and self.max_samples is None:
+            budget = shared_budget(trainer, self.one_time_share)
             cap = budget_samples(
                 budget.fraction(self.name),
                 budget.planned_steps,

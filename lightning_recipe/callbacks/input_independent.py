@@ -110,7 +110,7 @@ class InputIndependentBaseline(RecipeCallback):
     ) -> None:
         super().__init__(on_fail)
         owner = self.name
-        self.one_time = check_one_time(owner, one_time)
+        self.one_time_share = check_one_time(owner, one_time)
         self._fixed_max = max_steps is not None
         max_steps = validate_arguments(owner, steps, max_steps, val_batches, margin, fill, integer_fill)
         self.validate_keys(owner, input_key, target_key)
@@ -191,7 +191,7 @@ class InputIndependentBaseline(RecipeCallback):
             lambda batch: strategy.batch_to_device(batch, strategy.root_device),
             lambda batch, check: self._zeroed(batch, check, pl_module),
         )
-        budget = None if self.one_time is None else shared_budget(trainer, self.one_time)
+        budget = None if self.one_time_share is None else shared_budget(trainer, self.one_time_share)
         say = lambda text: rank_zero_info(f"lightning_recipe: {self.name}: {text}")  # noqa: E731
         plan = RoundPlan(config.max_steps // config.steps, budget, self.name, self._fixed_max, say)
         reduce = lambda v: self.all_reduce_sum(trainer, torch.tensor(v, dtype=torch.float64)).tolist()  # noqa: E731

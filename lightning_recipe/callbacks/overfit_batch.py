@@ -111,7 +111,7 @@ class OverfitBatchCheck(RecipeCallback):
     ) -> None:
         super().__init__(on_fail)
         owner = self.name
-        self.one_time = check_one_time(owner, one_time)
+        self.one_time_share = check_one_time(owner, one_time)
         self._fixed_max, max_steps = max_steps is not None, 300 if max_steps is None else max_steps
         check_positive_int(owner, "num_samples", num_samples, minimum=1)
         check_positive_int(owner, "max_steps", max_steps, minimum=1)
@@ -216,7 +216,8 @@ class OverfitBatchCheck(RecipeCallback):
         local_batchnorm(shadow.module)
         if self.augment_off is not None:
             self.augment_off(shadow.module)
-        budget = None if self.one_time is None or trainer is None else shared_budget(trainer, self.one_time)
+        share = self.one_time_share
+        budget = None if share is None or trainer is None else shared_budget(trainer, share)
         limit = None if budget is None or self._fixed_max else budget.allowance_s(self.name)
         config = OverfitConfig(self.max_steps, self.patience, self.target_loss, self.task, limit)
         call = ModelCall(forward=self.forward, input_key=self.input_key, target_key=self.target_key)

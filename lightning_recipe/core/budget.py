@@ -395,7 +395,7 @@ def shared_budget(trainer: Any, share: float) -> OneTimeBudget:
     """The :class:`OneTimeBudget` of ``trainer``'s run, shared by its budgeted one-time checks.
 
     Created by the first check that asks: its members are the callbacks of ``trainer.callbacks``
-    with a ``one_time`` share set; the share is the largest of theirs (``share`` when none).
+    with a ``one_time_share`` set (their ``one_time=`` argument); the share is the largest of theirs (``share`` when none).
     ``trainer.estimated_stepping_batches`` is the planned run (``inf``: unknown, the floor applies).
     """
     import weakref
@@ -408,9 +408,10 @@ def shared_budget(trainer: Any, share: float) -> OneTimeBudget:
     if budget is not None and budget.planned_steps == planned:
         return budget
     callbacks = list(getattr(trainer, "callbacks", []) or [])
-    shares = [cb.one_time for cb in callbacks if isinstance(getattr(cb, "one_time", None), float)]
-    members = [type(cb).__name__ for cb in callbacks if isinstance(getattr(cb, "one_time", None), float)]
-    budget = OneTimeBudget(share=max([share, *shares]), planned_steps=planned, members=members)
+    budgeted = [cb for cb in callbacks if getattr(cb, "one_time_share", None) is not None]
+    shares = [float(cb.one_time_share) for cb in budgeted]
+    members = [type(cb).__name__ for cb in budgeted]
+    budget = OneTimeBudget(max([share, *shares]), planned, members, floor_s=ONE_TIME_FLOOR_S)
     _plans[trainer] = budget
     return budget
 

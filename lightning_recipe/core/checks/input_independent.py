@@ -694,7 +694,9 @@ class RoundPlan:
         self.steps = self.rounds * config.steps
         if self.announce is not None:
             why = "the minimum for a verdict, over" if self.short else "within"
-            self.announce(f"up to {self.steps} steps per copy ({why} its {allowed:.2g} s of the one-time budget)")
+            self.announce(
+                f"up to {self.steps} steps per copy ({why} its {allowed:.2g} s of the one-time budget)"
+            )
 
     def numbers(self) -> dict[str, Any]:
         """The budget numbers of the finding (empty without a budget)."""
