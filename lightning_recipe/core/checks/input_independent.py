@@ -736,10 +736,9 @@ def run_rounds(
                 return measured, ("skipped", reason or "another process could not run the check")
             total = reduce(pair.local)
             fine.add(total, pair.steps_done)
-            if k == 1 and j == 0:
-                plan.measured(
-                    config, (time.perf_counter() - start) / size, (pair.train_s - train0) / (2 * size)
-                )
+            if k == 1 and j == 0 and plan.budget is not None:  # the mean over the ranks: one plan on all
+                pair_s, train_s, ranks = reduce([time.perf_counter() - start, pair.train_s - train0, 1.0])
+                plan.measured(config, pair_s / ranks / size, train_s / ranks / (2 * size))
             found = clear_pass(config, fine, size) if k and j < len(sizes) - 1 else None
             if found is not None:
                 return fine, found
