@@ -172,10 +172,13 @@ def test_one_time_must_be_a_fraction_or_none(value):
 
 
 def test_recipe_callbacks_pass_the_one_time_share_and_keep_explicit_step_counts():
+    from lightning_recipe import InputIndependentBaseline
+
     cbs = {type(cb).__name__: cb for cb in recipe_callbacks("full", one_time=0.1)}
     assert cbs["InputIndependentBaseline"].one_time_share == cbs["OverfitBatchCheck"].one_time_share == 0.1
     assert cbs["DataInspector"].one_time_share == 0.1
-    overrides = {"InputIndependentBaseline": {"max_steps": 200}, "OverfitBatchCheck": {"max_steps": 40}}
+    overrides = {"InputIndependentBaseline": {"max_steps": 200}}
     cbs = {type(cb).__name__: cb for cb in recipe_callbacks("full", overrides=overrides)}
-    assert cbs["InputIndependentBaseline"]._fixed_max and cbs["OverfitBatchCheck"]._fixed_max
+    assert cbs["InputIndependentBaseline"]._fixed_max
+    assert not InputIndependentBaseline()._fixed_max
     assert not any(getattr(cb, "one_time_share", None) for cb in recipe_callbacks("full", one_time=None))

@@ -69,9 +69,9 @@ class OverfitBatchCheck(RecipeCallback):
         prepare_batch: ``callable(batch) -> batch`` applied to the examples before training.
         log_figure: log the summary figure.
         one_time: the share of the planned run the one-time checks may take together (README
-            "Cost"): the copy trains at most its part of that budget (at least ``2 * patience``
-            steps; the finding says so). ``None`` (default alone): no budget; an explicit
-            ``max_steps`` is always kept.
+            "Cost"): the finding says the steps and seconds against this check's part. The copy
+            still trains to the target, a plateau or ``max_steps`` (fewer steps could turn a
+            ``pass`` into a ``warn``). ``None`` (default alone): no budget.
         on_fail: ``"warn"`` (default) or ``"raise"`` a ``RecipeCheckError`` on a ``fail``.
 
     Attributes:
@@ -96,7 +96,7 @@ class OverfitBatchCheck(RecipeCallback):
     def __init__(
         self,
         num_samples: int = 8,
-        max_steps: int | None = None,
+        max_steps: int = 300,
         patience: int = 50,
         target_loss: float | None = None,
         task: str = "auto",
@@ -112,7 +112,6 @@ class OverfitBatchCheck(RecipeCallback):
         super().__init__(on_fail)
         owner = self.name
         self.one_time_share = check_one_time(owner, one_time)
-        self._fixed_max, max_steps = max_steps is not None, 300 if max_steps is None else max_steps
         check_positive_int(owner, "num_samples", num_samples, minimum=1)
         check_positive_int(owner, "max_steps", max_steps, minimum=1)
         check_positive_int(owner, "patience", patience, minimum=2)
@@ -218,8 +217,7 @@ class OverfitBatchCheck(RecipeCallback):
             self.augment_off(shadow.module)
         share = self.one_time_share
         budget = None if share is None or trainer is None else shared_budget(trainer, share)
-        limit = None if budget is None or self._fixed_max else budget.allowance_s(self.name)
-        config = OverfitConfig(self.max_steps, self.patience, self.target_loss, self.task, limit)
+        config = OverfitConfig(self.max_steps, self.patience, self.target_loss, self.task)
         call = ModelCall(forward=self.forward, input_key=self.input_key, target_key=self.target_key)
         start = time.perf_counter()
         outcome = overfit(shadow, small, n, config, call)

@@ -18,7 +18,6 @@ Example:
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,15 +82,12 @@ class OverfitConfig:
         patience: steps without meaningful improvement before the loss counts as a plateau.
         target_loss: the loss to reach; ``None`` judges from the kind of targets.
         task: ``"auto"`` or the task.
-        budget_s: seconds the copy may train (a one-time budget); ``None``: no limit. Training
-            stops at the budget only after ``2 * patience`` steps (what a plateau needs).
     """
 
     max_steps: int = 300
     patience: int = 50
     target_loss: float | None = None
     task: str = "auto"
-    budget_s: float | None = None
 
 
 @dataclass
@@ -113,7 +109,6 @@ class OverfitRun:
     changed: bool = True
     hints: list[str] = field(default_factory=list)
     learning_rate: str = ""
-    over_budget: bool = False
 
 
 @dataclass
@@ -182,15 +177,7 @@ def overfit(
 def _train(shadow: ShadowSteps, batch: Any, config: OverfitConfig, call: ModelCall, run: OverfitRun) -> None:
     """Step the copy until the target, a plateau, a non-finite loss or ``max_steps``; fills ``run``."""
     losses = run.losses
-    start = time.perf_counter()
     for k in range(config.max_steps):
-        if (
-            config.budget_s is not None
-            and k >= 2 * config.patience
-            and time.perf_counter() - start > config.budget_s
-        ):
-            run.over_budget = True
-            break
         value = shadow.step(batch, k)
         losses.append(value)
         if not math.isfinite(value):
@@ -331,13 +318,6 @@ def _not_reached(config: OverfitConfig, run: OverfitRun, numbers: dict[str, Any]
             "fail",
             f"cannot overfit {n} examples: the loss {reached} {best:.4g} after {steps} steps (from {initial:.4g}; "
             f"lowest achievable {target_text(kind, target)}); {hint}",
-        )
-    if run.over_budget:
-        return (
-            "warn",
-            f"the loss was still decreasing after {steps} steps on {n} examples ({initial:.4g} -> {best:.4g}, "
-            f"target {target_text(kind, target)}) when the copy's one-time budget of {config.budget_s:.2g} s "
-            "ran out; pass `max_steps=` (kept as given) or a larger `one_time=` to conclude",
         )
     return (
         "warn",
