@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from lightning.pytorch import Callback
 
-from lightning_recipe.core.budget import check_overhead, split_share
+from lightning_recipe.core.budget import ONE_TIME_SHARE, check_one_time, check_overhead, split_share
 
 __all__ = ["STAGES", "Stage", "recipe_callbacks"]
 
@@ -70,6 +70,7 @@ def recipe_callbacks(
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
     report: bool = True,
     overhead: float = 0.03,
+    one_time: float | None = ONE_TIME_SHARE,
 ) -> list[Callback]:
     """Return the recipe callbacks of a stage, ready for ``Trainer(callbacks=...)``.
 
@@ -108,6 +109,11 @@ def recipe_callbacks(
             points a verdict needs are always taken). An explicit cadence in ``overrides`` (e.g.
             ``every_n_train_steps``) is fixed and ignores the budget. ``RecipeReport`` shows what
             each callback cost.
+        one_time: the share of the planned run the one-time checks before training may take together
+            (default 5%, or ``ONE_TIME_FLOOR_S`` = 1 s if that is more; README "Cost"): passed to
+            every callback that takes ``one_time=``, which scales its step count to its part of
+            the budget, never below what its verdict needs (the finding then says so). Explicit
+            step counts in ``overrides`` (``steps=``, ``max_steps=``) are kept. ``None``: no budget.
 
     Raises:
         ValueError: for an unknown stage or class name.
@@ -124,6 +130,7 @@ def recipe_callbacks(
                 f"recipe_callbacks: unknown callback {name!r} in exclude/overrides; pass class names from {known}."
             )
     check_overhead("recipe_callbacks", overhead)
+    one_time = check_one_time("recipe_callbacks", one_time)
     budgeted = [
         n
         for n in STAGES[stage]
@@ -144,6 +151,8 @@ def recipe_callbacks(
                 kwargs["mode"] = mode or "min"
         if name in shares:
             kwargs["overhead"] = shares[name]
+        if "one_time" in params:
+            kwargs["one_time"] = one_time
         if name == "FixedSeed":
             kwargs["seed"] = seed
         if name == "EarlyStopping":

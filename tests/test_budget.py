@@ -134,3 +134,51 @@ def test_budgeted_cadences_agree_across_two_process_ddp(tmp_path):
     ev = read_events(log_dir)
     assert [s for s, *_ in ev.images("recipe/prediction_dynamics/trajectories")][-1] == 30
     assert ev.images("recipe/update_health/layers")[-1][0] > 0
+
+
+# ---------------------------------------------------------------------- one-time checks: the budget (issue 14)
+def test_one_time_budget_arithmetic_without_a_trainer():
+    from lightning_recipe.core.budget import OneTimeBudget, plan_budget, steps_within
+
+    assert plan_budget(0.05, 600.0, floor_s=1.0) == 30.0  # 5% of a 10-minute run
+    assert plan_budget(0.05, 6.0, floor_s=1.0) == 1.0  # a short run: the floor
+    assert plan_budget(0.05, None, floor_s=2.0) == 2.0  # an endless run: the floor
+    assert steps_within(1.0, 0.01, minimum=25, maximum=500) == (100, False)
+    assert steps_within(0.1, 0.01, minimum=25, maximum=500) == (25, True)  # the minimum a verdict needs
+    assert steps_within(99.0, 0.01, minimum=25, maximum=500) == (500, False)
+    members = ["DataInspector", "OverfitBatchCheck", "InputIndependentBaseline"]
+    budget = OneTimeBudget(share=0.05, planned_steps=10_000, members=members, floor_s=1.0)
+    assert budget.total_s == 1.0  # no step time measured yet
+    budget.observe(0.02)
+    budget.observe(5.0)  # the first measurement is kept
+    assert budget.planned_s == pytest.approx(200.0) and budget.total_s == pytest.approx(10.0)
+    # weights 1 : 2 : 4 of 7
+    assert budget.allowance_s("InputIndependentBaseline") == pytest.approx(40 / 7)
+    assert budget.allowance_s("DataInspector") == pytest.approx(10 / 7)
+    assert budget.fraction("OverfitBatchCheck") == pytest.approx(0.05 * 2 / 7)
+    budget.charge("OverfitBatchCheck", 0.5)
+    assert "0.5 s of its 2.9 s one-time budget" in budget.note("OverfitBatchCheck", 40, short=True)
+    budget.charge("OverfitBatchCheck", 3.0)  # spent more than its share: only the minimum does that
+    assert "the minimum for a verdict, over its 2.9 s" in budget.note("OverfitBatchCheck", 300, short=False)
+
+
+@pytest.mark.parametrize("value", [0, -0.1, 1.5, True, "5%"])
+def test_one_time_must_be_a_fraction_or_none(value):
+    from lightning_recipe import InputIndependentBaseline, OverfitBatchCheck
+
+    for make in (InputIndependentBaseline, OverfitBatchCheck, recipe_callbacks):
+        with pytest.raises(ValueError, match=r"\(one_time=.*between 0 and 1"):
+            make(one_time=value)
+
+
+def test_recipe_callbacks_pass_the_one_time_share_and_keep_explicit_step_counts():
+    from lightning_recipe import InputIndependentBaseline
+
+    cbs = {type(cb).__name__: cb for cb in recipe_callbacks("full", one_time=0.1)}
+    assert cbs["InputIndependentBaseline"].one_time_share == cbs["OverfitBatchCheck"].one_time_share == 0.1
+    assert cbs["DataInspector"].one_time_share == 0.1
+    overrides = {"InputIndependentBaseline": {"max_steps": 200}}
+    cbs = {type(cb).__name__: cb for cb in recipe_callbacks("full", overrides=overrides)}
+    assert cbs["InputIndependentBaseline"]._fixed_max
+    assert not InputIndependentBaseline()._fixed_max
+    assert not any(getattr(cb, "one_time_share", None) for cb in recipe_callbacks("full", one_time=None))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from typing import Any
 
 from lightning.pytorch import LightningModule, Trainer
@@ -10,10 +12,13 @@ from typing_extensions import override
 from lightning_recipe import writer as recipe_logging
 from lightning_recipe.callbacks.base import OnFail, RecipeCallback
 from lightning_recipe.core.batches import KeySpec
+from lightning_recipe.core.budget import check_one_time, shared_budget
 from lightning_recipe.core.checks.data_inspector import (
     DataInspection,
     DataInspectorConfig,
+    budget_samples,
     inspect_data,
+    note_scanned,
     report_findings,
     scan_sources,
     summary_scalars,
@@ -63,6 +68,10 @@ class DataInspector(RecipeCallback):
         top_k: how many extreme samples to show per statistic and direction.
         progress: show a progress bar (default: when the trainer shows one).
         log_images: log the figures (the summary, scalars and histograms always).
+        one_time: the share of the planned run the one-time checks may take together (README "Cost"):
+            without ``max_samples``, a split is read up to a fixed random subset of what that share
+            of the planned run trains on (at least 4096 samples); the summary says how many batches
+            were read. ``None`` (default alone): every sample.
         on_fail: ``"warn"`` or ``"raise"`` (``RecipeCheckError`` for a ``fail``, after logging).
 
     Attributes:
@@ -103,9 +112,11 @@ class DataInspector(RecipeCallback):
         top_k: int = 8,
         progress: bool | None = None,
         log_images: bool = True,
+        one_time: float | None = None,
         on_fail: OnFail = "warn",
     ) -> None:
         super().__init__(on_fail)
+        self.one_time_share = check_one_time(self.name, one_time)
         self.input_key = input_key
         self.target_key = target_key
         self.task = task
@@ -169,12 +180,29 @@ class DataInspector(RecipeCallback):
         sources = self._sources(trainer)
         progress = self.progress if self.progress is not None else trainer.progress_bar_callback is not None
         rank, world = int(trainer.global_rank), int(trainer.world_size)
+        config, budget, cap, start = self.config, None, None, time.perf_counter()
+        if self.one_time_share is not None and self.max_samples is None:
+            budget = shared_budget(trainer, self.one_time_share)
+            cap = budget_samples(
+                budget.fraction(self.name),
+                budget.planned_steps,
+                self.batch_size or getattr(sources["train"], "batch_size", None),
+            )
+            config = replace(config, max_samples=cap)
         # iterable sources are iterated as they are: their own generators are restored too
         with preserved_state(None, loaders=list(sources.values())):
             outcome = scan_sources(
-                sources, self.config, bool(progress), rank, world, agree=lambda ok: self.decide(trainer, ok)
+                sources, config, bool(progress), rank, world, agree=lambda ok: self.decide(trainer, ok)
             )
         self._done = True
+        if budget is not None and cap is not None and outcome.report is not None:
+            budget.charge(self.name, time.perf_counter() - start)
+            note_scanned(
+                outcome.report,
+                outcome.plans,
+                cap,
+                budget.note(self.name, cap, False, "samples per split at most"),
+            )
         for reason in outcome.failed.values():
             self.record(trainer, "skipped", reason, {"issue": "not_scanned"})
         if outcome.report is None:

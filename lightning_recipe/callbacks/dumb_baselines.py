@@ -11,21 +11,15 @@ from lightning.pytorch import LightningModule, Trainer
 from typing_extensions import override
 
 from lightning_recipe import writer
-from lightning_recipe.callbacks.base import OnFail, RecipeCallback, check_choice, check_positive_int
-from lightning_recipe.core.baselines import LOSSES, BaselineScores
-from lightning_recipe.core.batches import KeySpec, split_batch
+from lightning_recipe.callbacks.base import OnFail, RecipeCallback
+from lightning_recipe.core.baselines import BaselineScores
+from lightning_recipe.core.batches import KeySpec
 from lightning_recipe.core.checks import dumb_baselines as checks
 from lightning_recipe.core.checks.dumb_baselines import CompareTo, Comparison, Mode, Point
 from lightning_recipe.core.losses import resolve_loss
 from lightning_recipe.core.model_call import ModelCall
 from lightning_recipe.core.state import preserved_state
-from lightning_recipe.core.tasks import (
-    SequenceObjective,
-    ShiftArg,
-    TaskLiteral,
-    check_shift_argument,
-    check_task_argument,
-)
+from lightning_recipe.core.tasks import ShiftArg
 from lightning_recipe.findings import Skip
 from lightning_recipe.plots.dumb_baselines import comparison_figure
 
@@ -108,28 +102,15 @@ class DumbBaselines(RecipeCallback):
     ) -> None:
         super().__init__(on_fail)
         owner = self.name
-        check_shift_argument(shift, owner)
+        checks.validate_choices(owner, mode, compare_to, task, loss, num_classes, max_batches, shift)
         checks.check_arguments(owner, monitor, human_baseline, margin, ignore_index)
-        check_choice(owner, "mode", mode, ("auto", "min", "max"))
-        check_choice(owner, "compare_to", compare_to, ("auto", "loss", "accuracy", "mae"))
-        check_task_argument(task, owner)
-        check_choice(owner, "loss", loss, ("auto", *LOSSES))
-        check_positive_int(owner, "num_classes", num_classes, allow_none=True, minimum=2)
-        check_positive_int(owner, "max_batches", max_batches, allow_none=True)
         self.validate_keys(owner, input_key, target_key)
-        self.monitor = monitor
+        self.monitor, self.task, self.loss, self.margin = monitor, task, loss, float(margin)
         self.compare_to, self.mode = checks.resolve_comparison(owner, monitor, mode, compare_to)
-        self.task = task
-        self.loss = loss
         self.human_baseline = None if human_baseline is None else float(human_baseline)
-        self.margin = float(margin)
-        self.num_classes = num_classes
-        self.ignore_index = ignore_index
-        self.input_key = input_key
-        self.target_key = target_key
-        self.max_batches = max_batches
-        self.log_figure = bool(log_figure)
-        self.shift = shift
+        self.num_classes, self.ignore_index, self.max_batches = num_classes, ignore_index, max_batches
+        self.input_key, self.target_key = input_key, target_key
+        self.log_figure, self.shift = bool(log_figure), shift
         self.scores: BaselineScores | None = None
         self.baseline: float | None = None
         self.beaten_at: Point | None = None
@@ -144,7 +125,6 @@ class DumbBaselines(RecipeCallback):
     def state_key(self) -> str:
         return self._generate_state_key(monitor=self.monitor)
 
-    # ------------------------------------------------------------------ hooks
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
@@ -205,28 +185,18 @@ class DumbBaselines(RecipeCallback):
         if self.log_figure and trainer.is_global_zero and self.history and self.baseline is not None:
             self._log_comparison(trainer)
 
-    # ------------------------------------------------------------------ state
     @override
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "history": [list(p) for p in self.history],
-            "beaten_at": None if self.beaten_at is None else list(self.beaten_at),
-            "human_reached_at": None if self.human_reached_at is None else list(self.human_reached_at),
-        }
+        return checks.history_state(self.history, self.beaten_at, self.human_reached_at)
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.history = [checks.point(p) for p in state_dict.get("history", [])]
-        beaten, human = state_dict.get("beaten_at"), state_dict.get("human_reached_at")
-        self.beaten_at = None if beaten is None else checks.point(beaten)
-        self.human_reached_at = None if human is None else checks.point(human)
+        self.history, self.beaten_at, self.human_reached_at = checks.load_history(state_dict)
 
-    # ------------------------------------------------------------------ baselines
     def _compute(self, trainer: Trainer, pl_module: LightningModule) -> BaselineScores:
         val_loader = self.val_dataloader(trainer)
-        train_loader = (
-            self.first_dataloader(self.train_dataloader(trainer)) if val_loader is not None else None
-        )
+        train = self.train_dataloader(trainer) if val_loader is not None else None
+        train_loader = None if train is None else self.first_dataloader(train)
         checks.check_streams(train_loader, val_loader)
         reducer = checks.Reducer(
             trainer.world_size,
@@ -250,38 +220,23 @@ class DumbBaselines(RecipeCallback):
             except ValueError as err:
                 raise Skip(str(err)) from err
 
-    def _resolve_task(
-        self, trainer: Trainer, pl_module: LightningModule, loader: Any
-    ) -> tuple[TaskLiteral, int | None, SequenceObjective | None]:
+    def _resolve_task(self, trainer: Trainer, pl_module: LightningModule, loader: Any) -> checks.Resolved:
         """The task, class count and token objective from one validation batch and the model's output on it."""
-        batch = next(iter(loader), None)
-        if batch is None:
-            raise Skip("the validation dataloader yielded no batch; pass validation data to `Trainer.fit`")
-        parts = split_batch(batch, input_key=self.input_key, target_key=self.target_key, require_targets=True)
-        assert parts.targets is not None
-        outputs = loss = None
-        if self.task in ("auto", "multiclass"):
-            call = ModelCall(input_key=self.input_key, target_key=self.target_key)
-            try:
-                moved = trainer.strategy.batch_to_device(batch, trainer.strategy.root_device)
-                result = call(pl_module, moved, context=trainer.precision_plugin.forward_context())
-                outputs, loss = result.logits, result.loss
-            except Exception:  # a forward that cannot be called on the batch: infer from the targets alone
-                outputs = None
-        outputs = None if outputs is None else outputs.detach().float().cpu()
-        task, num_classes = checks.resolve_task(parts.targets, outputs, self.task, self.num_classes)
-        args = (parts.targets, outputs, batch, pl_module, loss, self.shift, self.ignore_index)
-        return task, num_classes, checks.token_objective(task, *args)
+        call = ModelCall(input_key=self.input_key, target_key=self.target_key)
 
-    # ------------------------------------------------------------------ logging
+        def forward(batch: Any) -> tuple[Any, Any]:
+            moved = trainer.strategy.batch_to_device(batch, trainer.strategy.root_device)
+            result = call(pl_module, moved, context=trainer.precision_plugin.forward_context())
+            return result.logits, result.loss
+
+        keys = (self.input_key, self.target_key, self.shift, self.ignore_index, pl_module)
+        return checks.task_from_batch(next(iter(loader), None), forward, self.task, self.num_classes, *keys)
+
     def _log_baselines(self, trainer: Trainer) -> None:
         if self.scores is None:
             return
-        values = {
-            f"{_TAG}/{name}": value for name, value in self.scores.tags().items() if math.isfinite(value)
-        }
-        if self.human_baseline is not None:
-            values[f"{_TAG}/human_baseline"] = self.human_baseline
+        values = {f"{_TAG}/{k}": v for k, v in self.scores.tags().items() if math.isfinite(v)}
+        values.update({} if self.human_baseline is None else {f"{_TAG}/human_baseline": self.human_baseline})
         writer.log_scalars(trainer, values, trainer.global_step)
 
     def _log_comparison(self, trainer: Trainer) -> None:

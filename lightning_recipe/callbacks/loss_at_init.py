@@ -107,13 +107,8 @@ class LossAtInitCheck(RecipeCallback):
         self.rtol = check_rtol(owner, rtol)
         check_layer_and_index(owner, layer, ignore_index)
         self.validate_keys(owner, input_key, target_key)
-        self.task = task
-        self.loss = loss
-        self.layer = layer
-        self.input_key = input_key
-        self.target_key = target_key
-        self.ignore_index = ignore_index
-        self.shift = shift
+        self.task, self.loss, self.layer, self.shift = task, loss, layer, shift
+        self.input_key, self.target_key, self.ignore_index = input_key, target_key, ignore_index
         self.measured: float | None = None
         self.expected: float | None = None
         self._done = False
@@ -137,7 +132,6 @@ class LossAtInitCheck(RecipeCallback):
         if self.layer is not None:
             find_layer(pl_module, self.layer, "LossAtInitCheck(layer=...)")
 
-    # ------------------------------------------------------------------ hooks
     @override
     def on_train_batch_start(
         self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
@@ -210,33 +204,21 @@ class LossAtInitCheck(RecipeCallback):
         self._watch.disarm()
         self.record(trainer, "skipped", reason)
 
-    # ------------------------------------------------------------------ the check
     def _local(self, trainer: Trainer, pl_module: LightningModule, loss: torch.Tensor) -> dict[str, Any]:
         accumulate = trainer.accumulate_grad_batches if pl_module.automatic_optimization else 1
         scale = loss_scale(getattr(getattr(trainer, "precision_plugin", None), "scaler", None))
         measured = measured_loss(loss, accumulate, scale)
         assert self._targets is not None
         init = applied_bias_init(trainer)
+        dataset = getattr(self.first_dataloader(trainer.train_dataloader), "dataset", None)
         return step_evidence(
-            measured,
-            self._targets,
-            self._watch.last,
-            task=self.task,
-            loss=self.loss,
+            measured, self._targets, self._watch.last, task=self.task, loss=self.loss,
             bias_init=None if init is None else (init.layer_name, init.stats),
-            data_stats=lambda task, width: dataset_stats(
-                getattr(self.first_dataloader(trainer.train_dataloader), "dataset", None),
-                task,
-                width,
-                self.ignore_index,
-            ),
-            ignore_index=self.ignore_index,
-            batch=self._batch,
-            model=pl_module,
-            model_loss=self._watch.model_loss,
-            shift=self.shift,
+            data_stats=lambda task, width: dataset_stats(dataset, task, width, self.ignore_index),
+            ignore_index=self.ignore_index, batch=self._batch, model=pl_module,
+            model_loss=self._watch.model_loss, shift=self.shift,
             loss_grad=None if self._grad is None else self._grad * (accumulate / scale),
-        )
+        )  # fmt: skip
 
     def _check(self, trainer: Trainer, pl_module: LightningModule, loss: torch.Tensor) -> None:
         local: dict[str, Any] | None = None
@@ -259,11 +241,7 @@ class LossAtInitCheck(RecipeCallback):
             ev = mean_evidence(ev, lambda t: self.all_reduce_sum(trainer, t), trainer.world_size)
         status, message, numbers = loss_finding(local, self.rtol, ev)
         self.measured, self.expected = numbers["measured"], numbers["expected"]
-        scalars = {
-            "recipe/loss_at_init/measured": numbers["measured"],
-            "recipe/loss_at_init/expected": numbers["expected"],
-            "recipe/loss_at_init/uninformative": numbers["uninformative"],
-        }
-        finite = {k: v for k, v in scalars.items() if math.isfinite(v)}
+        names = ("measured", "expected", "uninformative")
+        finite = {f"recipe/loss_at_init/{k}": numbers[k] for k in names if math.isfinite(numbers[k])}
         recipe_logging.log_scalars(trainer, finite, int(trainer.global_step))
         self.record(trainer, status, message, numbers)  # type: ignore[arg-type]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,7 @@ from lightning_recipe.callbacks._shadow import ShadowTrainer, ShadowUnsupported
 from lightning_recipe.callbacks.base import OnFail, RecipeCallback, check_positive_int
 from lightning_recipe.callbacks.batch_independence import agree
 from lightning_recipe.core.batches import KeySpec
+from lightning_recipe.core.budget import check_one_time, shared_budget
 from lightning_recipe.core.checks.overfit_batch import (  # the thresholds: importable from here as before
     CLASSIFICATION_TARGET,  # noqa: F401
     DIVERGED,  # noqa: F401
@@ -66,6 +68,10 @@ class OverfitBatchCheck(RecipeCallback):
             augmentation or noise done inside the module.
         prepare_batch: ``callable(batch) -> batch`` applied to the examples before training.
         log_figure: log the summary figure.
+        one_time: the share of the planned run the one-time checks may take together (README
+            "Cost"): the finding says the steps and seconds against this check's part. The copy
+            still trains to the target, a plateau or ``max_steps`` (fewer steps could turn a
+            ``pass`` into a ``warn``). ``None`` (default alone): no budget.
         on_fail: ``"warn"`` (default) or ``"raise"`` a ``RecipeCheckError`` on a ``fail``.
 
     Attributes:
@@ -100,10 +106,12 @@ class OverfitBatchCheck(RecipeCallback):
         augment_off: Callable[[nn.Module], Any] | None = None,
         prepare_batch: Callable[[Any], Any] | None = None,
         log_figure: bool = True,
+        one_time: float | None = None,
         on_fail: OnFail = "warn",
     ) -> None:
         super().__init__(on_fail)
         owner = self.name
+        self.one_time_share = check_one_time(owner, one_time)
         check_positive_int(owner, "num_samples", num_samples, minimum=1)
         check_positive_int(owner, "max_steps", max_steps, minimum=1)
         check_positive_int(owner, "patience", patience, minimum=2)
@@ -207,6 +215,15 @@ class OverfitBatchCheck(RecipeCallback):
         local_batchnorm(shadow.module)
         if self.augment_off is not None:
             self.augment_off(shadow.module)
+        share = self.one_time_share
+        budget = None if share is None or trainer is None else shared_budget(trainer, share)
         config = OverfitConfig(self.max_steps, self.patience, self.target_loss, self.task)
         call = ModelCall(forward=self.forward, input_key=self.input_key, target_key=self.target_key)
-        return overfit(shadow, small, n, config, call)
+        start = time.perf_counter()
+        outcome = overfit(shadow, small, n, config, call)
+        if budget is not None:
+            budget.charge(self.name, time.perf_counter() - start)
+            steps = outcome.numbers.get("steps", len(outcome.losses))
+            outcome.message += "; " + budget.note(self.name, steps, short=False)
+            outcome.numbers["budget_s"] = budget.allowance_s(self.name)
+        return outcome

@@ -232,3 +232,193 @@ def check_overhead(owner: str, value: Any) -> float:
             "between 0 and 1 (e.g. 0.01 for 1%)."
         )
     return float(value)
+
+
+# ---------------------------------------------------------------------- one-time checks: a budget (issue 14)
+#: The one-time checks of one run together may take this share of the planned run...
+ONE_TIME_SHARE = 0.05
+#: ...or this many seconds, whichever is larger (a short run still gets checks that can conclude).
+ONE_TIME_FLOOR_S = 1.0
+#: How the budget is split: the weight of each one-time check (any other budgeted check: 1).
+ONE_TIME_WEIGHTS: dict[str, float] = {
+    "InputIndependentBaseline": 4.0,
+    "OverfitBatchCheck": 2.0,
+    "DataInspector": 1.0,
+}
+
+__all__ += [
+    "ONE_TIME_FLOOR_S",
+    "ONE_TIME_SHARE",
+    "ONE_TIME_WEIGHTS",
+    "OneTimeBudget",
+    "check_one_time",
+    "plan_budget",
+    "shared_budget",
+    "steps_within",
+]
+
+_plans: Any = None  # WeakKeyDictionary trainer -> OneTimeBudget, created on first use
+
+
+def check_one_time(owner: str, value: Any) -> float | None:
+    """Validate a ``one_time=`` argument: ``None`` (no budget) or a share of the planned run in ``(0, 1]``.
+
+    Example:
+        >>> check_one_time("OverfitBatchCheck", 0.05), check_one_time("OverfitBatchCheck", None)
+        (0.05, None)
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
+        raise ValueError(
+            f"{owner}(one_time={value!r}): pass the share of the planned run the one-time checks may take "
+            "together, between 0 and 1 (e.g. 0.05 for 5%), or None for no budget."
+        )
+    return float(value)
+
+
+def plan_budget(share: float, planned_s: float | None, floor_s: float = ONE_TIME_FLOOR_S) -> float:
+    """The one-time budget in seconds: ``share`` of the planned run, or ``floor_s`` if that is larger.
+
+    ``planned_s`` ``None`` (an endless or unknown run): the floor.
+
+    Example:
+        >>> plan_budget(0.05, 600.0), plan_budget(0.05, 6.0), plan_budget(0.05, None)
+        (30.0, 1.0, 1.0)
+    """
+    if planned_s is None or not math.isfinite(planned_s) or planned_s <= 0:
+        return float(floor_s)
+    return max(share * planned_s, float(floor_s))
+
+
+def steps_within(seconds: float, step_s: float, minimum: int, maximum: int) -> tuple[int, bool]:
+    """How many steps of ``step_s`` seconds fit in ``seconds``, clamped to ``[minimum, maximum]``.
+
+    Returns ``(steps, short)``; ``short``: the minimum (the steps a verdict needs) exceeds the budget.
+
+    Example:
+        >>> steps_within(1.0, 0.01, minimum=25, maximum=500)
+        (100, False)
+        >>> steps_within(0.1, 0.01, minimum=25, maximum=500), steps_within(60.0, 0.01, 25, 500)
+        ((25, True), (500, False))
+    """
+    fit = int(seconds / step_s) if step_s > 0 and math.isfinite(seconds) else maximum
+    if fit < minimum:
+        return minimum, True
+    return min(fit, maximum), False
+
+
+@dataclass
+class OneTimeBudget:
+    """The seconds the one-time checks of one run may take together, and how they are split.
+
+    The planned run costs ``step_s * planned_steps``; ``step_s`` (seconds per training step) is
+    measured by the first check that trains a copy on full batches (:meth:`observe`). Until then
+    :attr:`total_s` is the floor. Each member (a budgeted check, by class name) gets its weighted
+    share (:data:`ONE_TIME_WEIGHTS`); what a member spends is charged back (:meth:`charge`), and a
+    member's allowance is never below what remains of its share.
+
+    Example:
+        >>> budget = OneTimeBudget(share=0.05, planned_steps=10_000, members=["OverfitBatchCheck", "LossAtInitCheck"])
+        >>> budget.total_s                       # no step time yet: the floor
+        1.0
+        >>> budget.observe(0.02)                 # 20 ms per step: the planned run takes 200 s, 5% is 10 s
+        >>> budget.total_s, round(budget.allowance_s("OverfitBatchCheck"), 3)
+        (10.0, 6.667)
+        >>> budget.fraction("LossAtInitCheck")   # of the planned run (for checks that count batches)
+        0.016666666666666666
+    """
+
+    share: float = ONE_TIME_SHARE
+    planned_steps: int | None = None
+    members: list[str] = field(default_factory=list)
+    floor_s: float = ONE_TIME_FLOOR_S
+    step_s: float | None = None
+    spent: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def planned_s(self) -> float | None:
+        """The planned run's training time (``None`` until a step time is known, or for an unknown length)."""
+        if self.step_s is None or self.planned_steps is None:
+            return None
+        return self.step_s * self.planned_steps
+
+    @property
+    def total_s(self) -> float:
+        return plan_budget(self.share, self.planned_s, self.floor_s)
+
+    def observe(self, step_s: float) -> None:
+        """A measured time per training step of the real run (the first measurement is kept)."""
+        if self.step_s is None and math.isfinite(step_s) and step_s > 0:
+            self.step_s = float(step_s)
+
+    def weight(self, name: str) -> float:
+        return ONE_TIME_WEIGHTS.get(name, 1.0)
+
+    def _part(self, name: str) -> float:
+        names = self.members if name in self.members else [*self.members, name]
+        return self.weight(name) / sum(self.weight(n) for n in names)
+
+    def allowance_s(self, name: str) -> float:
+        """Seconds ``name`` may spend in all (its weighted share of :attr:`total_s`)."""
+        return self.total_s * self._part(name)
+
+    def fraction(self, name: str) -> float:
+        """``name``'s share of the planned run (``share`` times its weight part)."""
+        return self.share * self._part(name)
+
+    def charge(self, name: str, seconds: float) -> None:
+        self.spent[name] = self.spent.get(name, 0.0) + float(seconds)
+
+    def note(self, name: str, steps: int, short: bool, what: str = "steps") -> str:
+        """The sentence a finding adds: the steps run, the seconds used and the budget; ``short``: the
+        minimum a verdict needs exceeded the budget (known from the seconds used once charged).
+
+        Example:
+            >>> budget = OneTimeBudget(members=["OverfitBatchCheck"])
+            >>> budget.charge("OverfitBatchCheck", 0.25)
+            >>> budget.note("OverfitBatchCheck", 40, short=True)
+            '40 steps, 0.25 s of its 1 s one-time budget (5% of the planned run, at least 1 s)'
+        """
+        allowed = self.allowance_s(name)
+        spent = self.spent.get(name)
+        if spent is not None:
+            short = spent > allowed
+        used = f", {spent:.2g} s" if spent is not None else ""
+        of = f"one-time budget ({self.share:.0%} of the planned run, at least {self.floor_s:g} s)"
+        if short:
+            return f"{steps} {what}{used}: the minimum for a verdict, over its {allowed:.2g} s {of}"
+        return f"{steps} {what}{used} of its {allowed:.2g} s {of}"
+
+
+def shared_budget(trainer: Any, share: float) -> OneTimeBudget:
+    """The :class:`OneTimeBudget` of ``trainer``'s run, shared by its budgeted one-time checks.
+
+    Created by the first check that asks: its members are the callbacks of ``trainer.callbacks``
+    with a ``one_time_share`` set (their ``one_time=`` argument); the share is the largest of theirs (``share`` when none).
+    ``trainer.estimated_stepping_batches`` is the planned run (``inf``: unknown, the floor applies).
+    """
+    import weakref
+
+    global _plans
+    if _plans is None:
+        _plans = weakref.WeakKeyDictionary()
+    planned = _planned_steps(trainer)
+    budget = _plans.get(trainer)
+    if budget is not None and budget.planned_steps == planned:
+        return budget
+    callbacks = list(getattr(trainer, "callbacks", []) or [])
+    budgeted = [cb for cb in callbacks if getattr(cb, "one_time_share", None) is not None]
+    shares = [float(cb.one_time_share) for cb in budgeted]
+    members = [type(cb).__name__ for cb in budgeted]
+    budget = OneTimeBudget(max([share, *shares]), planned, members, floor_s=ONE_TIME_FLOOR_S)
+    _plans[trainer] = budget
+    return budget
+
+
+def _planned_steps(trainer: Any) -> int | None:
+    try:
+        planned = float(trainer.estimated_stepping_batches)
+    except Exception:  # a trainer that cannot tell (no dataloader yet, an endless iterable)
+        return None
+    return int(planned) if math.isfinite(planned) and planned > 0 else None

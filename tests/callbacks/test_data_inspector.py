@@ -464,3 +464,22 @@ def test_ddp_a_scan_that_fails_on_one_rank_is_skipped_on_every_rank_without_a_ha
     assert [s for s, _ in rank0] == [s for s, _ in rank1] == ["skipped"]
     assert "OSError: corrupt sample 399" in rank1[0][1]
     assert "another process could not scan the train data" in rank0[0][1]
+
+
+# ---------------------------------------------------------------------- within a one-time budget (issue 14)
+def test_data_inspector_within_a_budget_scans_a_subset_and_says_how_many_batches(tmp_path, monkeypatch):
+    from lightning_recipe.core.checks import data_inspector as check
+
+    full = DataInspector(progress=False, one_time=0.05)  # digits: fewer samples than the 4096 minimum
+    _fit(tmp_path / "full", [full], DigitsData(plant=True), max_steps=2)
+    assert _issues(full.findings) == ["blank_samples", "nonfinite_inputs", "train_val_overlap"]
+    summary = full.findings[-1]
+    assert summary.numbers["scanned_batches"] == {"train": 22, "val": 7}
+    assert "scanned train: 22 batches, val: 7 batches" in summary.message
+    monkeypatch.setattr(check, "MIN_BUDGET_SAMPLES", 640)  # a data set larger than the budget
+    capped = DataInspector(progress=False, one_time=0.05)
+    _fit(tmp_path / "capped", [capped], DigitsData(), max_steps=2)
+    summary = capped.findings[-1]
+    assert capped.result.summary["train"]["samples"] == 640
+    assert summary.numbers["scanned_batches"]["train"] == 10
+    assert "train: 10 batches (a fixed random subset of 640 samples)" in summary.message

@@ -483,3 +483,55 @@ def test_input_independent_runs_on_a_module_that_reads_its_trainer(tmp_path):
     without = run([], "without")
     assert_same_params(without[0], with_check[0])
     assert with_check[1:] == without[1:] and with_check[2] == 3
+
+
+# ---------------------------------------------------------------------- within a one-time budget (issue 14)
+class _StopAtFirstBatch(Callback):
+    """Plan a long run but end it at its first batch: the one-time checks have run by then."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        trainer.should_stop = True
+
+
+def _budgeted(tmp_path, max_steps: int, shuffle_labels: bool = False) -> InputIndependentBaseline:
+    torch.manual_seed(0)
+    check = InputIndependentBaseline(one_time=0.05)
+    trainer = make_trainer(tmp_path, [check, _StopAtFirstBatch()], max_steps=max_steps)
+    trainer.fit(LitModel(mlp(64, 10)), *digits_loaders(shuffle_labels=shuffle_labels))
+    return check
+
+
+def test_input_independent_a_long_planned_run_allows_more_steps_than_a_short_one(tmp_path, monkeypatch):
+    from lightning_recipe.core import budget
+
+    monkeypatch.setattr(budget, "ONE_TIME_FLOOR_S", 0.0)  # no floor: 5% of one planned step is nothing
+    short = _budgeted(tmp_path / "short", max_steps=1)
+    long = _budgeted(tmp_path / "long", max_steps=10**7)
+    # the short run's budget buys less than one round: it gets the minimum a verdict needs
+    assert short.budget_steps == 100 and short.findings[0].numbers["budget_short"]
+    assert long.budget_steps == 500  # 5% of ten million steps: up to the default max_steps
+    for check in (short, long):
+        assert check.findings[0].status == "pass", check.findings[0].message
+        assert check.findings[0].numbers["steps"] == 25  # a clear pass after the first quarter round
+        assert "one-time budget" in check.findings[0].message
+
+
+def test_input_independent_keeps_its_verdicts_under_the_smallest_budget(tmp_path):
+    shuffled = _budgeted(tmp_path / "shuffled", max_steps=1, shuffle_labels=True)
+    [finding] = shuffled.findings
+    assert finding.status == "fail", finding.message
+    assert finding.message.startswith("the model extracts no information from its input")
+    assert finding.numbers["steps"] >= 100  # a fail needs a whole round, whatever the budget
+    torch.manual_seed(0)
+    zeroed = InputIndependentBaseline(one_time=0.05)
+    make_trainer(tmp_path / "zeroed", [zeroed], max_steps=1).fit(
+        LitModel(IgnoresInput(mlp(64, 10))), *digits_loaders()
+    )
+    assert zeroed.findings[0].status == "fail" and "identical at every point" in zeroed.findings[0].message
+
+
+def test_input_independent_explicit_max_steps_stay_fixed_under_a_budget(tmp_path):
+    torch.manual_seed(0)
+    check = InputIndependentBaseline(max_steps=300, one_time=0.05)
+    make_trainer(tmp_path, [check], max_steps=1).fit(LitModel(mlp(64, 10)), *digits_loaders())
+    assert check.budget_steps == 300

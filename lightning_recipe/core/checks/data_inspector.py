@@ -37,10 +37,13 @@ from lightning_recipe.findings import Finding
 
 __all__ = [
     "CHECK",
+    "MIN_BUDGET_SAMPLES",
     "DataInspection",
     "DataInspectorConfig",
     "ScanOutcome",
+    "budget_samples",
     "inspect_data",
+    "note_scanned",
     "report_findings",
     "scan_sources",
     "summary_scalars",
@@ -200,6 +203,41 @@ def note_estimates(report: DataReport, estimated: dict[str, int]) -> None:
         if issue.issue == "summary":
             issue.message += f" ({note})"
             issue.numbers["estimated_from"] = dict(estimated)
+
+
+#: The fewest samples per split a budgeted scan reads (enough to count classes and see an imbalance).
+MIN_BUDGET_SAMPLES = 4096
+
+
+def budget_samples(fraction: float, planned_steps: int | None, batch_size: int | None) -> int | None:
+    """The samples per split a scan within a one-time budget reads: ``fraction`` of the samples the
+    planned run trains on (reading a sample costs less than training on it), at least
+    :data:`MIN_BUDGET_SAMPLES`; ``None`` (no cap) when the planned run is unknown.
+
+    Example:
+        >>> budget_samples(0.01, 100_000, 64), budget_samples(0.01, 500, 64), budget_samples(0.01, None, 64)
+        (64000, 4096, None)
+    """
+    if planned_steps is None:
+        return None
+    return max(MIN_BUDGET_SAMPLES, int(fraction * planned_steps * (batch_size or 64)))
+
+
+def note_scanned(report: DataReport, plans: dict[str, ScanPlan], cap: int, note: str) -> None:
+    """Say in the summary verdict how many batches of each split a budgeted scan read."""
+    read = ", ".join(
+        f"{split}: {plan.batches if plan.batches is not None else '?'} batches"
+        + (
+            f" (a fixed random subset of {cap} samples)"
+            if plan.dataset is not None and len(plan.dataset) > cap
+            else ""
+        )
+        for split, plan in plans.items()
+    )
+    for issue in report.issues:
+        if issue.issue == "summary":
+            issue.message += f" (scanned {read}; {note}; pass max_samples= to choose)"
+            issue.numbers["scanned_batches"] = {split: plan.batches for split, plan in plans.items()}
 
 
 def summary_scalars(report: DataReport) -> dict[str, float]:

@@ -56,22 +56,29 @@ __all__ = [
     "Mode",
     "Point",
     "Reducer",
+    "Resolved",
     "check_arguments",
     "check_compare_to",
     "check_streams",
+    "history_state",
     "judge",
+    "load_history",
     "point",
     "resolve_comparison",
     "resolve_task",
     "score_baselines",
     "sum_over_loader",
+    "task_from_batch",
     "token_objective",
+    "validate_choices",
 ]
 
 CompareTo = Literal["auto", "loss", "accuracy", "mae"]
 Mode = Literal["auto", "min", "max"]
 #: ``(epoch, global_step, value)`` of the monitored metric at one validation.
 Point = tuple[int, int, float]
+#: The task, the class count (multiclass) and the token objective (token targets) of a run.
+Resolved = tuple[TaskLiteral, int | None, SequenceObjective | None]
 
 NO_VALIDATION = (
     "no validation data to score the baselines on; pass `val_dataloaders=` to `Trainer.fit` "
@@ -99,6 +106,49 @@ def check_arguments(owner: str, monitor: Any, human_baseline: Any, margin: Any, 
         raise ValueError(f"{owner}(margin={margin!r}): pass a fraction in [0, 1), e.g. 0.01.")
     if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
         raise TypeError(f"{owner}(ignore_index={ignore_index!r}): pass an integer label or None.")
+
+
+def validate_choices(
+    owner: str,
+    mode: Any,
+    compare_to: Any,
+    task: Any,
+    loss: Any,
+    num_classes: Any,
+    max_batches: Any,
+    shift: Any,
+) -> None:
+    """Raise ``ValueError`` for a ``mode``, ``compare_to``, ``task``, ``loss``, ``num_classes``,
+    ``max_batches`` or ``shift`` the check cannot use (the message names ``owner`` and the argument)."""
+    from lightning_recipe.core.arguments import check_choice, check_positive_int
+    from lightning_recipe.core.baselines import LOSSES
+    from lightning_recipe.core.tasks import check_shift_argument, check_task_argument
+
+    check_shift_argument(shift, owner)
+    check_choice(owner, "mode", mode, ("auto", "min", "max"))
+    check_choice(owner, "compare_to", compare_to, ("auto", "loss", "accuracy", "mae"))
+    check_task_argument(task, owner)
+    check_choice(owner, "loss", loss, ("auto", *LOSSES))
+    check_positive_int(owner, "num_classes", num_classes, allow_none=True, minimum=2)
+    check_positive_int(owner, "max_batches", max_batches, allow_none=True)
+
+
+def history_state(
+    history: list[Point], beaten_at: Point | None, human_reached_at: Point | None
+) -> dict[str, Any]:
+    """The checkpoint state: the monitored metric at every validation and the first points that beat the baselines."""
+    return {
+        "history": [list(p) for p in history],
+        "beaten_at": None if beaten_at is None else list(beaten_at),
+        "human_reached_at": None if human_reached_at is None else list(human_reached_at),
+    }
+
+
+def load_history(state: dict[str, Any]) -> tuple[list[Point], Point | None, Point | None]:
+    """``(history, beaten_at, human_reached_at)`` from :func:`history_state`."""
+    beaten, human = state.get("beaten_at"), state.get("human_reached_at")
+    history = [point(p) for p in state.get("history", [])]
+    return history, None if beaten is None else point(beaten), None if human is None else point(human)
 
 
 def point(p: Sequence[Any]) -> Point:
@@ -286,6 +336,38 @@ def resolve_task(
     if resolved == "multiclass" and num_classes is None and outputs is not None and outputs.dim() >= 2:
         num_classes = int(outputs.shape[class_dim(targets, outputs) or 1])
     return resolved, num_classes
+
+
+def task_from_batch(
+    batch: Any,
+    forward: Callable[[Any], tuple[Any, Any]],
+    task: str,
+    num_classes: int | None,
+    input_key: KeySpec,
+    target_key: KeySpec,
+    shift: Any,
+    ignore_index: int | None,
+    module: Any,
+) -> Resolved:
+    """The task, class count and token objective from one validation ``batch`` and the model's
+    ``forward(batch) -> (logits, loss)`` on it (a forward that cannot run: the targets alone)."""
+    if batch is None:
+        raise Skip("the validation dataloader yielded no batch; pass validation data to `Trainer.fit`")
+    parts = split_batch(batch, input_key=input_key, target_key=target_key, require_targets=True)
+    assert parts.targets is not None
+    outputs = loss = None
+    if task in ("auto", "multiclass"):
+        try:
+            outputs, loss = forward(batch)
+        except Exception:  # a forward that cannot be called on the batch: infer from the targets alone
+            outputs = None
+    outputs = None if outputs is None else outputs.detach().float().cpu()
+    resolved, classes = resolve_task(parts.targets, outputs, task, num_classes)
+    return (
+        resolved,
+        classes,
+        token_objective(resolved, parts.targets, outputs, batch, module, loss, shift, ignore_index),
+    )
 
 
 def token_objective(

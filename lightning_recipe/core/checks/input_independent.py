@@ -18,14 +18,17 @@ Example:
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 from torch import nn
 
+from lightning_recipe.core.arguments import check_positive_int
 from lightning_recipe.core.batches import KeySpec, batch_size_of, map_tensors, split_batch
+from lightning_recipe.core.budget import OneTimeBudget, steps_within
 from lightning_recipe.core.errors import ArgumentError
 from lightning_recipe.core.shadow import ShadowSteps
 from lightning_recipe.core.state import RNGState
@@ -41,11 +44,15 @@ __all__ = [
     "BaselineConfig",
     "BaselineRounds",
     "CopyPair",
+    "RoundPlan",
     "cannot_replay_message",
+    "clear_pass",
     "drop",
     "infer_integer_fill",
     "is_structure_key",
     "resumed_message",
+    "run_rounds",
+    "validate_arguments",
     "verdict",
     "zero_inputs",
 ]
@@ -96,6 +103,30 @@ class BaselineConfig:
     target_key: KeySpec = None
     fill: float = 0.0
     integer_fill: int | None = None
+
+
+def validate_arguments(
+    owner: str, steps: Any, max_steps: Any, val_batches: Any, margin: Any, fill: Any, integer_fill: Any
+) -> int:
+    """Raise ``ValueError``/``TypeError`` naming ``owner`` and the argument for a value the check cannot use;
+    returns ``max_steps`` (``None``: the default, 500)."""
+    max_steps = BaselineConfig.max_steps if max_steps is None else max_steps
+    check_positive_int(owner, "steps", steps)
+    check_positive_int(owner, "max_steps", max_steps)
+    if max_steps < steps:
+        raise ValueError(
+            f"{owner}(max_steps={max_steps!r}): must be at least steps={steps!r} (one round of training)."
+        )
+    check_positive_int(owner, "val_batches", val_batches)
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0.0 < margin < 1.0:
+        raise ValueError(f"{owner}(margin={margin!r}): pass a relative margin between 0 and 1, e.g. 0.05.")
+    if isinstance(fill, bool) or not isinstance(fill, (int, float)) or not math.isfinite(fill):
+        raise ValueError(f"{owner}(fill={fill!r}): pass a finite number (the value inputs are set to).")
+    if integer_fill is not None and (isinstance(integer_fill, bool) or not isinstance(integer_fill, int)):
+        raise TypeError(
+            f"{owner}(integer_fill={integer_fill!r}): pass an integer id (e.g. the padding id) or None."
+        )
+    return max_steps
 
 
 # ---------------------------------------------------------------------- zeroing the inputs
@@ -337,19 +368,22 @@ class CopyPair:
         self.val: list[Any] = []
         self.batches: Iterator[Any] | None = None
         self.steps_done = 0
+        self.train_s = 0.0  # seconds spent training the two copies
         self.local: list[float] = []
         self.real_losses: list[float] = []
         self.zero_losses: list[float] = []
         self._real_drift: dict[str, Any] = {}
         self._zero_drift: dict[str, Any] = {}
 
-    def advance(self, k: int) -> str | None:
-        """Round ``k``; returns ``None`` when done (sums in :attr:`local`), else the reason the check cannot run here."""
+    def advance(self, k: int, steps: int | None = None, new_round: bool = True) -> str | None:
+        """Round ``k`` (``steps`` of it: ``config.steps`` by default; ``new_round=False`` continues the
+        round's gradient sums); returns ``None`` when done (sums in :attr:`local`), else the reason the
+        check cannot run here."""
         try:
             if k == 0:
                 self._setup()
             else:
-                self._train(self.config.steps)
+                self._train(self.config.steps if steps is None else steps, new_round)
             self.local = self._evaluate() + self._train_means() + self._drifts()
         except ArgumentError:
             raise
@@ -399,10 +433,12 @@ class CopyPair:
         drift["sum"] = flat if drift.get("sum") is None else drift["sum"] + flat
         drift["norms"] = drift.get("norms", 0.0) + float(flat.norm())
 
-    def _train(self, steps: int) -> None:
+    def _train(self, steps: int, new_round: bool = True) -> None:
         assert self.real is not None and self.zero is not None and self.batches is not None
-        self._real_drift = {}
-        self._zero_drift = {}
+        if new_round:
+            self._real_drift = {}
+            self._zero_drift = {}
+        start = time.perf_counter()
         for _ in range(steps):
             batch = next(self.batches)
             zeroed = self.zeroed(batch, self.steps_done == 0)
@@ -413,6 +449,7 @@ class CopyPair:
             self._accumulate(self.real, self._real_drift)
             self._accumulate(self.zero, self._zero_drift)
             self.steps_done += 1
+        self.train_s += time.perf_counter() - start
 
     def _evaluate(self) -> list[float]:
         """``[real loss sum, samples, zeroed loss sum, samples]`` over the validation batches."""
@@ -597,3 +634,117 @@ def _inconclusive(
         f"inconclusive: {summary}, but the real copy is still learning ({how}); check the learning rate "
         f"or pass a larger `max_steps=` (now {config.max_steps})"
     )
+
+
+# ---------------------------------------------------------------------- the rounds, within a budget
+def clear_pass(config: BaselineConfig, fine: BaselineRounds, chunk: int) -> tuple[Status, str] | None:
+    """An early ``pass`` between two rounds: the real copy is already ``margin`` lower, and the zeroed
+    copy, improving at its last ``chunk`` steps' pace scaled to a round, could not close the gap within
+    :data:`LOOKAHEAD` rounds (the round's own test, on a finer grid); else ``None`` (train on)."""
+    if len(fine.real_val) < 2 or _cannot_compare(config, fine) is not None:
+        return None
+    real, zero = fine.real_val, fine.zero_val
+    r_end, z_end, gap = real[-1], zero[-1], fine.gap
+    pace = max(0.0, zero[-2] - z_end) * config.steps / max(1, chunk)
+    if not (gap >= config.margin and LOOKAHEAD * pace <= z_end - r_end):
+        return None
+    return "pass", (
+        f"the model uses its input: validation loss {r_end:.4g} with real inputs vs {z_end:.4g} with "
+        f"zeroed inputs after {fine.steps_done} steps ({gap:.0%} lower)"
+    )
+
+
+@dataclass
+class RoundPlan:
+    """How many rounds may run: ``rounds`` (``max_steps // steps``), or fewer within a one-time budget.
+
+    With a ``budget``, each round is scored ``chunks`` times (an early pass between them, see
+    :func:`clear_pass`), and after the first chunk the measured seconds per step set the most rounds
+    the check's share allows, never fewer than one round (the least a ``fail`` needs);
+    ``fixed_rounds``: an explicit ``max_steps=``, kept. ``steps``/``short`` say what was allowed.
+    """
+
+    rounds: int
+    budget: OneTimeBudget | None = None
+    name: str = "InputIndependentBaseline"
+    fixed_rounds: bool = False
+    announce: Callable[[str], None] | None = None
+    chunks: int = 4
+    steps: int | None = None
+    short: bool = False
+
+    def sizes(self, steps: int) -> list[int]:
+        """The chunks of a round of ``steps`` steps."""
+        n = self.chunks if self.budget is not None else 1
+        chunk = max(1, steps // n)
+        return [chunk] * (n - 1) + [steps - chunk * (n - 1)] if steps >= n else [steps]
+
+    def measured(self, config: BaselineConfig, pair_step_s: float, train_step_s: float) -> None:
+        """After the first chunk: the copies' seconds per step (both, scoring included) and the training
+        step alone (one copy: the planned run's step)."""
+        if self.budget is None:
+            return
+        self.budget.observe(train_step_s)
+        if self.fixed_rounds:
+            self.steps = self.rounds * config.steps
+            return
+        allowed = self.budget.allowance_s(self.name)
+        self.steps, self.short = steps_within(allowed, pair_step_s, config.steps, config.max_steps)
+        self.rounds = max(1, self.steps // config.steps)
+        self.steps = self.rounds * config.steps
+        if self.announce is not None:
+            why = "the minimum for a verdict, over" if self.short else "within"
+            self.announce(
+                f"up to {self.steps} steps per copy ({why} its {allowed:.2g} s of the one-time budget)"
+            )
+
+    def numbers(self) -> dict[str, Any]:
+        """The budget numbers of the finding (empty without a budget)."""
+        if self.budget is None:
+            return {}
+        allowed = self.budget.allowance_s(self.name)
+        return {"budget_s": allowed, "budget_steps": self.steps, "budget_short": self.short}
+
+    def note(self, steps_done: int) -> str:
+        """The budget sentence of the finding (empty without a budget)."""
+        if self.budget is None:
+            return ""
+        return "; " + self.budget.note(self.name, steps_done, self.short, "steps per copy")
+
+
+def run_rounds(
+    pair: CopyPair,
+    config: BaselineConfig,
+    plan: RoundPlan,
+    reduce: Callable[[list[float]], list[float]],
+    agree: Callable[[bool], bool],
+) -> tuple[BaselineRounds, tuple[Status, str]]:
+    """Advance both copies round by round (every rank in lock-step) until a verdict.
+
+    ``reduce``: all-reduces :attr:`CopyPair.local` over the ranks; ``agree(ok)``: whether every rank
+    could run the round. Returns the rounds the verdict read (the finer grid for an early pass).
+    """
+    measured, fine = BaselineRounds(), BaselineRounds()
+    k = 0
+    while True:
+        sizes = plan.sizes(config.steps) if k else [0]
+        for j, size in enumerate(sizes):
+            start = time.perf_counter()
+            train0 = pair.train_s
+            reason = pair.advance(k, size or None, new_round=j == 0)
+            if not agree(reason is None):
+                return measured, ("skipped", reason or "another process could not run the check")
+            total = reduce(pair.local)
+            fine.add(total, pair.steps_done)
+            if k == 1 and j == 0 and plan.budget is not None:  # the mean over the ranks: one plan on all
+                pair_s, train_s, ranks = reduce([time.perf_counter() - start, pair.train_s - train0, 1.0])
+                plan.measured(config, pair_s / ranks / size, train_s / ranks / (2 * size))
+            found = clear_pass(config, fine, size) if k and j < len(sizes) - 1 else None
+            if found is not None:
+                return fine, found
+        measured.add(total, pair.steps_done)
+        judged = config if plan.budget is None else replace(config, max_steps=plan.rounds * config.steps)
+        found = verdict(judged, measured, last=k == plan.rounds) if k > 0 else None
+        if found is not None:
+            return measured, found
+        k += 1

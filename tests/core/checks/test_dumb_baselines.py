@@ -130,3 +130,31 @@ def test_token_prior_is_the_unigram_of_the_positions_a_causal_lm_predicts():
     assert "token-prior (unigram)" in _rule().baseline_words(scores)
     unshifted = score_baselines(train, val, "multiclass", "cross_entropy", vocab, ignore_index=-100)
     assert unshifted.loss != pytest.approx(expected) and "class-prior" in _rule().baseline_words(unshifted)
+
+
+def test_history_state_round_trips_and_task_from_batch_reads_one_batch():
+    from lightning_recipe.core.checks.dumb_baselines import (
+        history_state,
+        load_history,
+        task_from_batch,
+        validate_choices,
+    )
+
+    state = history_state([(0, 10, 2.3), (1, 20, 1.1)], (1, 20, 1.1), None)
+    assert load_history(state) == ([(0, 10, 2.3), (1, 20, 1.1)], (1, 20, 1.1), None)
+    batch = (torch.randn(8, 4), torch.arange(8) % 3)
+    logits = torch.randn(8, 5)
+    task, classes, objective = task_from_batch(
+        batch, lambda b: (logits, None), "auto", None, None, None, "auto", -100, None
+    )
+    assert (task, classes, objective) == ("multiclass", 5, None)
+
+    def broken(b):
+        raise RuntimeError("forward cannot run")
+
+    task, classes, _ = task_from_batch(batch, broken, "auto", None, None, None, "auto", -100, None)
+    assert task == "multiclass" and classes is None  # from the targets alone
+    with pytest.raises(Skip, match="yielded no batch"):
+        task_from_batch(None, broken, "auto", None, None, None, "auto", -100, None)
+    with pytest.raises(ValueError, match=r"DumbBaselines\(mode='low'\)"):
+        validate_choices("DumbBaselines", "low", "auto", "auto", "auto", None, None, "auto")

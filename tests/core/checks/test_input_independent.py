@@ -13,6 +13,8 @@ from lightning_recipe.core.checks.input_independent import (
     BaselineConfig,
     BaselineRounds,
     CopyPair,
+    RoundPlan,
+    clear_pass,
     drop,
     infer_integer_fill,
     verdict,
@@ -241,3 +243,42 @@ def test_zero_inputs_keeps_masks_inside_inputs_a_callable_returns():
     config = BaselineConfig(integer_fill=0, input_key=pick, target_key="labels")
     out = zero_inputs({**batch, "labels": batch["labels"].clone()}, config, "Owner", check=True)
     assert not out["input_ids"].any() and out["attention_mask"] is batch["attention_mask"]
+
+
+# ---------------------------------------------------------------------- within a one-time budget (issue 14)
+def _fine(*pairs: tuple[float, float], every: int = 25) -> BaselineRounds:
+    rounds = BaselineRounds()
+    for k, (real, zero) in enumerate(pairs):
+        rounds.add([real * 64, 64, zero * 64, 64, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0], steps_done=k * every)
+    return rounds
+
+
+def test_clear_pass_between_rounds_and_its_twin_with_a_zeroed_copy_still_learning():
+    config = BaselineConfig()  # rounds of 100 steps, scored every 25 when budgeted
+    status, message = clear_pass(config, _fine((2.30, 2.30), (1.20, 2.25)), chunk=25)
+    assert status == "pass" and message.endswith("after 25 steps (47% lower)")
+    # the zeroed copy fell 0.2 in 25 steps: 0.8 a round, three rounds could close the 1.0 gap
+    assert clear_pass(config, _fine((3.0, 3.0), (1.2, 2.2)), chunk=25) is None
+    assert clear_pass(config, _fine((2.30, 2.30), (2.25, 2.30)), chunk=25) is None  # 2% < margin 5%
+    assert clear_pass(config, _fine((2.30, 2.30)), chunk=25) is None  # nothing trained yet
+
+
+def test_round_plan_fits_the_rounds_in_the_budget_never_below_one_round():
+    from lightning_recipe.core.budget import OneTimeBudget
+
+    config = BaselineConfig()  # steps 100, max_steps 500
+    assert RoundPlan(5).sizes(100) == [100]  # no budget: whole rounds, as before
+    budget = OneTimeBudget(share=0.05, planned_steps=1000, members=["InputIndependentBaseline"])
+    plan = RoundPlan(5, budget)
+    assert plan.sizes(100) == [25, 25, 25, 25] and plan.sizes(3) == [3]
+    plan.measured(config, pair_step_s=0.02, train_step_s=0.008)  # 1000 steps x 8 ms: 5% < the 1 s floor
+    assert budget.step_s == 0.008 and (plan.rounds, plan.steps, plan.short) == (1, 100, True)
+    long = RoundPlan(5, OneTimeBudget(share=0.05, planned_steps=10**6, members=["InputIndependentBaseline"]))
+    long.measured(config, pair_step_s=0.02, train_step_s=0.008)  # 400 s of budget: up to max_steps
+    assert (long.rounds, long.steps, long.short) == (5, 500, False)
+    fixed = RoundPlan(2, OneTimeBudget(planned_steps=1000), fixed_rounds=True)
+    fixed.measured(config, pair_step_s=0.02, train_step_s=0.008)
+    assert (fixed.rounds, fixed.steps) == (2, 200)  # an explicit max_steps= stays
+    assert (
+        plan.numbers()["budget_steps"] == 100 and RoundPlan(5).numbers() == {} and RoundPlan(5).note(25) == ""
+    )
