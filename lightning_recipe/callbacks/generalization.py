@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -16,6 +17,7 @@ from lightning_recipe.callbacks.base import OnFail, RecipeCallback
 from lightning_recipe.callbacks.dumb_baselines import DumbBaselines
 from lightning_recipe.core.batches import split_batch
 from lightning_recipe.core.checks import generalization as core
+from lightning_recipe.plots.generalization import generalization_figure
 
 __all__ = ["GeneralizationCheck"]
 
@@ -250,12 +252,7 @@ class GeneralizationCheck(RecipeCallback):
         if self.log_figure and trainer.is_global_zero:
             onset = float(h["x"][verdict.onset_index]) if verdict.onset_index is not None else None
             args = (h["x"], h["train"], h["val"], onset, verdict.stage, baseline[0], names)
-
-            def build() -> Any:
-                from lightning_recipe.plots.generalization import generalization_figure
-
-                return generalization_figure(*args)
-
+            build = functools.partial(generalization_figure, *args)  # picklable: the render process draws it
             recipe_logging.log_figure(trainer, f"{_TAG}/curves", build, trainer.global_step)
 
     def _baseline(self, trainer: Trainer) -> tuple[float | None, str]:

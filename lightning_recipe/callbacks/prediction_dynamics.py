@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Literal
 
 import numpy as np
@@ -296,16 +297,14 @@ class PredictionDynamics(RecipeCallback):
         image = x is not None and x.is_floating_point() and is_image_like(tuple(x.shape))
         thumbs = to_display_images(x.float().numpy()) if image and x is not None else None
 
-        def trajectories() -> Any:
-            return trajectory_figure(
-                task, steps, values, targets, preds, decided, thumbs, names, step, ylabel
-            )
-
-        def predictions() -> Any:
-            if view is not None:
-                return top_tokens_figure(view, names, step, next_token=causal)
-            return predictions_figure(task, targets, preds, names, step)
-
+        # partials of module-level plot functions with numpy arguments: picklable for the render process
+        trajectories = partial(
+            trajectory_figure, task, steps, values, targets, preds, decided, thumbs, names, step, ylabel
+        )
+        if view is not None:
+            predictions = partial(top_tokens_figure, view, names, step, next_token=causal)
+        else:
+            predictions = partial(predictions_figure, task, targets, preds, names, step)
         writer.log_figure(trainer, _PREFIX + "trajectories", trajectories, step)
         writer.log_figure(trainer, _PREFIX + "predictions", predictions, step)
 

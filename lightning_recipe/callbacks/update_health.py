@@ -259,7 +259,7 @@ class UpdateHealth(RecipeCallback):
             return
         self._state.last_figure_step = summary.step
         kwargs = health_checks.figure_data(summary, self._history, pl_module)
-        writer.log_figure(trainer, f"{_TAG}/layers", lambda: health_figure(**kwargs), summary.step)
+        writer.log_figure(trainer, f"{_TAG}/layers", partial(health_figure, **kwargs), summary.step)
 
     def _record_all(self, trainer: Trainer, *groups: Iterable[Verdict], raise_on_fail: bool = True) -> None:
         for verdict in (v for group in groups for v in group):
@@ -278,7 +278,7 @@ class UpdateHealth(RecipeCallback):
             writer.log_scalars(trainer, health_checks.scalars(summary, self.max_layers, _TAG), summary.step)
             if figure:
                 kwargs = health_checks.figure_data(summary, self._history, pl_module)
-                writer.log_figure(trainer, f"{_TAG}/layers", lambda: health_figure(**kwargs), summary.step)
+                writer.log_figure(trainer, f"{_TAG}/layers", partial(health_figure, **kwargs), summary.step)
         health_checks.remember(self._history, summary)
         self._last_summary = summary if summary.layers else None
         self.cadence_taken(trainer, self._cadence, check.step, collective=True)
