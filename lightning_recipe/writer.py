@@ -11,8 +11,8 @@ Figures are the slow part. :func:`log_figure` accepts a *builder* (a function re
 ``Figure``) and renders it on one background thread, so the training loop does not wait for
 matplotlib. The queue is bounded (the loop waits when it is full: nothing is dropped) and FIFO
 (nothing is reordered); :func:`drain` waits for it, and recipe callbacks call it at the end of fit.
-A picklable builder (``functools.partial`` of a module-level plot function with numpy arguments)
-is drawn in a separate rendering process when a CPU core is free for it (:func:`set_render_process`),
+With :func:`set_render_process` ``("process")``, a picklable builder (``functools.partial`` of a
+module-level plot function with numpy arguments) is drawn in a separate rendering process instead,
 so matplotlib does not hold the training process's GIL; the image written is the same.
 
 Example:
@@ -392,7 +392,7 @@ RenderMode = Literal["auto", "process", "thread"]
 _renderer = _Renderer()
 _process = _RenderProcess()
 _async = {"enabled": True}
-_mode: dict[str, RenderMode] = {"mode": "auto"}
+_mode: dict[str, RenderMode] = {"mode": "thread"}
 
 
 def set_async_rendering(enabled: bool) -> None:
@@ -403,12 +403,14 @@ def set_async_rendering(enabled: bool) -> None:
 
 
 def set_render_process(mode: RenderMode) -> None:
-    """Where background figures are drawn: ``"process"`` (a rendering process, see :class:`_RenderProcess`),
-    ``"thread"`` (the render thread of the training process), or ``"auto"`` (default: the process when
-    torch leaves a CPU core free for it, ``torch.get_num_threads() < os.cpu_count()``; else the thread).
-    The ``LIGHTNING_RECIPE_RENDER`` environment variable sets the same."""
+    """Where background figures are drawn: ``"thread"`` (default: the render thread of the training
+    process) or ``"process"`` (a rendering process, see :class:`_RenderProcess`: it pays when a CPU core
+    is free for it, as it takes matplotlib off the training process's GIL, and costs a ~2 s start of
+    an interpreter on another core per fit). ``"auto"``: the process when torch leaves a core free
+    (``torch.get_num_threads() < os.cpu_count()``). The ``LIGHTNING_RECIPE_RENDER`` environment
+    variable sets the same."""
     if mode not in ("auto", "process", "thread"):
-        raise ValueError(f"set_render_process(mode={mode!r}): pass 'auto', 'process' or 'thread'.")
+        raise ValueError(f"set_render_process(mode={mode!r}): pass 'thread', 'process' or 'auto'.")
     _mode["mode"] = mode
 
 
@@ -421,8 +423,7 @@ def _use_process() -> bool:
     import sys
 
     torch = sys.modules.get("torch")
-    cores = os.cpu_count() or 1
-    return torch is not None and torch.get_num_threads() < cores
+    return torch is not None and torch.get_num_threads() < (os.cpu_count() or 1)
 
 
 def drain() -> None:
