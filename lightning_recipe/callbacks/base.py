@@ -22,7 +22,14 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from lightning_recipe import writer as recipe_logging
 from lightning_recipe.core.arguments import check_choice, check_positive_int
 from lightning_recipe.core.batches import KeySpec, split_batch, validate_key_spec
-from lightning_recipe.core.budget import Cadence, CostMeter, is_before, set_running, skip_unused_hooks
+from lightning_recipe.core.budget import (
+    PER_BATCH_HOOKS,
+    Cadence,
+    CostMeter,
+    is_before,
+    set_running,
+    skip_unused_hooks,
+)
 from lightning_recipe.core.errors import ArgumentError
 from lightning_recipe.findings import RECIPE_STEPS, Finding, RecipeCheckError, RecipeWarning, Status
 from lightning_recipe.report import RecipeReport
@@ -245,11 +252,17 @@ class RecipeCallback(Callback):
         if collective and not cadence.fixed and trainer.world_size > 1:
             cadence.next_due = int(self.all_reduce_max(trainer, float(cadence.next_due)))
 
+    def retire_hook(self, name: str) -> None:
+        """Stop Lightning calling this callback's per-batch hook ``name`` for the rest of the fit: an
+        instance attribute ``None``, which ``Trainer._call_callback_hooks`` skips (``setup`` brings it
+        back). For a hook whose work is done, e.g. a one-time check after its first batch."""
+        self.__dict__[name] = None
+
     def __getstate__(self) -> dict[str, Any]:
         # Lightning attaches the module's bound ``log``/``log_dict`` to every callback
         # (``_attach_model_logging_functions``): a pickled callback must not drag the module along.
         state = dict(self.__dict__)
-        for transient in ("log", "log_dict", "_clock", "_state_key"):
+        for transient in ("log", "log_dict", "_clock", "_state_key", *PER_BATCH_HOOKS):
             state.pop(transient, None)
         return state
 
@@ -409,6 +422,8 @@ class RecipeCallback(Callback):
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self.__dict__.pop("_state_key", None)
+        for hook in PER_BATCH_HOOKS:  # hooks retired in the last fit
+            self.__dict__.pop(hook, None)
         if stage == "fit":
             self.findings = []
             self._broken = False
