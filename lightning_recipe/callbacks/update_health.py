@@ -44,8 +44,8 @@ class UpdateHealth(RecipeCallback):
             every 50 steps at most, within ``overhead``, and at least ``patience + 2`` checks in the run.
         patience: checks the evidence must hold on before a finding.
         max_layers: per-layer scalars for at most this many layers (and sites), evenly spread.
-        figure_every_n_train_steps: draw the figure at the first check, then at the first check after
-            each multiple of this, and the last check's at the end of fit; ``None`` draws none.
+        figure_every_n_train_steps: the figure at the first check, the first after each multiple of this,
+            and the last (at the end of fit); ``None``: none.
         activation_types: module classes whose exactly-zero outputs mark dead units; ``()`` hooks nothing.
         check_eval_mode: look for submodules left in eval mode.
         overhead: the fraction of training time the checks and figures may take (default cadence).
@@ -264,9 +264,7 @@ class UpdateHealth(RecipeCallback):
         self.cadence_taken(trainer, self._cadence, check.step, collective=True)
         orphans, self._orphans = self._orphans, []
         any_rank = partial(self.decide, trainer, all_=False)
-        self._record_all(
-            trainer,
-            health_checks.closing_verdicts(
-                state, check, summary, eval_any, self.patience, orphans, self._owner, pl_module, any_rank
-            ),
+        verdicts = health_checks.closing_verdicts(
+            state, check, summary, eval_any, self.patience, orphans, self._owner, pl_module, any_rank
         )
+        self._record_all(trainer, verdicts)
