@@ -50,13 +50,10 @@ class EarlyStopping(_LightningEarlyStopping, RecipeCallback):
     ``verbose`` messages, ``stopping_reason``). See the README section "Early stopping that ends on the best weights".
 
     Attributes:
-        best_score: Lightning's best score (tensor; like Lightning, not updated by a value that stops
-            the run at ``stopping_threshold`` or ``divergence_threshold``).
-        best_epoch: the epoch of the best finite monitored value (``None`` before the first check);
-            a value that reached ``stopping_threshold`` counts. The weights restored are this epoch's.
-        best_step: the global step of that value.
-        stopped_epoch: the epoch at which it stopped (0 if it did not).
-        stopping_reason: why it stopped (Lightning's ``EarlyStoppingReason``).
+        best_score: Lightning's best score (a tensor; a value stopping the run at a threshold is not kept).
+        best_epoch, best_step: the epoch and step of the best finite value (``None`` before the first
+            check; one that reached ``stopping_threshold`` counts): the weights restored are this epoch's.
+        stopped_epoch, stopping_reason: when it stopped (0 if it did not) and why (``EarlyStoppingReason``).
         findings: one finding at the end of fit.
 
     Raises:

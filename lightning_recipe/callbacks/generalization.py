@@ -37,8 +37,7 @@ class GeneralizationCheck(RecipeCallback):
     README section "Regularize: GeneralizationCheck".
 
     Args:
-        monitor: the logged validation loss; ``None``: the first of ``val_loss``, ``valid_loss``,
-            ``validation_loss``, ``val/loss``, ``loss/val``.
+        monitor: the logged validation loss; ``None``: ``val_loss``, ``valid_loss``, ``validation_loss``, ...
         train_monitor: the logged training loss; ``None``: the first of ``train_loss_step``, ``train_loss``,
             ``train/loss``, ``training_loss``, ``loss/train``, ``loss``, else what ``training_step`` returns.
         baseline: a dumb baseline's loss for the underfitting verdict (see above for the default).
