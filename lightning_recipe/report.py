@@ -36,6 +36,7 @@ from typing_extensions import override
 
 from lightning_recipe import dashboard
 from lightning_recipe import writer as recipe_logging
+from lightning_recipe.core.budget import skip_unused_hooks
 from lightning_recipe.core.format import sig
 from lightning_recipe.findings import (
     _ICON,
@@ -206,6 +207,10 @@ class RecipeReport(Callback):
         self._dashboard_done = False
         self._train_clock: list[float | None] = [None, None]
         self.cost: dict[str, Any] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        skip_unused_hooks(cls, Callback)
 
     def notify(self, trainer: Trainer) -> None:
         """Called by recipe callbacks when they record a finding: the table is rewritten soon."""
@@ -384,3 +389,6 @@ def cost_line(cost: dict[str, Any]) -> str:
         f"  cost: one-time checks {cost['before_s']:.2f} s, during training {cost['during_s']:.2f} s{share}; "
         f"most: {worst} (recipe/cost in TensorBoard)"
     )
+
+
+skip_unused_hooks(RecipeReport, Callback)  # Lightning skips the per-batch hooks it does not override

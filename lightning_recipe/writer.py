@@ -11,6 +11,9 @@ Figures are the slow part. :func:`log_figure` accepts a *builder* (a function re
 ``Figure``) and renders it on one background thread, so the training loop does not wait for
 matplotlib. The queue is bounded (the loop waits when it is full: nothing is dropped) and FIFO
 (nothing is reordered); :func:`drain` waits for it, and recipe callbacks call it at the end of fit.
+With :func:`set_render_process` ``("process")``, a picklable builder (``functools.partial`` of a
+module-level plot function with numpy arguments) is drawn in a separate rendering process instead,
+so matplotlib does not hold the training process's GIL; the image written is the same.
 
 Example:
     >>> from lightning.pytorch import Trainer
@@ -36,7 +39,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -54,6 +57,8 @@ __all__ = [
     "log_scalars",
     "log_text",
     "set_async_rendering",
+    "set_render_process",
+    "shutdown",
 ]
 
 _warned: set[str] = set()
@@ -237,6 +242,116 @@ def log_histogram(trainer: Trainer, tag: str, values: Any, step: int, bins: int 
 
 
 # ---------------------------------------------------------------------- figures
+class _RenderProcess:
+    """The rendering process: a fresh interpreter (``lightning_recipe._render_worker``) that turns
+    picklable figure builders into RGB arrays, off the training process's GIL and core.
+
+    Started lazily by the render thread on rank zero (only rank zero renders), used once it says it
+    is ready (until then, and whenever it cannot start or dies, the thread renders itself), and
+    stopped by :func:`shutdown` at the end of fit. Never inherited: a forked child starts without one.
+    """
+
+    def __init__(self) -> None:
+        self._proc: Any = None
+        self._ready = False
+        self._failed = False
+        self._lock = threading.Lock()
+        self.rendered = 0  # figures rendered there (tests read it)
+
+    def _start(self) -> None:
+        import subprocess
+        import sys
+
+        from lightning_recipe._render_worker import command
+
+        env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", MPLBACKEND="Agg")
+        paths = [p for p in sys.path if p and os.path.isabs(p) and os.path.isdir(p)]
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+        try:
+            self._proc = subprocess.Popen(
+                command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True
+            )
+        except OSError:
+            self._failed = True
+
+    def _is_ready(self) -> bool:
+        if self._ready:
+            return True
+        import select
+
+        from lightning_recipe._render_worker import read_frame
+
+        if self._proc.poll() is not None:
+            self._failed = True
+            return False
+        if not select.select([self._proc.stdout], [], [], 0)[0]:
+            return False  # still importing: render this one on the thread
+        try:
+            read_frame(self._proc.stdout)
+        except (EOFError, OSError):
+            self._failed = True
+            return False
+        self._ready = True
+        return True
+
+    def render(self, builder: Callable[[], Figure]) -> tuple[np.ndarray, float] | None:
+        """``(image, cpu seconds)`` from the process, or ``None``: render it here instead."""
+        import pickle
+
+        from lightning_recipe._render_worker import read_frame, write_frame
+
+        with self._lock:
+            if self._failed:
+                return None
+            if self._proc is None:
+                self._start()
+                if self._failed:
+                    return None
+            if not self._is_ready():
+                return None
+            try:
+                payload = pickle.dumps(builder, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception:  # a lambda or a closure: the thread draws it
+                return None
+            try:
+                write_frame(self._proc.stdin, payload)
+                reply = pickle.loads(read_frame(self._proc.stdout))
+            except (EOFError, OSError, pickle.UnpicklingError):
+                self._failed = True
+                self._stop()
+                return None
+        if reply[0] == "ok":
+            self.rendered += 1
+            return reply[1], float(reply[2])
+        if reply[0] == "unpicklable":
+            return None
+        raise RuntimeError(f"the rendering process failed: {reply[1]}")
+
+    def _stop(self) -> None:
+        proc, self._proc, self._ready = self._proc, None, False
+        if proc is None:
+            return
+        with contextlib.suppress(Exception):
+            proc.stdin.close()  # the worker exits at the end of its input
+        try:
+            proc.wait(timeout=5)
+        except Exception:
+            proc.kill()
+            with contextlib.suppress(Exception):
+                proc.wait(timeout=5)
+        with contextlib.suppress(Exception):
+            proc.stdout.close()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stop()
+            self._failed = False  # the next fit may try again
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+
 class _Renderer:
     """One daemon thread rendering figures in submission order, behind a bounded queue."""
 
@@ -272,21 +387,56 @@ class _Renderer:
             warnings.warn(f"lightning_recipe: rendering a figure failed: {err!r}", stacklevel=2)
 
 
+RenderMode = Literal["auto", "process", "thread"]
+
 _renderer = _Renderer()
+_process = _RenderProcess()
 _async = {"enabled": True}
+_mode: dict[str, RenderMode] = {"mode": "thread"}
 
 
 def set_async_rendering(enabled: bool) -> None:
-    """Render figures on a background thread (default) or on the calling thread."""
+    """Render figures in the background (default) or on the calling thread."""
     _async["enabled"] = bool(enabled)
     if not enabled:
         _renderer.drain()
+
+
+def set_render_process(mode: RenderMode) -> None:
+    """Where background figures are drawn: ``"thread"`` (default: the render thread of the training
+    process) or ``"process"`` (a rendering process, see :class:`_RenderProcess`: it pays when a CPU core
+    is free for it, as it takes matplotlib off the training process's GIL, and costs a ~2 s start of
+    an interpreter on another core per fit). ``"auto"``: the process when torch leaves a core free
+    (``torch.get_num_threads() < os.cpu_count()``). The ``LIGHTNING_RECIPE_RENDER`` environment
+    variable sets the same."""
+    if mode not in ("auto", "process", "thread"):
+        raise ValueError(f"set_render_process(mode={mode!r}): pass 'thread', 'process' or 'auto'.")
+    _mode["mode"] = mode
+
+
+def _use_process() -> bool:
+    mode = os.environ.get("LIGHTNING_RECIPE_RENDER", _mode["mode"])
+    if mode == "process":
+        return True
+    if mode != "auto":
+        return False
+    import sys
+
+    torch = sys.modules.get("torch")
+    return torch is not None and torch.get_num_threads() < (os.cpu_count() or 1)
 
 
 def drain() -> None:
     """Wait until every submitted figure is rendered and written, and flush the writers."""
     _renderer.drain()
     _flush_all()
+
+
+def shutdown() -> None:
+    """:func:`drain`, then stop the rendering process (recipe callbacks call it at the end of fit and
+    after an exception; the next figure starts a new one)."""
+    drain()
+    _process.stop()
 
 
 def log_figure(
@@ -313,10 +463,21 @@ def log_figure(
         return  # not even rendered
     target = None if writer is not None else _file_for(trainer, tag, step, ".png")
 
+    from lightning_recipe.core.budget import charge_render, current_meter
+
+    owner = current_meter()
+    background = callable(figure) and _async["enabled"]
+
     def job() -> None:
-        fig = figure() if callable(figure) else figure
-        image = figure_to_array(fig)
-        fig.clear()
+        remote = _process.render(figure) if background and _use_process() else None  # type: ignore[arg-type]
+        if remote is not None:
+            image, seconds = remote
+            if owner is not None:  # the process's CPU time is charged as the thread's would be
+                owner[0].add_render(owner[1], seconds)
+        else:
+            fig = figure() if callable(figure) else figure
+            image = figure_to_array(fig)
+            fig.clear()
         if writer is not None:
             writer.add_image(tag, image, global_step=int(step), dataformats="HWC")
             _flush(writer)
@@ -324,12 +485,8 @@ def log_figure(
             assert target is not None
             _write_png(target, image)
 
-    if callable(figure) and _async["enabled"]:
-        from lightning_recipe.core.budget import charge_render, current_meter
-
-        _renderer.submit(
-            charge_render(current_meter(), job)
-        )  # its CPU time is charged to the hook's callback
+    if background:
+        _renderer.submit(charge_render(owner, job))  # its CPU time is charged to the hook's callback
     else:
         job()
 
@@ -337,8 +494,9 @@ def log_figure(
 def _reset_renderer_after_fork() -> None:
     # A forked process (ddp_fork, ddp_notebook, dataloader workers) inherits the parent's queue with
     # the parent's thread registered as its consumer; that thread does not exist in the child.
-    global _renderer
+    global _renderer, _process
     _renderer = _Renderer()
+    _process = _RenderProcess()  # the parent's: its pipes are not this process's to use
 
 
 if hasattr(os, "register_at_fork"):

@@ -22,7 +22,14 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from lightning_recipe import writer as recipe_logging
 from lightning_recipe.core.arguments import check_choice, check_positive_int
 from lightning_recipe.core.batches import KeySpec, split_batch, validate_key_spec
-from lightning_recipe.core.budget import Cadence, CostMeter, is_before, set_running
+from lightning_recipe.core.budget import (
+    PER_BATCH_HOOKS,
+    Cadence,
+    CostMeter,
+    is_before,
+    set_running,
+    skip_unused_hooks,
+)
 from lightning_recipe.core.errors import ArgumentError
 from lightning_recipe.findings import RECIPE_STEPS, Finding, RecipeCheckError, RecipeWarning, Skip, Status
 from lightning_recipe.report import RecipeReport
@@ -139,6 +146,21 @@ def _guard(hook: Callable[..., Any], one_time: bool = False) -> Callable[..., An
     return guarded
 
 
+def _cached_state_key(fget: Callable[[Any], str]) -> Callable[[Any], str]:
+    """``state_key`` is read at every hook call (Lightning's profiler label): keep it for the run
+    (it is computed again after ``setup`` and ``teardown``)."""
+
+    @functools.wraps(fget)
+    def cached(self: Any) -> str:
+        key = self.__dict__.get("_state_key")
+        if key is None:
+            key = self.__dict__["_state_key"] = fget(self)
+        return key
+
+    cached.__recipe_cached__ = True  # type: ignore[attr-defined]
+    return cached
+
+
 class RecipeCallback(Callback):
     """Base class of the recipe callbacks.
 
@@ -167,6 +189,10 @@ class RecipeCallback(Callback):
             hook = vars(cls)[name]
             if callable(hook) and not getattr(hook, "__recipe_guarded__", False):
                 setattr(cls, name, _guard(hook, one_time=cls.one_time))
+        skip_unused_hooks(cls, Callback)  # Lightning skips the per-batch hooks it does not override
+        key = vars(cls).get("state_key")
+        if isinstance(key, property) and key.fget is not None and not hasattr(key.fget, "__recipe_cached__"):
+            cls.state_key = property(_cached_state_key(key.fget), doc=key.__doc__)  # type: ignore[assignment]
 
     def __init__(self, on_fail: OnFail = "warn") -> None:
         check_choice(type(self).__name__, "on_fail", on_fail, ("warn", "raise"))
@@ -226,11 +252,17 @@ class RecipeCallback(Callback):
         if collective and not cadence.fixed and trainer.world_size > 1:
             cadence.next_due = int(self.all_reduce_max(trainer, float(cadence.next_due)))
 
+    def retire_hook(self, name: str) -> None:
+        """Stop Lightning calling this callback's per-batch hook ``name`` for the rest of the fit: an
+        instance attribute ``None``, which ``Trainer._call_callback_hooks`` skips (``setup`` brings it
+        back). For a hook whose work is done, e.g. a one-time check after its first batch."""
+        self.__dict__[name] = None
+
     def __getstate__(self) -> dict[str, Any]:
         # Lightning attaches the module's bound ``log``/``log_dict`` to every callback
         # (``_attach_model_logging_functions``): a pickled callback must not drag the module along.
         state = dict(self.__dict__)
-        for transient in ("log", "log_dict", "_clock"):
+        for transient in ("log", "log_dict", "_clock", "_state_key", *PER_BATCH_HOOKS):
             state.pop(transient, None)
         return state
 
@@ -406,11 +438,15 @@ class RecipeCallback(Callback):
         recipe_logging.drain()
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self.__dict__.pop("_state_key", None)
         # runs before the loggers are finalized, also after an exception: no figure may be left
-        # queued for a closed writer
-        recipe_logging.drain()
+        # queued for a closed writer, and the rendering process ends with the fit
+        recipe_logging.shutdown()
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self.__dict__.pop("_state_key", None)
+        for hook in PER_BATCH_HOOKS:  # hooks retired in the last fit
+            self.__dict__.pop(hook, None)
         if stage == "fit":
             self.findings = []
             self._broken = False

@@ -17,17 +17,20 @@ from lightning_recipe.core.budget import Cadence, check_overhead
 from lightning_recipe.core.checks.batch_inspector import (
     IGNORE_INDEX,
     batch_findings,
+    check_arguments,
     denormalized,
     grid_title,
+    histogram_values,
     label_text,
-    naming,
+    loss_ignore_index,
     padding_in_loss,
     rows_table,
     sample_labels,
+    split_inspected,
     stats_table,
     tokens_text,
+    with_padding,
 )
-from lightning_recipe.core.errors import ArgumentError
 from lightning_recipe.core.inputs import (
     CONSTANT_STD,
     NORMALISED_SCALE,
@@ -37,28 +40,11 @@ from lightning_recipe.core.inputs import (
 )
 from lightning_recipe.plots.batch_inspector import batch_grid_figure
 
-__all__ = ["BatchInspector", "label_text"]
+__all__ = ["BatchInspector", "label_text", "loss_ignore_index"]
 
-#: The shortest interval between two inspections of the default (budgeted) cadence.
-_EVERY = 1000
-
+_EVERY = 1000  # the shortest interval between two inspections of the default (budgeted) cadence
 _PREFIX = "recipe/batch_inspector/"
-#: Input values in the ``inputs`` histogram at most (evenly spaced through the batch).
-_HISTOGRAM_VALUES = 100_000
-
-
-def _no_targets(batch: Any) -> None:
-    """A ``target_key`` that finds no targets: the inputs alone are still worth showing."""
-    return None
-
-
-def loss_ignore_index(module: torch.nn.Module) -> int:
-    """The ``ignore_index`` of the first loss module of ``module`` that sets one other than -100, else -100."""
-    for sub in module.modules():
-        value = getattr(sub, "ignore_index", None)
-        if isinstance(sub, torch.nn.modules.loss._Loss) and isinstance(value, int) and value != IGNORE_INDEX:
-            return value
-    return IGNORE_INDEX
+_HISTOGRAM_VALUES = 100_000  # input values in the ``inputs`` histogram at most (evenly spaced)
 
 
 class BatchInspector(RecipeCallback):
@@ -71,10 +57,8 @@ class BatchInspector(RecipeCallback):
     (tabular inputs), ``decoded`` (token ids), ``channel_stats`` (Text), ``inputs`` and ``labels``
     (Histograms), ``input_mean`` and ``input_std`` (Scalars). Findings, from the first batch and
     whenever a later one shows something new: ``fail`` for NaN/Inf; ``warn`` for inputs that are
-    not normalised (a channel's ``|mean|`` or std above ``normalised_scale``) or nearly constant
-    (overall std below ``constant_std``), and for a dict batch whose labels ``(N, T)`` are in the loss
-    where ``attention_mask == 0`` (padding in the loss: the fraction of loss positions that are
-    padding, and the fix); otherwise one ``pass``.
+    not normalised (a channel's ``|mean|`` or std above ``normalised_scale``), nearly constant (std
+    below ``constant_std``), or padding in the loss (labels where ``attention_mask == 0``); else ``pass``.
     See the README section "``BatchInspector``: exactly what goes into ``training_step``".
 
     Args:
@@ -82,18 +66,14 @@ class BatchInspector(RecipeCallback):
             (default): every 1000 steps at most, stretched to stay within ``overhead``.
         overhead: the fraction of training time this callback may spend (with the default cadence).
         num_samples: at most this many samples in the image grid, table or decoded text.
-        denormalize: ``callable(x) -> x`` applied to a CPU copy of the image samples before they are
-            drawn; statistics always use the raw batch.
-        decode: ``callable(ids) -> str`` turning one sample's token ids (a 1-D CPU tensor) into text.
+        denormalize: ``callable(x) -> x`` for a CPU copy of the images drawn (statistics: the raw batch).
+        decode: ``callable(ids) -> str``: one sample's token ids (a 1-D CPU tensor) as text.
         class_names: names for integer labels, shown on the tiles instead of the numbers.
         input_key, target_key: where the inputs and labels are in the batch; inferred by default.
         normalised_scale: the ``|mean|``/std above which a channel is "not normalised".
         constant_std: the overall std below which the inputs are "nearly constant".
-        ignore_index: the label the loss ignores; ``None`` takes the ``ignore_index`` of a loss
-            module of the LightningModule (``nn.CrossEntropyLoss(ignore_index=...)``), else -100 (PyTorch's
-            default and the Hugging Face convention).
-        check_padding: look for padding positions in the loss (turn off when the loss masks
-            padding itself, e.g. multiplies by ``attention_mask``).
+        ignore_index: the label the loss ignores; ``None``: a loss module's ``ignore_index``, else -100.
+        check_padding: look for padding positions in the loss (off when the loss masks padding itself).
         on_fail: ``"warn"`` or ``"raise"`` (raise :class:`~lightning_recipe.RecipeCheckError` on NaN/Inf).
 
     Attributes:
@@ -138,37 +118,17 @@ class BatchInspector(RecipeCallback):
         check_positive_int(owner, "every_n_train_steps", every_n_train_steps, allow_none=True)
         self.overhead = check_overhead(owner, overhead)
         self._cadence = Cadence(every_n_train_steps, base=_EVERY, share=self.overhead)
-        check_positive_int(owner, "num_samples", num_samples)
-        for name, fn in (("denormalize", denormalize), ("decode", decode)):
-            if fn is not None and not callable(fn):
-                raise TypeError(f"{owner}({name}={fn!r}): pass a callable or None.")
-        if class_names is not None and (
-            isinstance(class_names, str) or not isinstance(class_names, Sequence)
-        ):
-            raise TypeError(
-                f"{owner}(class_names={class_names!r}): pass a list of names, one per class index."
-            )
-        for name, value in (("normalised_scale", normalised_scale), ("constant_std", constant_std)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ValueError(f"{owner}({name}={value!r}): pass a positive number.")
-        if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
-            raise TypeError(
-                f"{owner}(ignore_index={ignore_index!r}): pass the integer label your loss ignores "
-                "(e.g. -100) or None."
-            )
+        check_arguments(
+            owner, num_samples, denormalize, decode, class_names, normalised_scale, constant_std, ignore_index
+        )
         self.validate_keys(owner, input_key, target_key)
-        self.ignore_index = ignore_index
-        self.check_padding = bool(check_padding)
+        self.ignore_index, self.check_padding = ignore_index, bool(check_padding)
         self._ignore_index = IGNORE_INDEX if ignore_index is None else ignore_index
-        self.every_n_train_steps = every_n_train_steps
-        self.num_samples = num_samples
-        self.denormalize = denormalize
-        self.decode = decode
+        self.every_n_train_steps, self.num_samples = every_n_train_steps, num_samples
+        self.denormalize, self.decode = denormalize, decode
+        self.input_key, self.target_key = input_key, target_key
         self.class_names = list(class_names) if class_names is not None else None
-        self.input_key = input_key
-        self.target_key = target_key
-        self.normalised_scale = float(normalised_scale)
-        self.constant_std = float(constant_std)
+        self.normalised_scale, self.constant_std = float(normalised_scale), float(constant_std)
         self.last_stats: InputStats | None = None
         self._last_step = -1
         self._seen_codes: set[str] = set()
@@ -225,10 +185,9 @@ class BatchInspector(RecipeCallback):
         verdicts = batch_findings(
             stats, self._seen_codes, self._inspected == 1, self.normalised_scale, self.constant_std
         )
-        padding = padding_in_loss(batch, parts.targets, self._ignore_index) if self.check_padding else None
-        if padding is not None and "padding_in_loss" not in self._seen_codes:
-            self._seen_codes.add("padding_in_loss")
-            verdicts = [padding, *(v for v in verdicts if v[0] != "pass")]
+        if self.check_padding:
+            padding = padding_in_loss(batch, parts.targets, self._ignore_index)
+            verdicts = with_padding(verdicts, padding, self._seen_codes)
         for status, message, numbers in verdicts:
             self.record(trainer, status, message, numbers, raise_on_fail=True)  # type: ignore[arg-type]
         if trainer.is_global_zero:
@@ -236,29 +195,12 @@ class BatchInspector(RecipeCallback):
         return stats
 
     def _split(self, trainer: Trainer, batch: Any) -> BatchParts | None:
-        """Split the batch; when the layout cannot be inferred, say which argument resolves it.
-
-        ``ArgumentError`` (an explicit key that does not fit) propagates; a failed inference of the
-        targets still shows the inputs, a failed inference of the inputs skips the inspection.
-        """
-        try:
-            return self.split(batch, self.input_key, self.target_key)
-        except ArgumentError:
-            raise
-        except ValueError as err:
-            target_err = err
-        try:
-            parts = self.split(batch, self.input_key, _no_targets)
-        except ArgumentError:
-            raise
-        except ValueError as err:
-            message = f"skipped, because {naming(err, 'input_key')}"
-            if "split" not in self._seen_codes:
-                self.warn(f"{self.name}: {message}")
-            self._note_once(trainer, "skipped", "split", message)
-            return None
-        message = f"labels skipped (the inputs are shown), because {naming(target_err, 'target_key')}"
-        self._note_once(trainer, "skipped", "no_targets", message)
+        """Split the batch; when the layout cannot be inferred, say which argument resolves it."""
+        parts, code, message = split_inspected(batch, self.input_key, self.target_key)
+        if code == "split" and code not in self._seen_codes:
+            self.warn(f"{self.name}: {message}")
+        if code is not None:
+            self._note_once(trainer, "skipped", code, str(message))
         return parts
 
     def _note_once(self, trainer: Trainer, status: Any, code: str, message: str) -> None:
@@ -274,10 +216,9 @@ class BatchInspector(RecipeCallback):
         scalars = {_PREFIX + "input_mean": stats.overall_mean, _PREFIX + "input_std": stats.overall_std}
         recipe_logging.log_scalars(trainer, scalars, step)
         recipe_logging.log_text(trainer, _PREFIX + "channel_stats", stats_table(stats), step)
-        flat = x.detach().reshape(-1)
-        if flat.numel() > _HISTOGRAM_VALUES:
-            flat = flat[torch.linspace(0, flat.numel() - 1, _HISTOGRAM_VALUES, device=flat.device).long()]
-        recipe_logging.log_histogram(trainer, _PREFIX + "inputs", flat.float().cpu(), step)
+        recipe_logging.log_histogram(
+            trainer, _PREFIX + "inputs", histogram_values(x, _HISTOGRAM_VALUES), step
+        )
         if isinstance(targets, torch.Tensor) and targets.numel():
             recipe_logging.log_histogram(trainer, _PREFIX + "labels", targets.detach().float().cpu(), step)
         if stats.layout == "image":

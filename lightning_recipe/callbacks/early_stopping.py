@@ -32,16 +32,12 @@ class EarlyStopping(_LightningEarlyStopping, RecipeCallback):
     training for unintuitively long time"*. A drop-in subclass of Lightning's ``EarlyStopping``
     (same arguments, same behaviour) that adds:
 
-    * ``restore_best_weights``: when training ends for any reason (stopped early, ``max_epochs``,
-      ``max_steps``, interrupted, an exception), the module's weights are those of the best
-      monitored score. One copy of the best state is kept on the CPU (and in the checkpoint, so a
-      resumed run can still restore it).
+    * ``restore_best_weights``: when training ends for any reason (stopped, ``max_epochs``, an
+      exception ...), the module has the weights of the best score (one CPU copy, also checkpointed).
     * ``start_from_epoch``: before this epoch nothing stops the run and patience does not count;
       the best score and weights are still tracked. A non-finite metric still stops it.
-    * the reason it stopped, the best epoch and score in a finding (``findings``) and the report,
-      and ``recipe/early_stopping/best_score`` / ``best_epoch`` scalars at the end.
-    * resuming keeps the best score and the best epoch, but a new ``patience`` is honoured
-      (Lightning's own restores the old one).
+    * the reason it stopped, the best epoch and score in a finding and ``recipe/early_stopping/`` scalars.
+    * resuming keeps the best score and epoch, but a new ``patience`` is honoured (Lightning's: the old).
 
     Args:
         monitor, min_delta, patience, verbose, mode, strict, check_finite, stopping_threshold,
@@ -54,13 +50,10 @@ class EarlyStopping(_LightningEarlyStopping, RecipeCallback):
     ``verbose`` messages, ``stopping_reason``). See the README section "Early stopping that ends on the best weights".
 
     Attributes:
-        best_score: Lightning's best score (tensor; like Lightning, not updated by a value that stops
-            the run at ``stopping_threshold`` or ``divergence_threshold``).
-        best_epoch: the epoch of the best finite monitored value (``None`` before the first check);
-            a value that reached ``stopping_threshold`` counts. The weights restored are this epoch's.
-        best_step: the global step of that value.
-        stopped_epoch: the epoch at which it stopped (0 if it did not).
-        stopping_reason: why it stopped (Lightning's ``EarlyStoppingReason``).
+        best_score: Lightning's best score (a tensor; a value stopping the run at a threshold is not kept).
+        best_epoch, best_step: the epoch and step of the best finite value (``None`` before the first
+            check; one that reached ``stopping_threshold`` counts): the weights restored are this epoch's.
+        stopped_epoch, stopping_reason: when it stopped (0 if it did not) and why (``EarlyStoppingReason``).
         findings: one finding at the end of fit.
 
     Raises:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -11,7 +10,7 @@ from torch import nn
 from typing_extensions import override
 
 from lightning_recipe import writer
-from lightning_recipe.callbacks.base import OnFail, RecipeCallback, check_positive_int
+from lightning_recipe.callbacks.base import OnFail, RecipeCallback
 from lightning_recipe.core.batches import KeySpec
 from lightning_recipe.core.budget import Cadence, check_overhead
 from lightning_recipe.core.checks import first_layer as filter_checks
@@ -25,11 +24,6 @@ from lightning_recipe.plots.first_layer import filter_grid
 __all__ = ["FirstLayerFilters", "filter_grid"]
 
 _PREFIX = "recipe/first_layer/"
-
-
-def _no_targets(batch: Any) -> None:
-    """The ``target_key`` of the split: the filters need only the inputs, whatever the targets are."""
-    return None
 
 
 class FirstLayerFilters(RecipeCallback):
@@ -97,18 +91,11 @@ class FirstLayerFilters(RecipeCallback):
     ) -> None:
         super().__init__(on_fail=on_fail)
         owner = type(self).__name__
-        check_positive_int(owner, "every_n_epochs", every_n_epochs, allow_none=True)
         self.overhead = check_overhead(owner, overhead)
-        check_positive_int(owner, "max_filters", max_filters)
-        check_positive_int(owner, "check_noise_after_epochs", check_noise_after_epochs, allow_none=True)
-        if layer is not None and not isinstance(layer, str):
-            raise TypeError(f"{owner}(layer={layer!r}): pass the qualified module name as a string, or None.")
+        filter_checks.check_arguments(owner, every_n_epochs, max_filters, check_noise_after_epochs, layer)
         self.validate_keys(owner, input_key, None)
-        self.every_n_epochs = every_n_epochs
-        self.layer = layer
-        self.max_filters = max_filters
-        self.check_noise_after_epochs = check_noise_after_epochs
-        self.input_key = input_key
+        self.every_n_epochs, self.layer, self.max_filters = every_n_epochs, layer, max_filters
+        self.check_noise_after_epochs, self.input_key = check_noise_after_epochs, input_key
         self._state = FilterState()
         self._module: nn.Module | None = None
         self._image_shape: tuple[int, int, int] | None = None
@@ -150,6 +137,7 @@ class FirstLayerFilters(RecipeCallback):
         if self._resolved or self.should_skip(trainer):
             return
         self._resolved = True
+        self.retire_hook("on_train_batch_start")  # resolved once: Lightning stops calling it
         self._cadence.start(trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None, 0)
         self._cadence.next_due = int(trainer.current_epoch) + (self.every_n_epochs or 1)
         self._resolve(trainer, pl_module, batch)
@@ -196,9 +184,9 @@ class FirstLayerFilters(RecipeCallback):
 
     def _resolve(self, trainer: Trainer, pl_module: LightningModule, batch: Any) -> None:
         name = self.layer or (self._restored.layer_name if self._restored is not None else None)
-        call = ModelCall(input_key=self.input_key, target_key=_no_targets, hint="")
+        call = ModelCall(input_key=self.input_key, target_key=filter_checks.no_targets, hint="")
         try:
-            inputs, no_inputs = self.split(batch, self.input_key, _no_targets).inputs, None
+            inputs, no_inputs = self.split(batch, self.input_key, filter_checks.no_targets).inputs, None
         except ArgumentError:
             raise
         except ValueError as err:  # only the image shape of a dense layer needs them when `layer=` is known
@@ -206,10 +194,14 @@ class FirstLayerFilters(RecipeCallback):
         if name is not None:
             module = find_layer(pl_module, name, owner=f"{self.name}: layer")
         else:
-            found = self._trace(trainer, pl_module, batch, call, no_inputs)
-            if found is None:
+            try:
+                context = trainer.precision_plugin.forward_context()
+                name, module = filter_checks.traced_layer(pl_module, batch, call, context, no_inputs)
+            except Skip as skip:
+                if no_inputs is not None and getattr(skip, "model_failed", False):
+                    self.warn(f"{self.name}: {skip}")
+                self.record(trainer, "skipped", str(skip))
                 return
-            name, module = found
         weight = filter_checks.weight_of(module)
         if weight is None:
             self._state.layer_name = name
@@ -224,32 +216,6 @@ class FirstLayerFilters(RecipeCallback):
         if filter_checks.tiles_of(weight, self._image_shape, self.max_filters) is None:
             message = filter_checks.not_filters_message(name, module, weight, input_shape)
             self.record(trainer, "skipped", message, {"layer": name, "type": type(module).__name__})
-
-    def _trace(
-        self,
-        trainer: Trainer,
-        pl_module: LightningModule,
-        batch: Any,
-        call: ModelCall,
-        no_inputs: Exception | None,
-    ) -> tuple[str, nn.Module] | None:
-        """The traced first layer, or ``None`` after recording why not."""
-        try:
-            context = trainer.precision_plugin.forward_context()
-        except Exception:  # pragma: no cover - every precision plugin has one
-            context = nullcontext()
-        try:
-            first = filter_checks.trace_first_layer(pl_module, batch, call, context)
-        except Skip as skip:
-            self.record(trainer, "skipped", str(skip))
-            return None
-        except Exception as err:
-            message = filter_checks.untraceable_message(err, no_inputs)
-            if no_inputs is not None:
-                self.warn(f"{self.name}: {message}")
-            self.record(trainer, "skipped", message)
-            return None
-        return first.name, first.module
 
     def _log(self, trainer: Trainer, step: int, epochs_done: int) -> None:
         assert self._module is not None

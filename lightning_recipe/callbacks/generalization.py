@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -16,6 +17,7 @@ from lightning_recipe.callbacks.base import OnFail, RecipeCallback
 from lightning_recipe.callbacks.dumb_baselines import DumbBaselines
 from lightning_recipe.core.batches import split_batch
 from lightning_recipe.core.checks import generalization as core
+from lightning_recipe.plots.generalization import generalization_figure
 
 __all__ = ["GeneralizationCheck"]
 
@@ -27,26 +29,20 @@ class GeneralizationCheck(RecipeCallback):
 
     Recipe, "regularize" and "leave it training" (*"networks keep training for unintuitively long
     time"*). Each validation loss is paired with the mean training loss since the previous one; at
-    the end of fit the stage is judged (rules: :mod:`lightning_recipe.core.checks.generalization`):
-    **overfitting** (``warn``, ``pass`` when early stopping restored the best weights; with the
-    recipe's regularizers in its order and what the run shows), **underfitting** (``warn``: the
-    training loss levelled off above ``underfit_ratio`` of a dumb baseline), **diverging** (``warn``),
-    **healthy** (``pass``, also while it is still learning fast). A second finding says how the run
-    ended: by its budget while still improving (*leave it training*, advice) or by early stopping on
-    overfitting, a plateau or noise (``warn``). TensorBoard: ``recipe/generalization/gap`` per
-    validation, the figure ``.../curves`` and the text ``.../verdict`` at the end. See the README
-    section "Regularize: GeneralizationCheck".
+    the end of fit the stage is judged (:mod:`lightning_recipe.core.checks.generalization`):
+    **overfitting**, **underfitting** (above ``underfit_ratio`` of a dumb baseline), **diverging**
+    (``warn``) or **healthy** (``pass``); a second finding says how the run ended (*leave it
+    training*, or early stopping on overfitting, a plateau or noise). TensorBoard:
+    ``recipe/generalization/gap``, the figure ``.../curves`` and the text ``.../verdict``. See the
+    README section "Regularize: GeneralizationCheck".
 
     Args:
-        monitor: the logged validation loss; ``None``: the first of ``val_loss``, ``valid_loss``,
-            ``validation_loss``, ``val/loss``, ``loss/val``.
-        train_monitor: the logged training loss; ``None``: the first of ``train_loss_step``,
-            ``train_loss``, ``train/loss``, ``training_loss``, ``loss/train``, ``loss``, else the loss
-            ``training_step`` returns.
+        monitor: the logged validation loss; ``None``: ``val_loss``, ``valid_loss``, ``validation_loss``, ...
+        train_monitor: the logged training loss; ``None``: the first of ``train_loss_step``, ``train_loss``,
+            ``train/loss``, ``training_loss``, ``loss/train``, ``loss``, else what ``training_step`` returns.
         baseline: a dumb baseline's loss for the underfitting verdict (see above for the default).
         underfit_ratio: underfitting while the training loss is above this fraction of the baseline
-            (``None``: 0.5 of a class prior's loss, 0.8 of a mean predictor's: noisy targets keep
-            much of their variance under any model).
+            (``None``: 0.5 of a class prior's loss, 0.8 of a mean predictor's).
         min_rise: overfitting needs the validation loss to rise by more than this fraction of its best.
         min_improvement: "still improving" needs a fall of at least this fraction per epoch.
         log_figure: log the ``curves`` figure at the end of fit.
@@ -95,12 +91,9 @@ class GeneralizationCheck(RecipeCallback):
         core.validate_arguments(
             "GeneralizationCheck", monitor, train_monitor, baseline, underfit_ratio, min_rise, min_improvement
         )
-        self.monitor = monitor
-        self.train_monitor = train_monitor
-        self.baseline = baseline
+        self.monitor, self.train_monitor, self.baseline = monitor, train_monitor, baseline
         self.underfit_ratio = None if underfit_ratio is None else float(underfit_ratio)
-        self.min_rise = float(min_rise)
-        self.min_improvement = float(min_improvement)
+        self.min_rise, self.min_improvement = float(min_rise), float(min_improvement)
         self.log_figure = bool(log_figure)
         self._reset()
 
@@ -250,12 +243,7 @@ class GeneralizationCheck(RecipeCallback):
         if self.log_figure and trainer.is_global_zero:
             onset = float(h["x"][verdict.onset_index]) if verdict.onset_index is not None else None
             args = (h["x"], h["train"], h["val"], onset, verdict.stage, baseline[0], names)
-
-            def build() -> Any:
-                from lightning_recipe.plots.generalization import generalization_figure
-
-                return generalization_figure(*args)
-
+            build = functools.partial(generalization_figure, *args)  # picklable: the render process draws it
             recipe_logging.log_figure(trainer, f"{_TAG}/curves", build, trainer.global_step)
 
     def _baseline(self, trainer: Trainer) -> tuple[float | None, str]:

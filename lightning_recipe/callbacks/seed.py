@@ -101,9 +101,11 @@ class FixedSeed(RecipeCallback):
     def on_train_batch_start(
         self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        if self.batch_fingerprint is not None or not self.is_fitting(trainer):
+        if not self.is_fitting(trainer):
             return
-        self._fingerprint_batch(trainer, batch)
+        if self.batch_fingerprint is None:
+            self._fingerprint_batch(trainer, batch)
+        self.retire_hook("on_train_batch_start")  # the first batch is fingerprinted: no more calls
 
     @override
     def state_dict(self) -> dict[str, Any]:

@@ -13,10 +13,10 @@ from torch import nn
 from typing_extensions import override
 
 from lightning_recipe import writer
-from lightning_recipe.callbacks.base import OnFail, RecipeCallback, check_positive_int
+from lightning_recipe.callbacks.base import OnFail, RecipeCallback
 from lightning_recipe.core.budget import Cadence, check_overhead
 from lightning_recipe.core.checks import update_health as health_checks
-from lightning_recipe.core.checks.update_health import Armed, HealthState, PendingCheck, Verdict
+from lightning_recipe.core.checks.update_health import HealthState, PendingCheck, Verdict
 from lightning_recipe.core.health import DEFAULT_ACTIVATIONS, layer_of_parameters
 from lightning_recipe.plots.update_health import health_figure
 
@@ -32,25 +32,20 @@ class UpdateHealth(RecipeCallback):
     """Watch every layer's updates, gradients and activations, cheaply, every N steps.
 
     Recipe, "visualize ... activations inside the net can sometimes display odd artifacts and hint at
-    problems". Every ``every_n_train_steps`` optimizer steps (a *check*), per layer (a module with its
-    own trainable parameters): ``log10(‖Δw‖/‖w‖)`` of that step (rule of thumb: -3), ``‖grad‖``, and per
-    ReLU-like module the fraction of units zero on the whole batch. Between checks: an integer comparison.
-
-    Findings (``numbers["problem"]``, once per run): ``no_gradient``, ``zero_gradient``, ``unchanged``,
-    ``no_optimizer``, ``eval_mode``, ``update_ratio`` (warn), ``gradients_not_reset``, ``dead_layer`` (fail);
-    at the end a ``pass``, or ``skipped`` with fewer than ``patience`` checks. TensorBoard, under
-    ``recipe/update_health/``: ``log10_update_ratio/<layer>``, ``grad_norm/<layer>``,
-    ``dead_fraction/<site>``, their aggregates, and the figure ``layers``.
+    problems". At each *check*, per layer: ``log10(‖Δw‖/‖w‖)`` of that step (rule of thumb: -3),
+    ``‖grad‖``, and per ReLU-like module the fraction of units zero on the whole batch; between checks,
+    an integer comparison. Findings (``numbers["problem"]``, once per run): ``no_gradient``,
+    ``zero_gradient``, ``unchanged``, ``no_optimizer``, ``eval_mode``, ``update_ratio`` (warn),
+    ``gradients_not_reset``, ``dead_layer`` (fail); at the end a ``pass``, or ``skipped``. TensorBoard:
+    ``recipe/update_health/`` scalars per layer and site, their aggregates, and the figure ``layers``.
 
     Args:
-        every_n_train_steps: run a check every this many optimizer steps (step 0 included). ``None``
-            (default): every 50 steps at most, stretched to stay within ``overhead``, and at least
-            ``patience + 2`` checks in the planned run (``trainer.estimated_stepping_batches``), so a
-            short run still gets a verdict.
+        every_n_train_steps: a check every this many optimizer steps (step 0 included). ``None``:
+            every 50 steps at most, within ``overhead``, and at least ``patience + 2`` checks in the run.
         patience: checks the evidence must hold on before a finding.
         max_layers: per-layer scalars for at most this many layers (and sites), evenly spread.
-        figure_every_n_train_steps: draw the figure at the first check, then at the first check after
-            each multiple of this, and the last check's at the end of fit; ``None`` draws none.
+        figure_every_n_train_steps: the figure at the first check, the first after each multiple of this,
+            and the last (at the end of fit); ``None``: none.
         activation_types: module classes whose exactly-zero outputs mark dead units; ``()`` hooks nothing.
         check_eval_mode: look for submodules left in eval mode.
         overhead: the fraction of training time the checks and figures may take (default cadence).
@@ -93,30 +88,24 @@ class UpdateHealth(RecipeCallback):
         on_fail: OnFail = "warn",
     ) -> None:
         super().__init__(on_fail)
-        check_positive_int(_OWNER, "every_n_train_steps", every_n_train_steps, allow_none=True)
         self.overhead = check_overhead(_OWNER, overhead)
-        check_positive_int(_OWNER, "patience", patience)
-        check_positive_int(_OWNER, "max_layers", max_layers)
-        check_positive_int(_OWNER, "figure_every_n_train_steps", figure_every_n_train_steps, allow_none=True)
-        types = health_checks.activation_classes(activation_types, _OWNER)
-        if not isinstance(check_eval_mode, bool):
-            raise TypeError(f"UpdateHealth(check_eval_mode={check_eval_mode!r}): pass True or False.")
-        self.every_n_train_steps = every_n_train_steps
-        self.patience = patience
-        self.max_layers = max_layers
-        self.figure_every_n_train_steps = figure_every_n_train_steps
-        self.activation_types: tuple[type[nn.Module], ...] = types
-        self.check_eval_mode = check_eval_mode
-        self.last_check: dict[str, Any] = {}
-        self._state, self._next_due = HealthState(), 0
-        self._cadence = self._new_cadence()
-        self._last_summary: Any = None
-        self._pending: PendingCheck | None = None
-        self._armed: dict[int, Armed] = {}
+        self.activation_types: tuple[type[nn.Module], ...] = health_checks.check_arguments(
+            every_n_train_steps, patience, max_layers, figure_every_n_train_steps, activation_types, check_eval_mode
+        )  # fmt: skip
+        self.every_n_train_steps, self.patience, self.max_layers = every_n_train_steps, patience, max_layers
+        self.figure_every_n_train_steps, self.check_eval_mode = figure_every_n_train_steps, check_eval_mode
         self._owner: dict[int, tuple[str, str]] = {}  # id(parameter) -> (layer, parameter name)
+        self._pending: PendingCheck | None = None
         self._disabled: str | None = None
+        self._fresh()
+
+    def _fresh(self) -> None:
+        """The state of a new fit."""
+        self._state, self._next_due, self.last_check = HealthState(), 0, {}
+        self._cadence, self._last_summary = self._new_cadence(), None
         self._history: dict[str, deque[float]] = {}
         self._orphans: list[tuple[str, nn.Parameter, torch.Tensor]] = []
+        self._release()
 
     @property
     def checks(self) -> int:
@@ -129,19 +118,15 @@ class UpdateHealth(RecipeCallback):
 
     def _new_cadence(self) -> Cadence:
         # a budgeted cadence still fits enough checks in the planned run for a verdict
-        return Cadence(
-            self.every_n_train_steps, base=_EVERY, share=self.overhead, min_points=self.patience + 2
-        )
+        every, share = self.every_n_train_steps, self.overhead
+        return Cadence(every, base=_EVERY, share=share, min_points=self.patience + 2)
 
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         if stage != "fit":
             return
-        self._state, self._next_due, self.last_check = HealthState(), 0, {}
-        self._cadence, self._last_summary = self._new_cadence(), None
-        self._history, self._orphans = {}, []
-        self._release()
+        self._fresh()
         self._disabled = health_checks.unsupported_strategy(type(trainer.strategy).__name__)
 
     @override
@@ -175,26 +160,18 @@ class UpdateHealth(RecipeCallback):
     def on_before_backward(self, trainer: Trainer, pl_module: LightningModule, loss: torch.Tensor) -> None:
         if self._pending is not None:
             self._pending.stop_probe()  # the forward pass is over (and recomputation is not a new one)
-        health_checks.note_backward(self._armed.values())
+        if self._armed:
+            health_checks.note_backward(self._armed.values())
 
     @override
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Any) -> None:
         if (self._pending is None and not self._armed) or self._disabled or self.should_skip(trainer):
             return
-        key = id(optimizer)
-        armed = self._armed.pop(key, None)
-        if armed is not None:
-            step, any_rank = int(trainer.global_step), partial(self.decide, trainer, all_=False)
-            self._record_all(
-                trainer,
-                health_checks.gradients_reset_verdicts(self._state, armed, self._owner, step, any_rank),
-            )
-        check = self._pending
-        if check is not None and key not in check.optimizers:
-            check.optimizers[key] = measure = health_checks.measure_optimizer(optimizer)
-            if "gradients_not_reset" not in self._state.reported:
-                # armed from the schedule alone, so every rank makes the same collective call later
-                self._armed[key] = Armed(measure.params, int(trainer.global_step))
+        any_rank = partial(self.decide, trainer, all_=False)
+        verdicts = health_checks.optimizer_step(
+            self._state, self._pending, self._armed, self._owner, optimizer, int(trainer.global_step), any_rank
+        )  # fmt: skip
+        self._record_all(trainer, verdicts)
 
     @override
     def on_train_batch_end(
@@ -212,9 +189,10 @@ class UpdateHealth(RecipeCallback):
     @override
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._release()
-        if self.is_fitting(trainer) and not self._disabled:
-            self._last_figure(trainer, pl_module)
-        if self.is_fitting(trainer) and not self._disabled and not any(f.is_problem for f in self.findings):
+        if not self.is_fitting(trainer) or self._disabled:
+            return
+        self._last_figure(trainer, pl_module)
+        if not any(f.is_problem for f in self.findings):
             self._record_all(
                 trainer, [health_checks.final_verdict(self.checks, self.patience, self.last_check)]
             )
@@ -255,11 +233,14 @@ class UpdateHealth(RecipeCallback):
         summary = self._last_summary
         if summary is None or self.figure_every_n_train_steps is None or not trainer.is_global_zero:
             return
-        if self._state.last_figure_step == summary.step:
+        if self._state.last_figure_step == summary.step:  # drawn at that check already
             return
         self._state.last_figure_step = summary.step
-        kwargs = health_checks.figure_data(summary, self._history, pl_module)
-        writer.log_figure(trainer, f"{_TAG}/layers", lambda: health_figure(**kwargs), summary.step)
+        self._figure(trainer, pl_module, summary)
+
+    def _figure(self, trainer: Trainer, pl_module: LightningModule, summary: Any) -> None:
+        kwargs = health_checks.figure_data(summary, self._history, pl_module)  # numpy: picklable
+        writer.log_figure(trainer, f"{_TAG}/layers", partial(health_figure, **kwargs), summary.step)
 
     def _record_all(self, trainer: Trainer, *groups: Iterable[Verdict], raise_on_fail: bool = True) -> None:
         for verdict in (v for group in groups for v in group):
@@ -277,16 +258,13 @@ class UpdateHealth(RecipeCallback):
         if trainer.is_global_zero:
             writer.log_scalars(trainer, health_checks.scalars(summary, self.max_layers, _TAG), summary.step)
             if figure:
-                kwargs = health_checks.figure_data(summary, self._history, pl_module)
-                writer.log_figure(trainer, f"{_TAG}/layers", lambda: health_figure(**kwargs), summary.step)
+                self._figure(trainer, pl_module, summary)
         health_checks.remember(self._history, summary)
         self._last_summary = summary if summary.layers else None
         self.cadence_taken(trainer, self._cadence, check.step, collective=True)
         orphans, self._orphans = self._orphans, []
         any_rank = partial(self.decide, trainer, all_=False)
-        self._record_all(
-            trainer,
-            health_checks.parameter_verdicts(state, self.patience),
-            health_checks.orphan_verdicts(state, orphans, self._owner, pl_module, any_rank),
-            health_checks.check_verdicts(state, check, summary, eval_any, self.patience),
+        verdicts = health_checks.closing_verdicts(
+            state, check, summary, eval_any, self.patience, orphans, self._owner, pl_module, any_rank
         )
+        self._record_all(trainer, verdicts)

@@ -46,6 +46,7 @@ __all__ = [
     "current_meter",
     "is_before",
     "set_running",
+    "skip_unused_hooks",
     "split_share",
 ]
 
@@ -134,6 +135,56 @@ def charge_render(owner: tuple[CostMeter, bool] | None, job: Any) -> Any:
             owner[0].add_render(owner[1], time.thread_time() - start)
 
     return timed
+
+
+#: The hooks Lightning calls at every batch, of every callback, each inside a profiler context (about
+#: 3 us per callback and hook: 16 callbacks cost 5% of an 8 ms step).
+PER_BATCH_HOOKS = (
+    "on_train_batch_start",
+    "on_train_batch_end",
+    "on_before_backward",
+    "on_after_backward",
+    "on_before_optimizer_step",
+    "on_before_zero_grad",
+    "on_validation_batch_start",
+    "on_validation_batch_end",
+    "on_test_batch_start",
+    "on_test_batch_end",
+    "on_predict_batch_start",
+    "on_predict_batch_end",
+)
+
+
+def skip_unused_hooks(cls: type, base: type) -> None:
+    """Set the per-batch hooks ``cls`` inherits from ``base`` (Lightning's ``Callback``) unchanged to
+    ``None``: ``Trainer._call_callback_hooks`` calls only callable hooks, so it skips them.
+
+    A hook ``cls`` defines is called as usual, and ``super().<hook>()`` in it works (an ancestor's
+    ``None`` becomes ``base``'s no-op again); one inherited from another class is kept.
+
+    Example:
+        >>> class Base:
+        ...     def on_train_batch_end(self, *args): ...
+        ...     def on_before_backward(self, *args): ...
+        >>> class Check(Base):
+        ...     def on_before_backward(self, *args): return "called"
+        >>> skip_unused_hooks(Check, Base)
+        >>> Check.on_train_batch_end is None, Check().on_before_backward()
+        (True, 'called')
+    """
+    for name in PER_BATCH_HOOKS:
+        if not hasattr(base, name):
+            continue
+        if name in vars(cls):
+            for ancestor in cls.__mro__[1:]:
+                if ancestor is not base and name in vars(ancestor) and vars(ancestor)[name] is None:
+                    delattr(ancestor, name)
+            continue
+        impl = next((vars(k)[name] for k in cls.__mro__[1:] if vars(k).get(name) is not None), None)
+        if impl is None or impl is vars(base).get(name):
+            setattr(cls, name, None)
+        elif getattr(cls, name) is None:  # a None of one base hides another base's hook
+            setattr(cls, name, impl)
 
 
 def split_share(total: float, names: list[str]) -> dict[str, float]:

@@ -20,13 +20,15 @@ Example:
 from __future__ import annotations
 
 import math
+from functools import partial
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from lightning_recipe.plots.style import PALETTE, STATUS_COLORS, new_figure
 
-__all__ = ["predictions_figure", "top_tokens_figure", "trajectory_figure"]
+__all__ = ["figure_builders", "predictions_figure", "top_tokens_figure", "trajectory_figure"]
 
 
 def _class_name(i: int, names: list[str] | None) -> str:
@@ -276,3 +278,27 @@ def top_tokens_figure(view: dict, names: list[str] | None, step: int, next_token
     what = "next-token" if next_token else "per-token"
     ax.set_title(f"top-{k} {what} predictions (fixed batch), step {step}", fontsize=8.5)
     return fig
+
+
+def figure_builders(
+    task: str,
+    steps: np.ndarray,
+    values: np.ndarray,
+    targets: np.ndarray,
+    preds: np.ndarray,
+    decided: np.ndarray,
+    thumbs: np.ndarray | None,
+    names: list[str] | None,
+    step: int,
+    view: Any = None,
+    causal: bool = False,
+) -> tuple[partial[Figure], partial[Figure]]:
+    """The builders of the ``trajectories`` and ``predictions`` figures: partials of this module's
+    functions with numpy arguments, so that a rendering process can draw them."""
+    ylabel = "p(true next token)" if causal else None
+    trajectories = partial(
+        trajectory_figure, task, steps, values, targets, preds, decided, thumbs, names, step, ylabel
+    )
+    if view is not None:
+        return trajectories, partial(top_tokens_figure, view, names, step, next_token=causal)
+    return trajectories, partial(predictions_figure, task, targets, preds, names, step)

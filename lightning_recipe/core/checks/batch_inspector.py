@@ -35,15 +35,20 @@ __all__ = [
     "IGNORE_INDEX",
     "batch_findings",
     "batch_numbers",
+    "check_arguments",
     "denormalized",
     "grid_title",
+    "histogram_values",
     "label_text",
+    "loss_ignore_index",
     "naming",
     "padding_in_loss",
     "rows_table",
     "sample_labels",
+    "split_inspected",
     "stats_table",
     "tokens_text",
+    "with_padding",
 ]
 
 Verdict = tuple[str, str, dict[str, Any]]
@@ -267,3 +272,86 @@ def grid_title(stats: InputStats, step: int, denormalized: bool) -> str:
         f"step {step}: {tuple(stats.shape)} {stats.dtype}, mean {sig(stats.overall_mean)}, "
         f"std {sig(stats.overall_std)}" + (" (denormalized)" if denormalized else "")
     )
+
+
+def no_targets(batch: Any) -> None:
+    """A ``target_key`` that finds no targets: the inputs alone are still worth showing."""
+    return None
+
+
+def loss_ignore_index(module: torch.nn.Module) -> int:
+    """The ``ignore_index`` of the first loss module of ``module`` that sets one other than -100, else -100."""
+    for sub in module.modules():
+        value = getattr(sub, "ignore_index", None)
+        if isinstance(sub, torch.nn.modules.loss._Loss) and isinstance(value, int) and value != IGNORE_INDEX:
+            return value
+    return IGNORE_INDEX
+
+
+def check_arguments(
+    owner: str,
+    num_samples: Any,
+    denormalize: Any,
+    decode: Any,
+    class_names: Any,
+    normalised_scale: Any,
+    constant_std: Any,
+    ignore_index: Any,
+) -> None:
+    """Validate BatchInspector's counts, callables, names, thresholds and ``ignore_index``."""
+    from lightning_recipe.core.arguments import check_positive_int
+
+    check_positive_int(owner, "num_samples", num_samples)
+    for name, fn in (("denormalize", denormalize), ("decode", decode)):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{owner}({name}={fn!r}): pass a callable or None.")
+    if class_names is not None and (isinstance(class_names, str) or not isinstance(class_names, Sequence)):
+        raise TypeError(f"{owner}(class_names={class_names!r}): pass a list of names, one per class index.")
+    for name, value in (("normalised_scale", normalised_scale), ("constant_std", constant_std)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"{owner}({name}={value!r}): pass a positive number.")
+    if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
+        raise TypeError(
+            f"{owner}(ignore_index={ignore_index!r}): pass the integer label your loss ignores "
+            "(e.g. -100) or None."
+        )
+
+
+def split_inspected(batch: Any, input_key: Any, target_key: Any) -> tuple[Any, str | None, str | None]:
+    """``(parts, code, message)``: the split batch, or the inputs alone when the targets cannot be
+    inferred (code ``"no_targets"``), or ``None`` when the inputs cannot (code ``"split"``); the
+    message names the argument that resolves it. ``ArgumentError`` (an explicit key that does not
+    fit) propagates."""
+    from lightning_recipe.core.batches import split_batch
+    from lightning_recipe.core.errors import ArgumentError
+
+    try:
+        return split_batch(batch, input_key=input_key, target_key=target_key), None, None
+    except ArgumentError:
+        raise
+    except ValueError as err:
+        target_err = err
+    try:
+        parts = split_batch(batch, input_key=input_key, target_key=no_targets)
+    except ArgumentError:
+        raise
+    except ValueError as err:
+        return None, "split", f"skipped, because {naming(err, 'input_key')}"
+    message = f"labels skipped (the inputs are shown), because {naming(target_err, 'target_key')}"
+    return parts, "no_targets", message
+
+
+def with_padding(verdicts: list[Any], padding: Any, seen: set[str]) -> list[Any]:
+    """The batch's verdicts with the padding-in-loss one first (once per run; it replaces the ``pass``)."""
+    if padding is None or "padding_in_loss" in seen:
+        return verdicts
+    seen.add("padding_in_loss")
+    return [padding, *(v for v in verdicts if v[0] != "pass")]
+
+
+def histogram_values(x: torch.Tensor, limit: int) -> torch.Tensor:
+    """At most ``limit`` of the batch's values (evenly spaced through it) as a float CPU tensor."""
+    flat = x.detach().reshape(-1)
+    if flat.numel() > limit:
+        flat = flat[torch.linspace(0, flat.numel() - 1, limit, device=flat.device).long()]
+    return flat.float().cpu()

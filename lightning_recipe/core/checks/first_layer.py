@@ -52,14 +52,17 @@ __all__ = [
     "NOISE_SMOOTHNESS",
     "FilterState",
     "Verdict",
+    "check_arguments",
     "dense_image_shape",
     "identical_verdict",
     "model_input_shape",
+    "no_targets",
     "no_weight_message",
     "noise_verdict",
     "not_filters_message",
     "tiles_of",
     "trace_first_layer",
+    "traced_layer",
     "untraceable_message",
     "weight_of",
 ]
@@ -321,3 +324,38 @@ def noise_verdict(
             "that labels match inputs, and the learning rate."
         )
     return status, message, numbers
+
+
+def no_targets(batch: Any) -> None:
+    """The ``target_key`` of the split: the filters need only the inputs, whatever the targets are."""
+    return None
+
+
+def check_arguments(owner: str, every_n_epochs: Any, max_filters: Any, check_after: Any, layer: Any) -> None:
+    """Validate FirstLayerFilters' ``every_n_epochs``, ``max_filters``, ``check_noise_after_epochs``, ``layer``."""
+    from lightning_recipe.core.arguments import check_positive_int
+
+    check_positive_int(owner, "every_n_epochs", every_n_epochs, allow_none=True)
+    check_positive_int(owner, "max_filters", max_filters)
+    check_positive_int(owner, "check_noise_after_epochs", check_after, allow_none=True)
+    if layer is not None and not isinstance(layer, str):
+        raise TypeError(f"{owner}(layer={layer!r}): pass the qualified module name as a string, or None.")
+
+
+def traced_layer(
+    module: nn.Module, batch: Any, call: Any, context: Any, no_inputs: Exception | None
+) -> tuple[str, nn.Module]:
+    """``(name, module)`` of the first layer to execute on ``batch``.
+
+    Raises:
+        Skip: when it cannot be traced; ``skip.model_failed`` when the model failed to run.
+    """
+    try:
+        first = trace_first_layer(module, batch, call, context)
+    except Skip:
+        raise
+    except Exception as err:
+        skip = Skip(untraceable_message(err, no_inputs))
+        skip.model_failed = True  # type: ignore[attr-defined]
+        raise skip from err
+    return first.name, first.module

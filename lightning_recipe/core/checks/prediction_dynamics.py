@@ -47,14 +47,20 @@ __all__ = [
     "NO_DATA",
     "TOP_K_CLASSES",
     "Trajectories",
+    "add_point",
     "call_failed",
+    "call_failure",
+    "check_arguments",
     "cut_batch",
     "describe_call",
     "line_up",
     "predictions_for",
     "resolve_output",
+    "restored_batch",
     "sequence_objective",
     "spread_batch",
+    "take_batch",
+    "thumbnails",
     "top_tokens",
 ]
 
@@ -348,3 +354,85 @@ def top_tokens(
         "p_true": np.asarray(p_true),
         "rank": np.asarray(rank),
     }
+
+
+def take_batch(
+    loaders: list[tuple[str, Any]], num_samples: int, input_key: KeySpec, target_key: KeySpec
+) -> tuple[Any, Any, torch.Tensor, str]:
+    """The fixed batch from the first of ``loaders`` (``(name, loader)``) that has data:
+    ``(batch, inputs, targets, source)``, detached copies on the CPU.
+
+    Raises:
+        Skip: when no loader has data, or the batch has no targets.
+    """
+    for name, loader in loaders:
+        batch = None if loader is None else spread_batch(loader, num_samples)
+        if batch is not None:
+            try:
+                return (*cut_batch(batch, num_samples, input_key, target_key), name)
+            except ValueError as err:
+                raise Skip(f"skipped, because {err}") from err
+    raise Skip(NO_DATA)
+
+
+def thumbnails(inputs: Any) -> np.ndarray | None:
+    """The fixed batch's images for the panels (``None`` when the inputs are no image batch)."""
+    from lightning_recipe.core.images import is_image_like
+    from lightning_recipe.plots.style import to_display_images
+
+    x = inputs if isinstance(inputs, torch.Tensor) else None
+    if x is None or not x.is_floating_point() or not is_image_like(tuple(x.shape)):
+        return None
+    return to_display_images(x.float().numpy())
+
+
+def check_arguments(owner: str, num_samples: Any, class_names: Any, forward: Any) -> None:
+    """Validate ``num_samples`` (1 to 64), ``class_names`` (a list) and ``forward`` (a callable or ``None``)."""
+    from collections.abc import Sequence
+
+    from lightning_recipe.core.arguments import check_positive_int
+
+    check_positive_int(owner, "num_samples", num_samples)
+    if num_samples > 64:
+        raise ValueError(
+            f"{owner}(num_samples={num_samples!r}): at most 64 samples fit in a readable figure."
+        )
+    if class_names is not None and (isinstance(class_names, str) or not isinstance(class_names, Sequence)):
+        raise TypeError(f"{owner}(class_names={class_names!r}): pass a list of names, one per class index.")
+    if forward is not None and not callable(forward):
+        raise TypeError(f"{owner}(forward={forward!r}): pass a callable(pl_module, inputs) or None.")
+
+
+def call_failure(call: ModelCall, module: nn.Module, batch: Any, inputs: Any, err: Exception) -> str:
+    """The ``skipped`` message when the model could not run on the fixed batch."""
+    from lightning_recipe.core.batches import first_tensor
+
+    shape = tuple(t.shape) if isinstance(t := first_tensor(inputs), torch.Tensor) else None
+    return call_failed(describe_call(call, module, batch), shape, err)
+
+
+def _positional(module: Any, inputs: Any) -> Any:
+    return module(inputs)
+
+
+def restored_batch(state: dict[str, Any], forward: Any) -> tuple[Any, Any, Any, ModelCall | None]:
+    """``(batch, inputs, targets, call)`` from a checkpoint; ``call`` is ``None`` unless the checkpoint
+    kept the inputs only (an older one): then the model is called on them positionally."""
+    batch, inputs, targets = state.get("batch"), state.get("inputs"), state.get("targets")
+    if batch is None and inputs is not None:
+        return (
+            [inputs, targets],
+            inputs,
+            targets,
+            ModelCall(forward or _positional, input_key=0, target_key=1),
+        )
+    return batch, inputs, targets, None
+
+
+def add_point(
+    trace: Trajectories, step: int, task: str, objective: Any, output: torch.Tensor, targets: torch.Tensor
+) -> tuple[dict[str, float], tuple[np.ndarray, np.ndarray, np.ndarray, Any]]:
+    """One point of the trajectories: its scalars, and the figures' data ``(preds, decided, targets, view)``."""
+    output, targets, view = line_up(objective, output, targets)
+    scalars, preds, decided = trace.add(step, task, output, targets)
+    return scalars, (preds.copy(), decided.copy(), targets.float().numpy().copy(), view)

@@ -53,8 +53,10 @@ __all__ = [
     "PendingCheck",
     "Verdict",
     "activation_classes",
+    "check_arguments",
     "check_verdicts",
     "close_check",
+    "closing_verdicts",
     "dead_verdict",
     "eval_verdict",
     "figure_data",
@@ -67,6 +69,7 @@ __all__ = [
     "log_ratio",
     "measure_optimizer",
     "note_backward",
+    "optimizer_step",
     "orphan_verdicts",
     "parameter_verdicts",
     "record_check",
@@ -822,3 +825,62 @@ def final_verdict(checks: int, patience: int, last_check: dict[str, Any]) -> Ver
         "gradients reset, no dead layer",
         numbers,
     )
+
+
+def check_arguments(
+    every: Any, patience: Any, max_layers: Any, figure_every: Any, activation_types: Any, check_eval_mode: Any
+) -> tuple[type[nn.Module], ...]:
+    """Validate UpdateHealth's arguments; returns the activation classes."""
+    from lightning_recipe.core.arguments import check_positive_int
+
+    check_positive_int("UpdateHealth", "every_n_train_steps", every, allow_none=True)
+    check_positive_int("UpdateHealth", "patience", patience)
+    check_positive_int("UpdateHealth", "max_layers", max_layers)
+    check_positive_int("UpdateHealth", "figure_every_n_train_steps", figure_every, allow_none=True)
+    types = activation_classes(activation_types, "UpdateHealth")
+    if not isinstance(check_eval_mode, bool):
+        raise TypeError(f"UpdateHealth(check_eval_mode={check_eval_mode!r}): pass True or False.")
+    return types
+
+
+def closing_verdicts(
+    state: HealthState,
+    check: PendingCheck,
+    summary: CheckSummary,
+    eval_any: Any,
+    patience: int,
+    orphans: list[Any],
+    owner: dict[int, tuple[str, str]],
+    model: nn.Module,
+    any_rank: Callable[[bool], bool],
+) -> list[Verdict]:
+    """The verdicts after a check closed: parameters, parameters no optimizer holds, then the check's own."""
+    return [
+        *parameter_verdicts(state, patience),
+        *orphan_verdicts(state, orphans, owner, model, any_rank),
+        *check_verdicts(state, check, summary, eval_any, patience),
+    ]
+
+
+def optimizer_step(
+    state: HealthState,
+    check: PendingCheck | None,
+    armed: dict[int, Armed],
+    owner: dict[int, tuple[str, str]],
+    optimizer: Any,
+    step: int,
+    any_rank: Callable[[bool], bool],
+) -> list[Verdict]:
+    """Before ``optimizer`` steps: the ``gradients_not_reset`` verdicts of a check armed on it, and the
+    measurement of a pending check (which arms the next step's look at the gradients)."""
+    key = id(optimizer)
+    verdicts: list[Verdict] = []
+    was_armed = armed.pop(key, None)
+    if was_armed is not None:
+        verdicts = list(gradients_reset_verdicts(state, was_armed, owner, step, any_rank))
+    if check is not None and key not in check.optimizers:
+        check.optimizers[key] = measure = measure_optimizer(optimizer)
+        if "gradients_not_reset" not in state.reported:
+            # armed from the schedule alone, so every rank makes the same collective call later
+            armed[key] = Armed(measure.params, step)
+    return verdicts

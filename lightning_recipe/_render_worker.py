@@ -1,0 +1,98 @@
+"""The rendering process of :mod:`lightning_recipe.writer`: figure builders in, RGB arrays out.
+
+Started by the writer as a fresh interpreter (:func:`command`: no fork, no copy of the training
+process, no CUDA context). It reads length-prefixed pickles of
+figure builders (a ``functools.partial`` of a module-level plot function with numpy arguments)
+from stdin and answers each with ``("ok", image, cpu_seconds)``, ``("unpicklable", reason)`` (the
+writer renders that one itself) or ``("error", message)``. It exits when stdin closes, so it never
+outlives the training process. The package's ``__init__`` (which imports Lightning) is not run: the
+plot modules need numpy and matplotlib only.
+
+Example:
+    >>> import io, pickle
+    >>> frame = io.BytesIO()
+    >>> write_frame(frame, pickle.dumps(("ok", 1)))
+    >>> _ = frame.seek(0); pickle.loads(read_frame(frame))
+    ('ok', 1)
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+import sys
+import time
+from typing import IO, Any
+
+_HEADER = struct.Struct("<Q")
+
+
+def write_frame(stream: IO[bytes], payload: bytes) -> None:
+    """One message: its length (8 bytes), then its bytes."""
+    stream.write(_HEADER.pack(len(payload)))
+    stream.write(payload)
+    stream.flush()
+
+
+def read_frame(stream: IO[bytes]) -> bytes:
+    """The next message; ``EOFError`` when the other side closed the pipe."""
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        raise EOFError("render pipe closed")
+    (size,) = _HEADER.unpack(header)
+    payload = stream.read(size)
+    if len(payload) < size:
+        raise EOFError("render pipe closed")
+    return payload
+
+
+def command() -> list[str]:
+    """The worker's command line: ``lightning_recipe`` as a bare package (its ``__init__``, which
+    imports Lightning, is not run), then :func:`main`."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    boot = (
+        "import sys, types; package = types.ModuleType('lightning_recipe'); "
+        f"package.__path__ = [{here!r}]; sys.modules['lightning_recipe'] = package; "
+        "from lightning_recipe._render_worker import main; main()"
+    )
+    return [sys.executable, "-c", boot]
+
+
+def _render(builder: Any) -> tuple[Any, float]:
+    from lightning_recipe.plots.style import figure_to_array
+
+    start = time.process_time()
+    fig = builder()
+    image = figure_to_array(fig)
+    fig.clear()
+    return image, time.process_time() - start
+
+
+def main() -> None:
+    out = os.fdopen(os.dup(1), "wb")  # the protocol's own pipe; anything printed goes to stderr
+    os.dup2(2, 1)
+    inp = os.fdopen(os.dup(0), "rb")
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    import lightning_recipe.plots.style  # noqa: F401  (the imports, before saying it is ready)
+
+    write_frame(out, pickle.dumps(("ready", os.getpid())))
+    while True:
+        try:
+            payload = read_frame(inp)
+        except EOFError:
+            return
+        try:
+            builder = pickle.loads(payload)
+        except Exception as err:
+            reply: tuple[Any, ...] = ("unpicklable", f"{type(err).__name__}: {err}")
+        else:
+            try:
+                reply = ("ok", *_render(builder))
+            except Exception as err:
+                reply = ("error", f"{type(err).__name__}: {err}")
+        write_frame(out, pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""The periodic work that costs almost nothing: hooks Lightning skips, and the rendering process."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch import Callback
+
+from lightning_recipe import PredictionDynamics, RecipeReport, UpdateHealth, recipe_callbacks
+from lightning_recipe import writer as recipe_logging
+from lightning_recipe.callbacks.base import RecipeCallback
+from lightning_recipe.core.budget import PER_BATCH_HOOKS, skip_unused_hooks
+from lightning_recipe.demos import TinyClassifier, classification_data
+from lightning_recipe.plots.style import figure_to_array
+from lightning_recipe.plots.update_health import health_figure
+from tests.helpers import make_trainer, png_shape, read_events
+
+_FIGURE = functools.partial(
+    health_figure, 10, ["0", "2"], [-3.1, -2.7], [-1.0, -0.5], ["1"], [0.25], kinds=["Linear", "Linear"]
+)
+
+
+# ---------------------------------------------------------------------- hooks Lightning skips
+def test_hooks_a_recipe_callback_does_not_override_are_none_so_lightning_skips_them():
+    for cb in recipe_callbacks("full", seed=0):
+        for hook in PER_BATCH_HOOKS:
+            fn = getattr(type(cb), hook)
+            defined = any(
+                hook in vars(k) and vars(k)[hook] is not None
+                for k in type(cb).__mro__
+                if k not in (Callback, object)
+            )
+            # not overridden: None, or Callback's no-op again when a subclass elsewhere calls super()
+            assert callable(fn) if defined else fn in (None, getattr(Callback, hook)), (
+                type(cb).__name__,
+                hook,
+            )
+
+    class Fresh(RecipeCallback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx): ...
+
+    assert [h for h in PER_BATCH_HOOKS if getattr(Fresh(), h) is not None] == ["on_train_batch_end"]
+    report = RecipeReport()
+    assert report.on_train_batch_end is not None and report.on_before_zero_grad is None
+
+
+def test_a_subclass_overriding_a_skipped_hook_is_called_and_super_works(tmp_path):
+    calls = []
+
+    class Mine(UpdateHealth):
+        def on_before_zero_grad(self, trainer, pl_module, optimizer):
+            super().on_before_zero_grad(trainer, pl_module, optimizer)  # the no-op of Callback again
+            calls.append(trainer.global_step)
+
+    class Other(Callback):
+        def on_after_backward(self, trainer, pl_module):
+            calls.append("other")
+
+    class Both(PredictionDynamics, Other):  # a None of PredictionDynamics must not hide Other's hook
+        pass
+
+    both = Both(every_n_train_steps=2)
+    assert callable(both.on_after_backward)
+    trainer = make_trainer(tmp_path, [Mine(every_n_train_steps=2), both], max_steps=3)
+    trainer.fit(TinyClassifier(hidden=16), classification_data())
+    assert calls.count("other") == 3 and [c for c in calls if c != "other"] == [0, 1, 2]
+
+
+def test_skip_unused_hooks_on_a_plain_class():
+    class Base:
+        def on_train_batch_end(self, *args):
+            return "base"
+
+    class Child(Base):
+        pass
+
+    skip_unused_hooks(Child, Base)
+    assert Child.on_train_batch_end is None and Base().on_train_batch_end() == "base"
+
+
+def test_state_key_is_cached_for_the_run_and_computed_again_after_setup():
+    health = UpdateHealth(every_n_train_steps=7)
+    assert health.state_key == "UpdateHealth{'every_n_train_steps': 7}"
+    health.every_n_train_steps = 9  # changed before a fit: the key follows at setup
+    health.__dict__.pop("_state_key")
+    assert health.state_key.endswith("9}")
+
+
+# ---------------------------------------------------------------------- the rendering process
+@pytest.fixture
+def render_process():
+    recipe_logging.set_render_process("process")
+    yield recipe_logging._process
+    recipe_logging.shutdown()
+    recipe_logging.set_render_process("thread")
+
+
+def _wait_ready(process, tries=600):
+    import time
+
+    for _ in range(tries):  # it imports numpy and matplotlib first; until then the thread draws
+        if process.render(_FIGURE) is not None:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the rendering process never became ready")
+
+
+def test_the_process_draws_the_same_image_as_the_thread(render_process):
+    _wait_ready(render_process)
+    image, seconds = render_process.render(_FIGURE)
+    assert np.array_equal(image, figure_to_array(_FIGURE()))
+    assert seconds > 0 and render_process.running
+    assert render_process.render(lambda: _FIGURE()) is None  # a lambda is not picklable: drawn here
+    recipe_logging.shutdown()
+    assert not render_process.running
+
+
+def test_a_fit_with_the_process_writes_the_same_images_and_stops_it(tmp_path, render_process):
+    _wait_ready(render_process)
+    before = render_process.rendered
+
+    def fit(path):
+        torch.manual_seed(0)
+        health = UpdateHealth(every_n_train_steps=2, figure_every_n_train_steps=2)
+        trainer = make_trainer(path, [health], max_steps=4)
+        trainer.fit(TinyClassifier(hidden=16), classification_data())
+        return trainer
+
+    trainer = fit(tmp_path / "process")
+    assert render_process.rendered > before  # it drew some of them
+    assert not render_process.running  # teardown stopped it
+    via_process = read_events(trainer.loggers[0]).images("recipe/update_health/layers")
+    recipe_logging.set_render_process("thread")
+    trainer = fit(tmp_path / "thread")
+    via_thread = read_events(trainer.loggers[0]).images("recipe/update_health/layers")
+    assert [s for s, *_ in via_process] == [s for s, *_ in via_thread] == [0, 2]
+    for (_, _, _, a), (_, _, _, b) in zip(via_process, via_thread):
+        assert png_shape(a)[2] == 3 and a == b  # the same PNG, byte for byte
+
+
+def test_a_forked_child_does_not_use_the_parents_process(render_process):
+    _wait_ready(render_process)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: a fresh handle, not the parent's pipes
+        ok = recipe_logging._process is not render_process and not recipe_logging._process.running
+        os.write(write, b"1" if ok else b"0")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"1"
+    assert render_process.render(_FIGURE) is not None  # the parent's still works
+
+
+def test_render_mode_is_validated():
+    with pytest.raises(ValueError, match="set_render_process"):
+        recipe_logging.set_render_process("gpu")  # type: ignore[arg-type]
