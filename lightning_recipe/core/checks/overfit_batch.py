@@ -73,7 +73,7 @@ SMOOTHING_SLACK = 1.05
 #: A last loss above this multiple of the initial one: the copy diverged.
 DIVERGED = 2.0
 #: Without targets the lowest achievable loss is unknown (a contrastive loss has a floor above 0):
-#: a plateau below this fraction of the initial loss is taken as memorised.
+#: a loss below this fraction of the initial one, when the target is not reached, is taken as memorised.
 UNKNOWN_FLOOR = 0.05
 
 
@@ -221,7 +221,7 @@ def verdict(
     a plateau above the target (the message names the likely cause); ``pass`` when the target was
     reached (or a label-smoothing floor), or when the loss still falls fast enough to reach it
     within another ``max_steps`` (a geometric fall, measured on the log of the loss), or, without
-    targets, plateaus below :data:`UNKNOWN_FLOOR` of its start; ``warn`` when the loss was still
+    targets, ends below :data:`UNKNOWN_FLOOR` of its start; ``warn`` when the loss was still
     falling at ``max_steps``, too slowly to tell.
     """
     numbers = _numbers(config, run)
@@ -319,9 +319,10 @@ def _not_reached(config: OverfitConfig, run: OverfitRun, numbers: dict[str, Any]
             f"(lowest {best:.4g}): the learning rate{run.learning_rate} is too high for this batch; lower it",
         )
     free = config.target_loss is None and not run.hints and run.changed
-    if free and run.plateau and kind == "unknown" and best <= UNKNOWN_FLOOR * initial:
+    if free and kind == "unknown" and best <= UNKNOWN_FLOOR * initial:
+        how = "levelled off at" if run.plateau else "reached"
         return "pass", (
-            f"overfit {n} examples: the loss levelled off at {best:.4g} after {steps} steps, {1 - best / initial:.1%} "
+            f"overfit {n} examples: the loss {how} {best:.4g} after {steps} steps, {1 - best / initial:.1%} "
             f"below its start {initial:.4g}; with no targets found the lowest achievable loss is unknown "
             "(a contrastive loss stays above 0): pass `target_loss=` to check a value"
         )
