@@ -36,7 +36,19 @@ __all__ = [
 #: Dict keys recognised as the model's inputs, in order of preference.
 INPUT_KEYS = ("x", "input", "inputs", "image", "images", "img", "features", "input_ids", "data")
 #: Dict keys recognised as the targets, in order of preference.
-TARGET_KEYS = ("y", "target", "targets", "label", "labels", "lbl", "class", "classes")
+TARGET_KEYS = (
+    "y",
+    "target",
+    "targets",
+    "label",
+    "labels",
+    "lbl",
+    "class",
+    "classes",
+    "mask",
+    "masks",
+    "segmentation",
+)
 
 #: How a user points at the inputs or targets: a dict key, a position in a tuple/list, or a
 #: callable taking the batch and returning the part.

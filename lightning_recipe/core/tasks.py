@@ -51,6 +51,7 @@ __all__ = [
     "check_shift_argument",
     "check_task_argument",
     "class_dim",
+    "float_targets_fit",
     "infer_sequence_objective",
     "infer_task",
     "is_binary_valued",
@@ -127,7 +128,8 @@ def infer_task(
       ``"binary"`` when they are 0/1, ``"regression"`` otherwise;
     * float 0/1 targets of the outputs' shape: ``"binary"`` for one logit, ``"multilabel"`` for more,
       except one-hot rows, which are ambiguous (cross-entropy with one-hot targets, or multilabel);
-    * other float targets: ``"regression"``.
+    * other float targets: ``"regression"``, unless they have several values per sample and as
+      many as the outputs neither (a second input, as in contrastive pairs): ambiguous.
 
     Without ``outputs``, integer targets with more than two values are multiclass, float targets
     with values other than 0/1 are regression; anything else is ambiguous.
@@ -203,7 +205,34 @@ def infer_task(
                     ("multiclass", "multilabel"),
                 )
             return "multilabel"
+    if not float_targets_fit(t, o):
+        raise _ambiguous(
+            f"float values of shape {tuple(t.shape)} do not fit outputs of shape {tuple(o.shape)} "
+            "(a second input, not targets?)",
+            TASKS,
+        )
     return "regression"
+
+
+def float_targets_fit(targets: torch.Tensor, outputs: torch.Tensor) -> bool:
+    """False when float ``targets`` cannot be what ``outputs`` predict: several values per sample,
+    a different count from the outputs', and outputs wider than one (which would broadcast).
+
+    A batch of pairs ``(view1, view2)`` hands a contrastive model's second view where the targets
+    usually are: ``(N, 16)`` embeddings do not fit ``(N, 8, 8)`` images, so they are no targets.
+
+    Example:
+        >>> float_targets_fit(torch.zeros(4, 8, 8), torch.zeros(4, 16))
+        False
+        >>> float_targets_fit(torch.zeros(4, 1), torch.zeros(4))
+        True
+    """
+    t, o = targets, outputs
+    if not t.is_floating_point() or o.dim() == 0 or t.dim() == 0 or o.shape[0] != t.shape[0]:
+        return True
+    per_sample = 1 if t.dim() <= 1 else int(t[0].numel())
+    width = 1 if o.dim() == 1 else int(o[0].numel())
+    return per_sample == 1 or width == 1 or t.numel() == o.numel()
 
 
 # ---------------------------------------------------------------------- sequence objectives

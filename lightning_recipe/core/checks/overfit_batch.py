@@ -29,7 +29,7 @@ from lightning_recipe.core.batches import batch_size_of, map_tensors, split_batc
 from lightning_recipe.core.model_call import ModelCall
 from lightning_recipe.core.robust import moving_average
 from lightning_recipe.core.shadow import ShadowSteps, ShadowUnsupported
-from lightning_recipe.core.tasks import infer_task, is_binary_valued
+from lightning_recipe.core.tasks import float_targets_fit, infer_task, is_binary_valued
 from lightning_recipe.findings import Status
 
 __all__ = [
@@ -55,6 +55,7 @@ __all__ = [
     "smoothing_for_floor",
     "smoothing_from_outputs",
     "static_hints",
+    "steps_to_target",
     "take",
     "target_loss_for",
     "target_text",
@@ -71,6 +72,9 @@ R2_TARGET = 0.99
 SMOOTHING_SLACK = 1.05
 #: A last loss above this multiple of the initial one: the copy diverged.
 DIVERGED = 2.0
+#: Without targets the lowest achievable loss is unknown (a contrastive loss has a floor above 0):
+#: a loss below this fraction of the initial one, when the target is not reached, is taken as memorised.
+UNKNOWN_FLOOR = 0.05
 
 
 @dataclass(frozen=True)
@@ -215,7 +219,10 @@ def verdict(
 
     ``fail`` for a non-finite loss or one that rose above :data:`DIVERGED` times its start, and for
     a plateau above the target (the message names the likely cause); ``pass`` when the target was
-    reached (or a label-smoothing floor); ``warn`` when the loss was still falling at ``max_steps``.
+    reached (or a label-smoothing floor), or when the loss still falls fast enough to reach it
+    within another ``max_steps`` (a geometric fall, measured on the log of the loss), or, without
+    targets, ends below :data:`UNKNOWN_FLOOR` of its start; ``warn`` when the loss was still
+    falling at ``max_steps``, too slowly to tell.
     """
     numbers = _numbers(config, run)
     plot = plot_data(run.losses, run.target, run.outputs, run.targets, run.task)
@@ -311,6 +318,21 @@ def _not_reached(config: OverfitConfig, run: OverfitRun, numbers: dict[str, Any]
             f"cannot overfit {n} examples: the loss rose from {initial:.4g} to {last:.4g} in {steps} steps "
             f"(lowest {best:.4g}): the learning rate{run.learning_rate} is too high for this batch; lower it",
         )
+    free = config.target_loss is None and not run.hints and run.changed
+    if free and kind == "unknown" and best <= UNKNOWN_FLOOR * initial:
+        how = "levelled off at" if run.plateau else "reached"
+        return "pass", (
+            f"overfit {n} examples: the loss {how} {best:.4g} after {steps} steps, {1 - best / initial:.1%} "
+            f"below its start {initial:.4g}; with no targets found the lowest achievable loss is unknown "
+            "(a contrastive loss stays above 0): pass `target_loss=` to check a value"
+        )
+    eta = steps_to_target(run.losses, target, config.patience) if free and not run.plateau else None
+    if eta is not None and eta <= config.max_steps:
+        return "pass", (
+            f"overfitting {n} examples: the loss fell from {initial:.4g} to {best:.4g} in {steps} steps and is still "
+            f"falling geometrically: at its recent rate it reaches the target {target_text(kind, target)} in about "
+            f"{eta} more steps (raise `max_steps` to watch it get there)"
+        )
     hint = _hint(run.hints, run.changed, run.task, run.outputs, run.targets, best, config.target_loss is None)
     if run.plateau or not run.changed or run.hints:
         reached = "plateaued at" if run.plateau else "only reached"
@@ -333,6 +355,8 @@ def kind_of(targets: torch.Tensor | None, outputs: torch.Tensor | None, task: st
         if task == "auto":
             return "unknown", None
         return ("regression" if task == "regression" else "classification"), task
+    if task == "auto" and isinstance(outputs, torch.Tensor) and not float_targets_fit(targets, outputs):
+        return "unknown", None  # a second input (contrastive pairs), not what the outputs predict
     try:
         resolved: str | None = infer_task(targets, outputs, task)
     except (ValueError, TypeError):
@@ -390,6 +414,32 @@ def plateaued(losses: list[float], patience: int, log_scale: bool = True) -> boo
     total = smooth[0] - best_now
     recent = best_then - best_now
     return bool(recent <= 0.01 * max(total, 0.0) + 1e-12 * (1.0 + abs(arr[0])))
+
+
+def steps_to_target(losses: list[float], target: float | None, patience: int) -> int | None:
+    """Steps a still-falling loss needs to reach ``target`` at the rate of its last ``patience`` steps.
+
+    The rate is measured on the log of the loss, smoothed as :func:`plateaued` smooths it: a loss
+    whose minimum is 0 falls geometrically while it memorises. ``None`` when it does not fall, or
+    the curve is too short or not positive.
+
+    Example:
+        >>> steps_to_target([0.99**k for k in range(200)], 0.99**300, patience=50)
+        101
+    """
+    if target is None or not target > 0 or len(losses) < patience + 5:
+        return None
+    arr = np.asarray(losses, dtype=np.float64)
+    if not bool(np.all(arr > 0)) or not bool(np.all(np.isfinite(arr))):
+        return None
+    w = max(3, patience // 5)
+    smooth = moving_average(np.log(arr), w)[w - 1 :]
+    if len(smooth) <= patience:
+        return None
+    rate = (smooth[-patience - 1] - smooth[-1]) / patience
+    if not rate > 0:
+        return None
+    return max(0, math.ceil((min(smooth[-1], math.log(min(arr))) - math.log(target)) / rate))
 
 
 def r2_score(outputs: torch.Tensor | None, targets: torch.Tensor | None) -> float | None:
