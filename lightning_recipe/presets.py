@@ -15,6 +15,7 @@ from typing import Any, Literal
 from lightning.pytorch import Callback
 
 from lightning_recipe.core.budget import ONE_TIME_SHARE, check_one_time, check_overhead, split_share
+from lightning_recipe.core.tasks import TaskArg
 
 __all__ = ["STAGES", "Stage", "recipe_callbacks"]
 
@@ -62,7 +63,7 @@ def recipe_callbacks(
     seed: int = 1337,
     monitor: str = "val_loss",
     mode: str | None = None,
-    task: str = "auto",
+    task: TaskArg = "auto",
     input_key: Any = None,
     target_key: Any = None,
     on_fail: str = "warn",

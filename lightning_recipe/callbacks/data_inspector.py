@@ -30,7 +30,7 @@ from lightning_recipe.core.data_scan import (
     flagged_tiles,
     sample_fetcher,
 )
-from lightning_recipe.core.data_stats import AXES, DataReport
+from lightning_recipe.core.data_stats import AXES, DataReport, DataTask
 from lightning_recipe.core.state import preserved_state
 from lightning_recipe.findings import Finding, RecipeCheckError
 from lightning_recipe.plots.data_inspector import report_figures
@@ -99,7 +99,7 @@ class DataInspector(RecipeCallback):
         self,
         input_key: KeySpec = None,
         target_key: KeySpec = None,
-        task: str = "auto",
+        task: DataTask = "auto",
         num_classes: int | None = None,
         ignore_index: int | None = -100,
         max_samples: int | None = None,

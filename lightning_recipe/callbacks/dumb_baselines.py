@@ -19,7 +19,7 @@ from lightning_recipe.core.checks.dumb_baselines import CompareTo, Comparison, M
 from lightning_recipe.core.losses import resolve_loss
 from lightning_recipe.core.model_call import ModelCall
 from lightning_recipe.core.state import preserved_state
-from lightning_recipe.core.tasks import ShiftArg
+from lightning_recipe.core.tasks import ShiftArg, TaskArg
 from lightning_recipe.findings import Skip
 from lightning_recipe.plots.dumb_baselines import comparison_figure
 
@@ -87,7 +87,7 @@ class DumbBaselines(RecipeCallback):
         monitor: str = "val_loss",
         mode: Mode = "auto",
         compare_to: CompareTo = "auto",
-        task: str = "auto",
+        task: TaskArg = "auto",
         loss: str = "auto",
         human_baseline: float | None = None,
         margin: float = 0.01,

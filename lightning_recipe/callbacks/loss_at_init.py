@@ -27,13 +27,12 @@ from lightning_recipe.core.checks.loss_at_init import (
     step_evidence,
 )
 from lightning_recipe.core.init_values import LOSS_KINDS
-from lightning_recipe.core.tasks import ShiftArg, check_shift_argument, check_task_argument
+from lightning_recipe.core.tasks import ShiftArg, TaskArg, check_shift_argument, check_task_argument
 from lightning_recipe.core.tracing import find_layer
 
 __all__ = ["LossAtInitCheck"]
 
 LossArg = Literal["auto", "cross_entropy", "bce", "mse", "l1", "huber"]
-TaskArg = Literal["auto", "multiclass", "binary", "multilabel", "regression"]
 
 
 class LossAtInitCheck(RecipeCallback):

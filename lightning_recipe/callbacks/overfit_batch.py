@@ -31,7 +31,7 @@ from lightning_recipe.core.checks.overfit_batch import (  # the thresholds: impo
 from lightning_recipe.core.model_call import ModelCall
 from lightning_recipe.core.shadow import local_batchnorm
 from lightning_recipe.core.state import preserved_state
-from lightning_recipe.core.tasks import check_task_argument
+from lightning_recipe.core.tasks import TaskArg, check_task_argument
 from lightning_recipe.findings import Finding
 from lightning_recipe.plots.overfit_batch import summary_figure
 
@@ -99,7 +99,7 @@ class OverfitBatchCheck(RecipeCallback):
         max_steps: int = 300,
         patience: int = 50,
         target_loss: float | None = None,
-        task: str = "auto",
+        task: TaskArg = "auto",
         input_key: KeySpec = None,
         target_key: KeySpec = None,
         forward: Callable[[nn.Module, Any], Any] | None = None,

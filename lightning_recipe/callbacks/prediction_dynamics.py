@@ -28,7 +28,13 @@ from lightning_recipe.core.checks.prediction_dynamics import (
 )
 from lightning_recipe.core.model_call import ModelCall
 from lightning_recipe.core.state import preserved_state
-from lightning_recipe.core.tasks import SequenceObjective, ShiftArg, check_shift_argument, check_task_argument
+from lightning_recipe.core.tasks import (
+    SequenceObjective,
+    ShiftArg,
+    TaskArg,
+    check_shift_argument,
+    check_task_argument,
+)
 from lightning_recipe.findings import Skip
 from lightning_recipe.plots.prediction_dynamics import figure_builders
 
@@ -86,7 +92,7 @@ class PredictionDynamics(RecipeCallback):
         every_n_train_steps: int | None = None,
         overhead: float = 0.01,
         source: Source = "val",
-        task: str = "auto",
+        task: TaskArg = "auto",
         input_key: KeySpec = None,
         target_key: KeySpec = None,
         class_names: Sequence[str] | None = None,
