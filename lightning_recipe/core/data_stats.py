@@ -1250,19 +1250,20 @@ def analyse_splits(
     order = {k: i for i, k in enumerate(_ORDER)}
     issues.sort(key=lambda i: order.get(i.issue, len(order)))
     total = sum(s.count for s in splits.values())
-    if not [i for i in issues if i.status != "pass"]:
+    problems = [i for i in issues if i.status != "pass"]
+    if not problems:
         text = ", ".join(f"{n} {s.count}" for n, s in splits.items())
         message = (
             f"{text} samples: no duplicates, train/val overlap, NaN/Inf, blank samples, labels out of range, "
             "missing classes, imbalance or outliers found"
         )
+    else:
+        message = f"{len(problems)} problem(s) in {total} samples; see the other findings"
     tokens = "; ".join(
         w for w in (_token_words(n, report.splits[n], s.ignore_index) for n, s in splits.items()) if w
     )
     if tokens:
         message += f" (tokens: {tokens})"
-    else:
-        message = f"{len(issues)} problem(s) in {total} samples; see the other findings"
     issues.append(
         DataIssue(
             "summary",

@@ -68,6 +68,7 @@ def test_data_inspector_finds_the_planted_problems_and_logs_the_page(tmp_path):
     inspector = DataInspector(progress=False)
     trainer, _ = _fit(tmp_path, [inspector], DigitsData(plant=True), max_steps=2)
     assert _issues(inspector.findings) == ["blank_samples", "nonfinite_inputs", "train_val_overlap"]
+    assert inspector.findings[-1].message.startswith("3 problem(s) in 1797 samples")
     by_issue = {f.numbers["issue"]: f for f in inspector.findings}
     assert by_issue["nonfinite_inputs"].status == "fail" and by_issue["nonfinite_inputs"].numbers[
         "examples"
@@ -97,6 +98,10 @@ def test_data_inspector_stays_silent_on_clean_data_and_during_the_sanity_check(t
         warnings.simplefilter("error", RecipeWarning)
         trainer, _ = _fit(tmp_path, [inspector], DigitsData(), max_steps=2, num_sanity_val_steps=2)
     assert [(f.status, f.numbers["issue"]) for f in inspector.findings] == [("pass", "summary")]
+    # the clean summary says what was looked for (it read "0 problem(s) ...; see the other findings")
+    assert inspector.findings[0].message.startswith(
+        "train 1400, val 397 samples: no duplicates, train/val overlap, NaN/Inf, blank samples"
+    ), inspector.findings[0].message
     events = read_events(trainer.logger)
     assert [s for s, _ in events.texts("recipe/data/summary")] == [0]
     assert not events.has_image("recipe/data/duplicates") and not events.has_image("recipe/data/flagged")
