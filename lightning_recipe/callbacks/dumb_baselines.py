@@ -136,16 +136,13 @@ class DumbBaselines(RecipeCallback):
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.should_skip(trainer):
             return
-        scores: BaselineScores | None = None
-        try:
-            scores, reason = self._compute(trainer, pl_module), ""
-        except Skip as err:
-            reason = str(err)
-        if not self.decide(trainer, scores is not None, all_=True):
+        scores, reason = self.agreed(
+            trainer, lambda: self._compute(trainer, pl_module), "compute the baselines"
+        )
+        if scores is None:
             self._active = False
-            self.record(trainer, "skipped", reason or "another process could not compute the baselines")
+            self.record(trainer, "skipped", reason)
             return
-        assert scores is not None
         self.scores = scores
         self.baseline = scores.value(self.compare_to)
         self._active = True

@@ -220,21 +220,16 @@ class LossAtInitCheck(RecipeCallback):
         )  # fmt: skip
 
     def _check(self, trainer: Trainer, pl_module: LightningModule, loss: torch.Tensor) -> None:
-        local: dict[str, Any] | None = None
-        reason = ""
         try:
-            local = self._local(trainer, pl_module, loss)
-        except ValueError as err:
-            reason = str(err)
+            local, reason = self.agreed(
+                trainer, lambda: self._local(trainer, pl_module, loss), "run the check", ValueError
+            )
         finally:
             self._targets = self._batch = self._grad = None
             self._watch.last = None
-        if not self.decide(trainer, local is not None, all_=True):
-            self.record(
-                trainer, "skipped", reason or "another process could not run the check; see its warning"
-            )
+        if local is None:
+            self.record(trainer, "skipped", reason)
             return
-        assert local is not None
         ev = local["ev"]
         if trainer.world_size > 1:  # the same numbers, hence the same verdict, on every rank
             ev = mean_evidence(ev, lambda t: self.all_reduce_sum(trainer, t), trainer.world_size)
