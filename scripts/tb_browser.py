@@ -56,6 +56,16 @@ def _get(url: str, data: bytes | None = None, timeout: float = 10.0) -> bytes:
         return resp.read()
 
 
+def _stop(proc: subprocess.Popen | None) -> None:
+    """Terminate a child process that is still running (kill it after 10 s)."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 class TensorBoard:
     """``tensorboard --logdir <logdir>`` on 127.0.0.1 and a free port, until the context exits."""
 
@@ -93,12 +103,7 @@ class TensorBoard:
         raise TimeoutError(f"tensorboard on {self.logdir!r} did not list a run within 90 s")
 
     def __exit__(self, *exc: Any) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
+        _stop(self._proc)
         self._log.close()
 
 
@@ -245,12 +250,7 @@ class Browser:
     def __exit__(self, *exc: Any) -> None:
         if self._ws is not None:
             self._ws.close()
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
+        _stop(self._proc)
         shutil.rmtree(self._profile, ignore_errors=True)
 
     def call(self, method: str, **params: Any) -> dict[str, Any]:
