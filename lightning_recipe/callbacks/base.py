@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 import torch
@@ -309,6 +309,16 @@ class RecipeCallback(Callback):
             raise RecipeCheckError(finding)
         return finding
 
+    def record_all(
+        self,
+        trainer: Trainer | None,
+        *groups: Iterable[tuple[Status, str, dict[str, Any]]],
+        raise_on_fail: bool = True,
+    ) -> None:
+        """:meth:`record` each ``(status, message, numbers)`` verdict of ``groups``, in order."""
+        for verdict in (v for group in groups for v in group):
+            self.record(trainer, *verdict, raise_on_fail=raise_on_fail)
+
     def one_time_state(self, done: bool) -> dict[str, Any]:
         """Checkpoint state of a check that runs once: whether it ran, and its verdicts, so a resumed
         run shows them without running the check again."""
@@ -409,6 +419,10 @@ class RecipeCallback(Callback):
         if trainer.world_size <= 1:
             return decision
         return bool(trainer.strategy.reduce_boolean_decision(decision, all=all_))
+
+    def any_rank(self, trainer: Trainer) -> Callable[[bool], bool]:
+        """``decide(flag) -> bool``: whether any rank says so, the same on every rank (call it on every rank)."""
+        return functools.partial(self.decide, trainer, all_=False)
 
     def agreed(
         self,

@@ -10,14 +10,13 @@ from lightning.pytorch import LightningModule, Trainer
 from typing_extensions import override
 
 from lightning_recipe import writer as recipe_logging
-from lightning_recipe.callbacks.base import RecipeCallback, check_positive_int
+from lightning_recipe.callbacks.base import RecipeCallback
 from lightning_recipe.core.batches import KeySpec
 from lightning_recipe.core.checks.bias_init import (
-    MANUAL_OPTIMIZATION,
     bias_finding,
     bias_from_stats,
-    check_layer_and_index,
-    checked_given,
+    check_arguments,
+    check_manual_optimization,
     figure_inputs,
     final_layer,
     given_bias,
@@ -26,12 +25,13 @@ from lightning_recipe.core.checks.bias_init import (
     read_first_batch,
     resolve_task,
     resume_finding,
+    split_first_batch,
     target_stats,
     unsized_batches,
 )
 from lightning_recipe.core.model_call import ModelCall
 from lightning_recipe.core.stats import TargetStats
-from lightning_recipe.core.tasks import TaskArg, check_task_argument
+from lightning_recipe.core.tasks import TaskArg
 from lightning_recipe.core.tracing import find_layer
 from lightning_recipe.findings import Skip
 from lightning_recipe.plots.bias_init import bias_figure
@@ -97,14 +97,11 @@ class FinalBiasInit(RecipeCallback):
         log_figure: bool = True,
     ) -> None:
         super().__init__()
-        owner = "FinalBiasInit"
-        check_task_argument(task, owner)
-        check_layer_and_index(owner, layer, ignore_index)
-        check_positive_int(owner, "max_batches", max_batches, allow_none=True)
-        self.validate_keys(owner, input_key, target_key)
+        self.priors, self.target_mean = check_arguments(
+            task, layer, ignore_index, max_batches, input_key, target_key, priors, target_mean
+        )
         self.task = task
         self.layer = layer
-        self.priors, self.target_mean = checked_given(task, priors, target_mean)
         self.max_batches = max_batches
         self.input_key = input_key
         self.target_key = target_key
@@ -178,18 +175,12 @@ class FinalBiasInit(RecipeCallback):
 
     def _local(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
         given = self.priors is not None or self.target_mean is not None
-        if not pl_module.automatic_optimization and self.task == "auto" and self.layer is None and not given:
-            raise Skip(MANUAL_OPTIMIZATION)
+        check_manual_optimization(pl_module.automatic_optimization, self.task, self.layer, given)
         loader = self.first_dataloader(self.train_dataloader(trainer))
         loader, batch = read_first_batch(
             pl_module, loader, self.layer, given, trainer.strategy.batch_to_device
         )
-        parts = None
-        if batch is not None:
-            try:
-                parts = self.split(batch, self.input_key, self.target_key)
-            except ValueError as err:
-                raise Skip(str(err)) from err
+        parts = split_first_batch(batch, self.input_key, self.target_key)
         call = ModelCall(input_key=self.input_key, target_key=self.target_key)
         context = trainer.precision_plugin.forward_context()
         final = final_layer(pl_module, batch if parts is not None else None, self.layer, call, context)
@@ -227,7 +218,7 @@ class FinalBiasInit(RecipeCallback):
                     trainer.world_size,
                     lambda t: self.all_reduce_sum(trainer, t),
                     lambda v: self.all_reduce_max(trainer, v),
-                    lambda d: self.decide(trainer, d, all_=False),
+                    self.any_rank(trainer),
                 )
             stats, init, source = bias_from_stats(stats, task, width, name, final.values_per_sample)
         self.stats = stats

@@ -183,10 +183,7 @@ class EarlyStopping(_LightningEarlyStopping, RecipeCallback):
         if self._best_state is not None:
             core.load_state(pl_module, self._best_state)
         elif self.best_epoch is not None:
-            self.warn(
-                f"EarlyStopping: cannot restore the weights of epoch {self.best_epoch}: the checkpoint this "
-                "run resumed from holds no best weights."
-            )
+            self.warn(core.no_best_weights(self.best_epoch))
 
     @override
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -204,12 +201,7 @@ class EarlyStopping(_LightningEarlyStopping, RecipeCallback):
             return
         self._reported = True
         if self.best_epoch is None:
-            self.record(
-                trainer,
-                "skipped",
-                f"skipped, because `{self.monitor}` was never logged; log it in validation_step or pass "
-                f"`monitor=` one of {sorted(trainer.callback_metrics)}",
-            )
+            self.record(trainer, "skipped", core.never_logged(self.monitor, trainer.callback_metrics))
             return
         best = float(self._best_value if self._best_value is not None else self.best_score)
         stopped = self.stopping_reason != EarlyStoppingReason.NOT_STOPPED

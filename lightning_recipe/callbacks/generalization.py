@@ -199,15 +199,10 @@ class GeneralizationCheck(RecipeCallback):
         self._sum, self._count = None, 0
         if r == 0:
             return
-        batches = trainer.num_training_batches
-        done = (self._batch_idx + 1) / batches if isinstance(batches, int) and batches > 0 else 1.0
-        h = self.history
-        h["x"].append(trainer.current_epoch + min(done, 1.0))
-        h["epoch"].append(int(trainer.current_epoch))
-        h["step"].append(int(trainer.global_step))
-        h["train"].append(s / c if c else math.nan)
-        h["val"].append(v / r)
-        gap = h["val"][-1] - h["train"][-1]
+        epoch, batches = trainer.current_epoch, trainer.num_training_batches
+        gap = core.add_validation(
+            self.history, epoch, self._batch_idx, batches, trainer.global_step, s, c, v, r
+        )
         if math.isfinite(gap):
             recipe_logging.log_scalars(trainer, {f"{_TAG}/gap": gap}, trainer.global_step)
 
@@ -216,9 +211,7 @@ class GeneralizationCheck(RecipeCallback):
         self._done = True
         names = (self._names[0] or "train_loss", self._names[1] or "val_loss")
         stop = next((cb for cb in trainer.callbacks if isinstance(cb, _LightningEarlyStopping)), None)  # type: ignore[attr-defined]
-        by = None
-        if not trainer.should_stop or (stop is not None and stop.stopped_epoch > 0):
-            by = "budget" if not trainer.should_stop else "early_stopping"
+        by = core.ended_by(trainer.should_stop, getattr(stop, "stopped_epoch", None))
         baseline = self._baseline(trainer)
         run = core.judge_run(
             self.history, names, baseline, by, budget=core.budget_name(
@@ -247,13 +240,5 @@ class GeneralizationCheck(RecipeCallback):
             recipe_logging.log_figure(trainer, f"{_TAG}/curves", build, trainer.global_step)
 
     def _baseline(self, trainer: Trainer) -> tuple[float | None, str]:
-        if self.baseline is not None:
-            return float(self.baseline), "given baseline"
-        for cb in trainer.callbacks:  # type: ignore[attr-defined]
-            if isinstance(cb, DumbBaselines) and cb.scores is not None and math.isfinite(cb.scores.loss):
-                who = "mean predictor" if cb.scores.task == "regression" else "class-prior predictor"
-                who = "unigram (token-prior) predictor" if getattr(cb.scores, "tokens", False) else who
-                return float(cb.scores.loss), who
-        if self._initial is not None:
-            return float(self._initial), "loss at init"
-        return None, ""
+        scores = (cb.scores for cb in trainer.callbacks if isinstance(cb, DumbBaselines))  # type: ignore[attr-defined]
+        return core.pick_baseline(self.baseline, scores, self._initial)

@@ -11,30 +11,24 @@ from lightning.pytorch import LightningModule, Trainer
 from typing_extensions import override
 
 from lightning_recipe import writer
-from lightning_recipe.callbacks.base import OnFail, RecipeCallback, check_choice, check_positive_int
+from lightning_recipe.callbacks.base import OnFail, RecipeCallback
 from lightning_recipe.core.batches import KeySpec, map_tensors
-from lightning_recipe.core.budget import Cadence, check_overhead
+from lightning_recipe.core.budget import Cadence
 from lightning_recipe.core.checks.prediction_dynamics import (
     Trajectories,
     add_point,
     call_failure,
-    check_arguments,
+    figure_arguments,
     predictions_for,
     resolve_output,
     restored_batch,
     sequence_objective,
     take_batch,
-    thumbnails,
+    validate_arguments,
 )
 from lightning_recipe.core.model_call import ModelCall
 from lightning_recipe.core.state import preserved_state
-from lightning_recipe.core.tasks import (
-    SequenceObjective,
-    ShiftArg,
-    TaskArg,
-    check_shift_argument,
-    check_task_argument,
-)
+from lightning_recipe.core.tasks import SequenceObjective, ShiftArg, TaskArg
 from lightning_recipe.findings import Skip
 from lightning_recipe.plots.prediction_dynamics import figure_builders
 
@@ -102,12 +96,9 @@ class PredictionDynamics(RecipeCallback):
     ) -> None:
         super().__init__(on_fail=on_fail)
         owner = type(self).__name__
-        check_shift_argument(shift, owner)
-        check_arguments(owner, num_samples, class_names, forward)
-        check_positive_int(owner, "every_n_train_steps", every_n_train_steps, allow_none=True)
-        self.overhead = check_overhead(owner, overhead)
-        check_choice(owner, "source", source, ("val", "train"))
-        check_task_argument(task, owner)
+        self.overhead = validate_arguments(
+            owner, num_samples, every_n_train_steps, overhead, source, task, class_names, forward, shift
+        )
         self.validate_keys(owner, input_key, target_key)
         self.num_samples, self.every_n_train_steps, self.source = num_samples, every_n_train_steps, source
         self.task_argument, self.input_key, self.target_key = task, input_key, target_key
@@ -230,14 +221,11 @@ class PredictionDynamics(RecipeCallback):
         """Draw the figures of the last point (at ``step``), and schedule the next ones."""
         if self._last is None:
             return
-        self._figured, (preds, decided, targets, view) = step, self._last
-        causal = self._objective is not None and self._objective.causal
-        steps, values = np.asarray(self.steps, np.float64), np.asarray(self._trace.values, np.float64)
-        builders = figure_builders(
-            str(self.task), steps, values, targets, preds, decided, thumbnails(self._inputs),
-            list(self.class_names) if self.class_names else None, step, view, causal,
-        )  # fmt: skip
-        for name, build in zip(("trajectories", "predictions"), builders):
+        self._figured = step
+        args = figure_arguments(
+            self._trace, str(self.task), self._last, self._inputs, self.class_names, step, self._objective
+        )
+        for name, build in zip(("trajectories", "predictions"), figure_builders(*args)):
             writer.log_figure(trainer, _PREFIX + name, build, step)
         self.cadence_taken(trainer, self._figures, step)
 

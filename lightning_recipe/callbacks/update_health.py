@@ -14,9 +14,9 @@ from typing_extensions import override
 
 from lightning_recipe import writer
 from lightning_recipe.callbacks.base import OnFail, RecipeCallback
-from lightning_recipe.core.budget import Cadence, check_overhead
+from lightning_recipe.core.budget import check_overhead
 from lightning_recipe.core.checks import update_health as health_checks
-from lightning_recipe.core.checks.update_health import HealthState, PendingCheck, Verdict
+from lightning_recipe.core.checks.update_health import HealthState, PendingCheck
 from lightning_recipe.core.health import DEFAULT_ACTIVATIONS, layer_of_parameters
 from lightning_recipe.plots.update_health import health_figure
 
@@ -24,8 +24,7 @@ __all__ = ["UpdateHealth"]
 
 _TAG = "recipe/update_health"
 _OWNER = "UpdateHealth"
-#: The shortest interval between two checks of the default (budgeted) cadence.
-_EVERY = 50
+_EVERY = health_checks.EVERY
 
 
 class UpdateHealth(RecipeCallback):
@@ -102,7 +101,8 @@ class UpdateHealth(RecipeCallback):
     def _fresh(self) -> None:
         """The state of a new fit."""
         self._state, self._next_due, self.last_check = HealthState(), 0, {}
-        self._cadence, self._last_summary = self._new_cadence(), None
+        self._cadence = health_checks.new_cadence(self.every_n_train_steps, self.overhead, self.patience)
+        self._last_summary = None
         self._history: dict[str, deque[float]] = {}
         self._orphans: list[tuple[str, nn.Parameter, torch.Tensor]] = []
         self._release()
@@ -115,11 +115,6 @@ class UpdateHealth(RecipeCallback):
     @override
     def state_key(self) -> str:
         return self._generate_state_key(every_n_train_steps=self.every_n_train_steps or _EVERY)
-
-    def _new_cadence(self) -> Cadence:
-        # a budgeted cadence still fits enough checks in the planned run for a verdict
-        every, share = self.every_n_train_steps, self.overhead
-        return Cadence(every, base=_EVERY, share=share, min_points=self.patience + 2)
 
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -140,7 +135,7 @@ class UpdateHealth(RecipeCallback):
             self.record(trainer, "skipped", self._disabled, {"problem": "unsupported_strategy"})
             return
         self._owner = layer_of_parameters(pl_module)
-        self._record_all(trainer, health_checks.restated_verdicts(self._state), raise_on_fail=False)
+        self.record_all(trainer, health_checks.restated_verdicts(self._state), raise_on_fail=False)
         self._orphans = health_checks.find_orphans(pl_module, trainer.optimizers)
 
     @override
@@ -167,11 +162,11 @@ class UpdateHealth(RecipeCallback):
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Any) -> None:
         if (self._pending is None and not self._armed) or self._disabled or self.should_skip(trainer):
             return
-        any_rank = partial(self.decide, trainer, all_=False)
         verdicts = health_checks.optimizer_step(
-            self._state, self._pending, self._armed, self._owner, optimizer, int(trainer.global_step), any_rank
+            self._state, self._pending, self._armed, self._owner, optimizer, int(trainer.global_step),
+            self.any_rank(trainer),
         )  # fmt: skip
-        self._record_all(trainer, verdicts)
+        self.record_all(trainer, verdicts)
 
     @override
     def on_train_batch_end(
@@ -191,9 +186,12 @@ class UpdateHealth(RecipeCallback):
         self._release()
         if not self.is_fitting(trainer) or self._disabled:
             return
-        self._last_figure(trainer, pl_module)
+        # the figure of the last check, unless it was drawn at that check already
+        summary, every = self._last_summary, self.figure_every_n_train_steps
+        if trainer.is_global_zero and health_checks.last_figure_due(self._state, summary, every):
+            self._figure(trainer, pl_module, summary)
         if not any(f.is_problem for f in self.findings):
-            self._record_all(
+            self.record_all(
                 trainer, [health_checks.final_verdict(self.checks, self.patience, self.last_check)]
             )
 
@@ -223,32 +221,15 @@ class UpdateHealth(RecipeCallback):
 
     # ------------------------------------------------------------------ helpers
     def _release(self) -> None:
-        if self._pending is not None and self._pending.probe is not None:
-            self._pending.probe.detach()
-        self._pending = None
-        self._armed = {}
-
-    def _last_figure(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """At the end of fit: the figure of the last check, unless it was drawn already."""
-        summary = self._last_summary
-        if summary is None or self.figure_every_n_train_steps is None or not trainer.is_global_zero:
-            return
-        if self._state.last_figure_step == summary.step:  # drawn at that check already
-            return
-        self._state.last_figure_step = summary.step
-        self._figure(trainer, pl_module, summary)
+        health_checks.release(self._pending)
+        self._pending, self._armed = None, {}
 
     def _figure(self, trainer: Trainer, pl_module: LightningModule, summary: Any) -> None:
         kwargs = health_checks.figure_data(summary, self._history, pl_module)  # numpy: picklable
         writer.log_figure(trainer, f"{_TAG}/layers", partial(health_figure, **kwargs), summary.step)
 
-    def _record_all(self, trainer: Trainer, *groups: Iterable[Verdict], raise_on_fail: bool = True) -> None:
-        for verdict in (v for group in groups for v in group):
-            self.record(trainer, *verdict, raise_on_fail=raise_on_fail)
-
     def _finish(self, trainer: Trainer, pl_module: LightningModule, check: PendingCheck) -> None:
-        if any(id(p) not in self._owner for m in check.optimizers.values() for p in m.params):
-            self._owner = layer_of_parameters(pl_module)
+        self._owner = health_checks.refresh_owner(self._owner, check, pl_module)
         state, reduce_sum = self._state, partial(self.all_reduce_sum, trainer)
         summary, eval_any = health_checks.close_check(
             state, check, self._owner, reduce_sum, trainer.world_size
@@ -263,8 +244,7 @@ class UpdateHealth(RecipeCallback):
         self._last_summary = summary if summary.layers else None
         self.cadence_taken(trainer, self._cadence, check.step, collective=True)
         orphans, self._orphans = self._orphans, []
-        any_rank = partial(self.decide, trainer, all_=False)
         verdicts = health_checks.closing_verdicts(
-            state, check, summary, eval_any, self.patience, orphans, self._owner, pl_module, any_rank
-        )
-        self._record_all(trainer, verdicts)
+            state, check, summary, eval_any, self.patience, orphans, self._owner, pl_module, self.any_rank(trainer)
+        )  # fmt: skip
+        self.record_all(trainer, verdicts)

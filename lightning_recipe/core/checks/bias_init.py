@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from torch.utils.data import IterableDataset
 
+from lightning_recipe.core.batches import split_batch
 from lightning_recipe.core.init_values import (
     InitBias,
     data_losses,
@@ -51,7 +52,9 @@ __all__ = [
     "FinalLayer",
     "bias_finding",
     "bias_from_stats",
+    "check_arguments",
     "check_layer_and_index",
+    "check_manual_optimization",
     "checked_given",
     "checked_mean",
     "checked_priors",
@@ -66,6 +69,7 @@ __all__ = [
     "read_first_batch",
     "resolve_task",
     "resume_finding",
+    "split_first_batch",
     "target_stats",
     "unsized_batches",
 ]
@@ -92,6 +96,40 @@ def check_layer_and_index(owner: str, layer: Any, ignore_index: Any) -> None:
         raise TypeError(f"{owner}(layer={layer!r}): pass the qualified name of a module, e.g. 'head.fc'.")
     if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
         raise TypeError(f"{owner}(ignore_index={ignore_index!r}): pass an integer label or None.")
+
+
+def check_arguments(
+    task: Any,
+    layer: Any,
+    ignore_index: Any,
+    max_batches: Any,
+    input_key: Any,
+    target_key: Any,
+    priors: Any,
+    target_mean: Any,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Validate FinalBiasInit's arguments (``task``, ``layer`` and ``ignore_index``, ``max_batches``, the
+    keys, then ``priors`` / ``target_mean``: :func:`checked_given`); returns ``(priors, target_mean)``."""
+    owner = "FinalBiasInit"
+    from lightning_recipe.core.arguments import check_positive_int
+    from lightning_recipe.core.batches import validate_key_spec
+    from lightning_recipe.core.tasks import check_task_argument
+
+    check_task_argument(task, owner)
+    check_layer_and_index(owner, layer, ignore_index)
+    check_positive_int(owner, "max_batches", max_batches, allow_none=True)
+    validate_key_spec(input_key, owner, "input_key")
+    validate_key_spec(target_key, owner, "target_key")
+    return checked_given(task, priors, target_mean)
+
+
+def check_manual_optimization(
+    automatic_optimization: bool, task: str, layer: str | None, given: bool
+) -> None:
+    """:class:`Skip` (:data:`MANUAL_OPTIMIZATION`) under manual optimization, unless the ``task``, the
+    ``layer`` or the values to set (``given``) are passed."""
+    if not automatic_optimization and task == "auto" and layer is None and not given:
+        raise Skip(MANUAL_OPTIMIZATION)
 
 
 def checked_priors(priors: Any) -> torch.Tensor:
@@ -220,6 +258,17 @@ def read_first_batch(
                     f"could not read a first training batch ({type(err).__name__}: {err}); pass `layer=`"
                 ) from err
     return loader, None
+
+
+def split_first_batch(batch: Any, input_key: Any, target_key: Any) -> Any:
+    """The first batch split into inputs and targets (``None`` without a batch); :class:`Skip` with
+    the reason when its layout cannot be read."""
+    if batch is None:
+        return None
+    try:
+        return split_batch(batch, input_key=input_key, target_key=target_key, require_targets=False)
+    except ValueError as err:
+        raise Skip(str(err)) from err
 
 
 def target_stats(module: nn.Module, loader: Any, task: str, **kwargs: Any) -> TargetStats:

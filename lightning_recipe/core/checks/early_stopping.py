@@ -14,13 +14,13 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
-__all__ = ["WARN_REASONS", "ending", "keep_state", "load_state"]
+__all__ = ["WARN_REASONS", "ending", "keep_state", "load_state", "never_logged", "no_best_weights"]
 
 #: Stopping reasons that are a warning, not a normal end: the run broke, it did not converge.
 WARN_REASONS = ("non-finite monitored metric", "divergence threshold reached")
@@ -77,3 +77,19 @@ def ending(
     if best_epoch >= last_epoch:
         message += "; still improving at the end: leave it training longer"
     return "pass", message, numbers
+
+
+def never_logged(monitor: str, logged: Iterable[str]) -> str:
+    """The ``skipped`` message when ``monitor`` was never logged (``logged``: the metric names that were)."""
+    return (
+        f"skipped, because `{monitor}` was never logged; log it in validation_step or pass "
+        f"`monitor=` one of {sorted(logged)}"
+    )
+
+
+def no_best_weights(best_epoch: int) -> str:
+    """The warning when the best weights cannot be restored: the run resumed from a checkpoint without them."""
+    return (
+        f"EarlyStopping: cannot restore the weights of epoch {best_epoch}: the checkpoint this "
+        "run resumed from holds no best weights."
+    )

@@ -69,17 +69,20 @@ __all__ = [
     "StageVerdict",
     "Trend",
     "Verdict",
+    "add_validation",
     "budget_name",
     "describe_data",
     "describe_early_stopping",
     "describe_module",
     "describe_optimizers",
     "end_of_run",
+    "ended_by",
     "jitter",
     "judge_run",
     "judge_stage",
     "markdown",
     "no_loss_message",
+    "pick_baseline",
     "pick_metric",
     "recent_trend",
     "regularization_advice",
@@ -408,6 +411,57 @@ def pick_metric(
 #: by any model (a healthy model of sklearn's diabetes keeps ~50% of it), so there only a training loss
 #: above 80% of the mean predictor's (R^2 below 0.2) is underfitting.
 UNDERFIT_RATIO = {"classification": 0.5, "regression": 0.8}
+
+
+def add_validation(
+    history: dict[str, list[Any]],
+    epoch: int,
+    batch_idx: int,
+    batches: Any,
+    step: int,
+    train_sum: float,
+    train_count: float,
+    val_sum: float,
+    val_count: float,
+) -> float:
+    """Append one validation to ``history``: ``x`` (epochs trained: ``epoch`` plus the fraction of its
+    ``batches`` done, up to ``batch_idx``), ``epoch``, ``step``, the mean training loss since the previous
+    validation (NaN without one) and the validation loss (sums and counts over all ranks).
+
+    Returns the gap, validation minus training loss (NaN without a training loss).
+    """
+    done = (batch_idx + 1) / batches if isinstance(batches, int) and batches > 0 else 1.0
+    history["x"].append(epoch + min(done, 1.0))
+    history["epoch"].append(int(epoch))
+    history["step"].append(int(step))
+    history["train"].append(train_sum / train_count if train_count else math.nan)
+    history["val"].append(val_sum / val_count)
+    return history["val"][-1] - history["train"][-1]
+
+
+def pick_baseline(given: float | None, scores: Iterable[Any], initial: Any) -> tuple[float | None, str]:
+    """The dumb baseline of the underfitting verdict and what it is: ``given``, else the first finite
+    loss of a DumbBaselines' ``scores`` (``None``: not scored), else the loss at init ``initial``."""
+    if given is not None:
+        return float(given), "given baseline"
+    for score in scores:
+        if score is not None and math.isfinite(score.loss):
+            who = "mean predictor" if score.task == "regression" else "class-prior predictor"
+            who = "unigram (token-prior) predictor" if getattr(score, "tokens", False) else who
+            return float(score.loss), who
+    if initial is not None:
+        return float(initial), "loss at init"
+    return None, ""
+
+
+def ended_by(should_stop: bool, stopped_epoch: int | None) -> str | None:
+    """What ended the run: ``"budget"`` (``max_epochs``/``max_steps``: nothing asked to stop),
+    ``"early_stopping"`` (an early stopping that stopped, ``stopped_epoch > 0``), else ``None``."""
+    if not should_stop:
+        return "budget"
+    if stopped_epoch is not None and stopped_epoch > 0:
+        return "early_stopping"
+    return None
 
 
 def underfit_ratio_for(given: float | None, regression: bool) -> float:

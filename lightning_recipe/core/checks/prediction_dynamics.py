@@ -53,6 +53,7 @@ __all__ = [
     "check_arguments",
     "cut_batch",
     "describe_call",
+    "figure_arguments",
     "line_up",
     "predictions_for",
     "resolve_output",
@@ -62,6 +63,7 @@ __all__ = [
     "take_batch",
     "thumbnails",
     "top_tokens",
+    "validate_arguments",
 ]
 
 #: Above this many classes per token, the predictions figure shows the top-k tokens, not a heatmap.
@@ -401,6 +403,50 @@ def check_arguments(owner: str, num_samples: Any, class_names: Any, forward: Any
         raise TypeError(f"{owner}(class_names={class_names!r}): pass a list of names, one per class index.")
     if forward is not None and not callable(forward):
         raise TypeError(f"{owner}(forward={forward!r}): pass a callable(pl_module, inputs) or None.")
+
+
+def validate_arguments(
+    owner: str,
+    num_samples: Any,
+    every_n_train_steps: Any,
+    overhead: Any,
+    source: Any,
+    task: Any,
+    class_names: Any,
+    forward: Any,
+    shift: Any,
+) -> float:
+    """Validate PredictionDynamics' arguments (``shift``, those of :func:`check_arguments`,
+    ``every_n_train_steps``, ``overhead``, ``source``, ``task``, in this order); returns the overhead."""
+    from lightning_recipe.core.arguments import check_choice, check_positive_int
+    from lightning_recipe.core.budget import check_overhead
+    from lightning_recipe.core.tasks import check_shift_argument, check_task_argument
+
+    check_shift_argument(shift, owner)
+    check_arguments(owner, num_samples, class_names, forward)
+    check_positive_int(owner, "every_n_train_steps", every_n_train_steps, allow_none=True)
+    checked = check_overhead(owner, overhead)
+    check_choice(owner, "source", source, ("val", "train"))
+    check_task_argument(task, owner)
+    return checked
+
+
+def figure_arguments(
+    trace: Trajectories,
+    task: str,
+    last: tuple[np.ndarray, np.ndarray, np.ndarray, Any],
+    inputs: Any,
+    class_names: list[str] | None,
+    step: int,
+    objective: SequenceObjective | None,
+) -> tuple[Any, ...]:
+    """The arguments of :func:`~lightning_recipe.plots.prediction_dynamics.figure_builders` (numpy)
+    for the figures of the last point, ``last`` (:func:`add_point`'s figure data), at ``step``."""
+    preds, decided, targets, view = last
+    causal = objective is not None and objective.causal
+    steps, values = np.asarray(trace.steps, np.float64), np.asarray(trace.values, np.float64)
+    names = list(class_names) if class_names else None
+    return (task, steps, values, targets, preds, decided, thumbnails(inputs), names, step, view, causal)
 
 
 def call_failure(call: ModelCall, module: nn.Module, batch: Any, inputs: Any, err: Exception) -> str:

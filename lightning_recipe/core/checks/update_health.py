@@ -26,11 +26,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from lightning_recipe.core.budget import Cadence
 from lightning_recipe.core.health import (
     ActivationProbe,
     EvalModeProblem,
     evenly_spaced,
     group_sums,
+    layer_of_parameters,
     log10_or_nan,
     module_kind,
     modules_left_in_eval,
@@ -40,6 +42,7 @@ from lightning_recipe.core.health import (
 from lightning_recipe.findings import Status
 
 __all__ = [
+    "EVERY",
     "HIGH_LOG10_RATIO",
     "HISTORY",
     "RULE_OF_THUMB",
@@ -65,15 +68,19 @@ __all__ = [
     "gather_local",
     "gradients_reset_verdicts",
     "gradients_stale",
+    "last_figure_due",
     "log_grad",
     "log_ratio",
     "measure_optimizer",
+    "new_cadence",
     "note_backward",
     "optimizer_step",
     "orphan_verdicts",
     "parameter_verdicts",
     "record_check",
     "reduce_numbers",
+    "refresh_owner",
+    "release",
     "remember",
     "restated_verdicts",
     "scalars",
@@ -98,6 +105,8 @@ HIGH_LOG10_RATIO = 0.0
 SPIKE_LOG10_RATIO = 1.0
 #: Earlier checks kept per layer for the grey dots of the figure.
 HISTORY = 8
+#: The shortest interval between two checks of the default (budgeted) cadence.
+EVERY = 50
 #: Evidence per parameter: checks with gradient info, got a gradient, got a non-zero one,
 #: checks where a change was expected, changed.
 _N_FLAGS = 5
@@ -197,6 +206,12 @@ class PendingCheck:
         self.alive = self.probe.alive
         self.layer_order = self.probe.layer_order
         self.probe = None
+
+
+def release(check: PendingCheck | None) -> None:
+    """Remove the activation hooks of a check that will not close (what they saw is dropped)."""
+    if check is not None and check.probe is not None:
+        check.probe.detach()
 
 
 @dataclass
@@ -576,6 +591,34 @@ class HealthState:
         if due:
             self.last_figure_step = step
         return due
+
+
+def new_cadence(every: int | None, overhead: float, patience: int) -> Cadence:
+    """The cadence of the checks: every ``every`` steps, or budgeted (every :data:`EVERY` steps at most,
+    within ``overhead``)."""
+    # a budgeted cadence still fits enough checks in the planned run for a verdict
+    return Cadence(every, base=EVERY, share=overhead, min_points=patience + 2)
+
+
+def last_figure_due(state: HealthState, summary: CheckSummary | None, every: int | None) -> bool:
+    """At the end of fit: whether the figure of the last check (``summary``) is still to draw (it is
+    not when it was drawn at that check already, or there is no figure); marks it drawn."""
+    if summary is None or every is None:
+        return False
+    if state.last_figure_step == summary.step:  # drawn at that check already
+        return False
+    state.last_figure_step = summary.step
+    return True
+
+
+def refresh_owner(
+    owner: dict[int, tuple[str, str]], check: PendingCheck, model: nn.Module
+) -> dict[int, tuple[str, str]]:
+    """``owner`` (``id(parameter)`` -> (layer, parameter name)), looked up again in ``model`` when an
+    optimizer of ``check`` holds a parameter it does not know (added since the start of training)."""
+    if any(id(p) not in owner for m in check.optimizers.values() for p in m.params):
+        return layer_of_parameters(model)
+    return owner
 
 
 def close_check(
