@@ -8,12 +8,15 @@ as PNG, text as Markdown, histograms as JSON) and a warning says so once. With n
 (``Trainer(logger=False)``) nothing is written, as Lightning writes no logs then.
 
 Figures are the slow part. :func:`log_figure` accepts a *builder* (a function returning a
-``Figure``) and renders it on one background thread, so the training loop does not wait for
-matplotlib. The queue is bounded (the loop waits when it is full: nothing is dropped) and FIFO
-(nothing is reordered); :func:`drain` waits for it, and recipe callbacks call it at the end of fit.
-With :func:`set_render_process` ``("process")``, a picklable builder (``functools.partial`` of a
-module-level plot function with numpy arguments) is drawn in a separate rendering process instead,
-so matplotlib does not hold the training process's GIL; the image written is the same.
+``Figure``) and, by default, renders it at once on the calling thread: measured on 2 cores, a
+rendering thread in the same process made training slower than drawing inline (matplotlib holds the
+GIL, so every GIL-releasing torch op of the training thread waits behind it: a figure cost about
+three times its own CPU time). :func:`set_render_process` picks another place: ``"thread"`` (one
+background thread behind a bounded FIFO queue; nothing is dropped or reordered; :func:`drain` waits
+for it and recipe callbacks call it at the end of fit) or ``"process"`` (a picklable builder, a
+``functools.partial`` of a module-level plot function with numpy arguments, is drawn in a separate
+rendering process, so matplotlib does not hold the training process's GIL; the image written is the
+same).
 
 Example:
     >>> from lightning.pytorch import Trainer
@@ -387,43 +390,46 @@ class _Renderer:
             warnings.warn(f"lightning_recipe: rendering a figure failed: {err!r}", stacklevel=2)
 
 
-RenderMode = Literal["auto", "process", "thread"]
+RenderMode = Literal["auto", "inline", "process", "thread"]
 
 _renderer = _Renderer()
 _process = _RenderProcess()
-_async = {"enabled": True}
-_mode: dict[str, RenderMode] = {"mode": "thread"}
+_mode: dict[str, RenderMode] = {"mode": "inline"}
 
 
 def set_async_rendering(enabled: bool) -> None:
-    """Render figures in the background (default) or on the calling thread."""
-    _async["enabled"] = bool(enabled)
-    if not enabled:
-        _renderer.drain()
+    """Render figures on the background thread (``set_render_process("thread")``) or on the calling
+    thread (``set_render_process("inline")``, the default)."""
+    set_render_process("thread" if enabled else "inline")
 
 
 def set_render_process(mode: RenderMode) -> None:
-    """Where background figures are drawn: ``"thread"`` (default: the render thread of the training
-    process) or ``"process"`` (a rendering process, see :class:`_RenderProcess`: it pays when a CPU core
-    is free for it, as it takes matplotlib off the training process's GIL, and costs a ~2 s start of
-    an interpreter on another core per fit). ``"auto"``: the process when torch leaves a core free
-    (``torch.get_num_threads() < os.cpu_count()``). The ``LIGHTNING_RECIPE_RENDER`` environment
-    variable sets the same."""
-    if mode not in ("auto", "process", "thread"):
-        raise ValueError(f"set_render_process(mode={mode!r}): pass 'thread', 'process' or 'auto'.")
+    """Where figures are drawn: ``"inline"`` (default: at once, on the thread that logs them),
+    ``"thread"`` (the render thread of the training process), or ``"process"`` (a rendering process,
+    see :class:`_RenderProcess`: it pays when a CPU core is free for it, as it takes matplotlib off the
+    training process's GIL, and costs a ~2 s start of an interpreter on another core per fit).
+    ``"auto"``: the process when torch leaves a core free (``torch.get_num_threads() <
+    os.cpu_count()``), else inline. The ``LIGHTNING_RECIPE_RENDER`` environment variable sets the same.
+
+    Example:
+        >>> set_render_process("thread"); set_render_process("inline")
+    """
+    if mode not in ("auto", "inline", "process", "thread"):
+        raise ValueError(f"set_render_process(mode={mode!r}): pass 'inline', 'thread', 'process' or 'auto'.")
+    if mode == "inline":
+        _renderer.drain()  # what the thread holds is written before what is drawn inline
     _mode["mode"] = mode
 
 
-def _use_process() -> bool:
+def _render_mode() -> str:
     mode = os.environ.get("LIGHTNING_RECIPE_RENDER", _mode["mode"])
-    if mode == "process":
-        return True
     if mode != "auto":
-        return False
+        return mode
     import sys
 
     torch = sys.modules.get("torch")
-    return torch is not None and torch.get_num_threads() < (os.cpu_count() or 1)
+    free_core = torch is not None and torch.get_num_threads() < (os.cpu_count() or 1)
+    return "process" if free_core else "inline"
 
 
 def drain() -> None:
@@ -466,10 +472,11 @@ def log_figure(
     from lightning_recipe.core.budget import charge_render, current_meter
 
     owner = current_meter()
-    background = callable(figure) and _async["enabled"]
+    mode = _render_mode()
+    background = callable(figure) and mode in ("thread", "process")
 
     def job() -> None:
-        remote = _process.render(figure) if background and _use_process() else None  # type: ignore[arg-type]
+        remote = _process.render(figure) if background and mode == "process" else None  # type: ignore[arg-type]
         if remote is not None:
             image, seconds = remote
             if owner is not None:  # the process's CPU time is charged as the thread's would be
@@ -488,7 +495,7 @@ def log_figure(
     if background:
         _renderer.submit(charge_render(owner, job))  # its CPU time is charged to the hook's callback
     else:
-        job()
+        charge_render(owner, job, in_hook=True)()  # the hook's wall time holds it: noted as rendering only
 
 
 def _reset_renderer_after_fork() -> None:

@@ -90,17 +90,29 @@ def test_a_short_run_still_gets_update_health_verdicts_at_the_default_cadence(tm
     assert figures[0] == 0 and figures[-1] == health.last_check["step"] > 0  # the last check is drawn
 
 
-def test_prediction_dynamics_draws_the_first_and_last_points_however_small_the_budget(tmp_path):
+def test_prediction_dynamics_measures_the_first_point_and_draws_the_last_however_small_the_budget(tmp_path):
     dynamics = PredictionDynamics(num_samples=8, overhead=1e-6)
     torch.manual_seed(0)
     trainer = make_trainer(tmp_path, [dynamics], max_steps=120, limit_val_batches=1)
     x, y = digits_arrays()
     trainer.fit(LitModel(small_cnn()), digits(), loader(x[:64], y[:64]))
     ev = read_events(trainer.logger)
-    # scalars at the usual cadence (cheap), the figures at the first point and at the end of fit only
+    # scalars at the usual cadence (cheap, step 0 included); figures when the budget affords them,
+    # here only at the end of fit (which shows the whole run, step 0 included)
     assert [s for s, _ in ev.scalars("recipe/prediction_dynamics/mean_true_prob")] == [0, 50, 100, 120]
-    assert [s for s, *_ in ev.images("recipe/prediction_dynamics/trajectories")] == [0, 120]
-    assert dynamics.cost.points == 2 and dynamics.cost.render_s > 0
+    assert [s for s, *_ in ev.images("recipe/prediction_dynamics/trajectories")] == [120]
+    assert [s for s, *_ in ev.images("recipe/prediction_dynamics/predictions")] == [120]
+    assert dynamics.cost.points == 1 and dynamics.cost.render_s > 0
+
+
+def test_prediction_dynamics_draws_early_when_the_budget_affords_it(tmp_path):
+    dynamics = PredictionDynamics(num_samples=8, overhead=1.0)  # all of training: every point affords it
+    torch.manual_seed(0)
+    trainer = make_trainer(tmp_path, [dynamics], max_steps=120, limit_val_batches=1)
+    x, y = digits_arrays()
+    trainer.fit(LitModel(small_cnn()), digits(), loader(x[:64], y[:64]))
+    figures = [s for s, *_ in read_events(trainer.logger).images("recipe/prediction_dynamics/trajectories")]
+    assert figures[0] < 120 and figures[-1] == 120, figures
 
 
 def test_report_says_what_each_callback_cost(tmp_path):

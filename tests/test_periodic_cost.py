@@ -96,7 +96,7 @@ def render_process():
     recipe_logging.set_render_process("process")
     yield recipe_logging._process
     recipe_logging.shutdown()
-    recipe_logging.set_render_process("thread")
+    recipe_logging.set_render_process("inline")
 
 
 def _wait_ready(process, tries=600):
@@ -137,9 +137,12 @@ def test_a_fit_with_the_process_writes_the_same_images_and_stops_it(tmp_path, re
     recipe_logging.set_render_process("thread")
     trainer = fit(tmp_path / "thread")
     via_thread = read_events(trainer.loggers[0]).images("recipe/update_health/layers")
-    assert [s for s, *_ in via_process] == [s for s, *_ in via_thread] == [0, 2]
-    for (_, _, _, a), (_, _, _, b) in zip(via_process, via_thread):
-        assert png_shape(a)[2] == 3 and a == b  # the same PNG, byte for byte
+    recipe_logging.set_render_process("inline")
+    trainer = fit(tmp_path / "inline")
+    inline = read_events(trainer.loggers[0]).images("recipe/update_health/layers")
+    assert [s for s, *_ in via_process] == [s for s, *_ in via_thread] == [s for s, *_ in inline] == [0, 2]
+    for (_, _, _, a), (_, _, _, b), (_, _, _, c) in zip(via_process, via_thread, inline):
+        assert png_shape(a)[2] == 3 and a == b == c  # the same PNG, byte for byte
 
 
 def test_a_forked_child_does_not_use_the_parents_process(render_process):
@@ -153,6 +156,21 @@ def test_a_forked_child_does_not_use_the_parents_process(render_process):
     os.waitpid(pid, 0)
     assert os.read(read, 1) == b"1"
     assert render_process.render(_FIGURE) is not None  # the parent's still works
+
+
+def test_figures_are_drawn_inline_by_default_and_charged_once(tmp_path):
+    from lightning_recipe.core.budget import CostMeter, set_running
+
+    assert recipe_logging._render_mode() == "inline"
+    trainer = make_trainer(tmp_path, [], max_steps=1)
+    meter = CostMeter()
+    previous = set_running((meter, False))
+    try:
+        recipe_logging.log_figure(trainer, "recipe/demo/figure", _FIGURE, 0)
+    finally:
+        set_running(previous)
+    assert not recipe_logging._renderer._queue.unfinished_tasks  # nothing left for a thread
+    assert meter.render_s > 0 and meter.during_s == 0  # the hook's own wall time holds it
 
 
 def test_render_mode_is_validated():

@@ -222,6 +222,8 @@ class RecipeCallback(Callback):
         at its first point."""
         cadence.start(self.planned_steps(trainer), int(trainer.global_step))
         self.__dict__["_clock"] = None
+        if cadence.waits_for_budget:  # the budget clock starts now: the first point waits to be afforded
+            self._budget_clock(int(trainer.global_step))
 
     def _budget_clock(self, step: int) -> tuple[float, float, float]:
         """Cost since the first point, training time since then, and seconds per step."""

@@ -36,6 +36,7 @@ __all__ = ["PredictionDynamics", "predictions_for"]
 
 _PREFIX = "recipe/prediction_dynamics/"
 _POINT_EVERY = 50  # steps between two points (scalars; figures when they fit the budget)
+_FIGURES_COST_S = 0.15  # a guess of what drawing the two figures costs, before the first is drawn
 Source = Literal["val", "train"]
 
 
@@ -119,7 +120,9 @@ class PredictionDynamics(RecipeCallback):
         self._points = self.every_n_train_steps or _POINT_EVERY
         self._last: tuple[np.ndarray, np.ndarray, np.ndarray, Any] | None = None
         self._figured: int | None = None
-        self._figures = Cadence(self.every_n_train_steps, base=_POINT_EVERY, share=self.overhead)
+        self._figures = Cadence(
+            self.every_n_train_steps, base=_POINT_EVERY, share=self.overhead, first_cost_s=_FIGURES_COST_S
+        )
 
     @property
     def steps(self) -> list[int]:

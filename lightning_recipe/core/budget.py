@@ -10,7 +10,9 @@ is one integer compare. A fixed cadence (``every=N``) takes step 0 and every mul
 budgeted one (``every=None``) takes step 0, then the next point ``base`` steps later, stretched
 so that the callback's cost over the training time so far stays under ``share``; the interval is
 capped so that ``min_points`` points fit in the planned run (points a verdict needs are never
-given up). The callback takes its last point itself, at the end of fit.
+given up). The callback takes its last point itself, at the end of fit. With ``first_cost_s`` (what
+one point is guessed to cost, e.g. its figures) a budgeted cadence does not take step 0: its first
+point waits until the training time so far affords it (a short run draws at its end only).
 
 Example:
     >>> cadence = Cadence(every=None, base=10, share=0.01)
@@ -25,6 +27,9 @@ Example:
     >>> cadence.taken(10, cost_s=0.2, elapsed_s=0.1, step_time_s=0.01)
     >>> cadence.next_due
     1010
+    >>> late = Cadence(every=None, base=10, share=0.01, first_cost_s=0.1)   # figures: when affordable
+    >>> late.start(1000); late.due(0), late.recheck(10, 0.0, 5.0, 0.01), late.next_due   # 10 s needed
+    (False, False, 510)
     >>> fixed = Cadence(every=25, base=10, share=0.01)   # fixed: step 0 and the multiples of 25
     >>> fixed.start(1000); fixed.taken(0, cost_s=9.0, elapsed_s=0.0, step_time_s=0.01); fixed.next_due
     25
@@ -83,9 +88,12 @@ class CostMeter:
         else:
             self.during_s += seconds
 
-    def add_render(self, phase_before: bool, seconds: float) -> None:
+    def add_render(self, phase_before: bool, seconds: float, in_hook: bool = False) -> None:
+        """``seconds`` of rendering; ``in_hook``: drawn inside the hook, whose wall time holds them."""
         with self._lock:  # the rendering thread adds while the training thread reads
             self.render_s += seconds
+            if in_hook:
+                return
             if phase_before:
                 self.before_s += seconds
             else:
@@ -122,8 +130,9 @@ def current_meter() -> tuple[CostMeter, bool] | None:
     return getattr(_local, "running", None)
 
 
-def charge_render(owner: tuple[CostMeter, bool] | None, job: Any) -> Any:
-    """Wrap a rendering job so that its CPU time is charged to ``owner`` (see :func:`current_meter`)."""
+def charge_render(owner: tuple[CostMeter, bool] | None, job: Any, in_hook: bool = False) -> Any:
+    """Wrap a rendering job so that its CPU time is charged to ``owner`` (see :func:`current_meter`);
+    ``in_hook``: the job runs inside the hook (its wall time is counted already)."""
     if owner is None:
         return job
 
@@ -132,7 +141,7 @@ def charge_render(owner: tuple[CostMeter, bool] | None, job: Any) -> Any:
         try:
             job()
         finally:
-            owner[0].add_render(owner[1], time.thread_time() - start)
+            owner[0].add_render(owner[1], time.thread_time() - start, in_hook)
 
     return timed
 
@@ -200,17 +209,37 @@ class Cadence:
         base: the shortest interval of a budgeted cadence.
         share: the fraction of training time the callback may spend.
         min_points: points (step 0 included) a budgeted cadence fits in the planned run.
+        first_cost_s: a budgeted cadence's guess of one point's cost: then its first point is not step
+            0 but the first due step whose training time so far affords it (``None``: step 0).
     """
 
-    __slots__ = ("base", "every", "last", "min_points", "next_due", "planned", "share", "taken_points")
+    __slots__ = (
+        "base",
+        "every",
+        "first_cost_s",
+        "last",
+        "min_points",
+        "next_due",
+        "planned",
+        "share",
+        "taken_points",
+    )
 
-    def __init__(self, every: int | None, base: int, share: float, min_points: int = 2) -> None:
+    def __init__(
+        self,
+        every: int | None,
+        base: int,
+        share: float,
+        min_points: int = 2,
+        first_cost_s: float | None = None,
+    ) -> None:
         self.every, self.base, self.share, self.min_points = (
             every,
             max(1, int(base)),
             float(share),
             min_points,
         )
+        self.first_cost_s = first_cost_s
         self.planned: int | None = None
         self.next_due = 0
         self.taken_points = 0
@@ -220,6 +249,11 @@ class Cadence:
     def fixed(self) -> bool:
         return self.every is not None
 
+    @property
+    def waits_for_budget(self) -> bool:
+        """A budgeted cadence whose first point waits until it is affordable (see ``first_cost_s``)."""
+        return self.every is None and self.first_cost_s is not None
+
     def start(self, planned_steps: float | int | None, step: int = 0) -> None:
         """At the start of training: the planned number of optimizer steps (``None``/inf: unknown)."""
         planned = None
@@ -228,6 +262,8 @@ class Cadence:
         self.planned = planned
         self.taken_points, self.last = 0, None
         self.next_due = step if self.every is None else math.ceil(step / self.every) * self.every
+        if self.waits_for_budget:
+            self.next_due = step + self.base
 
     def due(self, step: int) -> bool:
         """Whether ``step`` is due (one integer compare)."""
@@ -252,6 +288,15 @@ class Cadence:
     def recheck(self, step: int, cost_s: float, elapsed_s: float, step_time_s: float) -> bool:
         """At a due step of a budgeted cadence: whether it is still due with the cost known now
         (figures of earlier points finish rendering after they were scheduled); else postpone."""
+        if self.every is None and self.taken_points == 0 and self.first_cost_s is not None:
+            afford = (cost_s + self.first_cost_s) / self.share if self.share > 0 else math.inf
+            if elapsed_s >= afford:
+                return True
+            wait = (
+                (afford - elapsed_s) / step_time_s if step_time_s > 0 and math.isfinite(afford) else 1 << 62
+            )
+            self.next_due = step + max(self.base, math.ceil(wait))
+            return False
         if self.every is not None or self.last is None or self.taken_points == 0:
             return True
         self.next_due = max(self.next_due, self.last + self.interval(cost_s, elapsed_s, step_time_s))

@@ -564,4 +564,6 @@ def test_a_two_output_head_on_many_target_values_is_still_skipped(tmp_path):
     (finding,) = init.findings
     # 32 float values a sample beside 2 outputs: not what the head predicts (a second input?)
     assert finding.status == "skipped"
-    assert "float values of shape (32, 32) do not fit outputs of shape (32, 2)" in finding.message, finding.message
+    assert "float values of shape (32, 32) do not fit outputs of shape (32, 2)" in finding.message, (
+        finding.message
+    )
