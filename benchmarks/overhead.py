@@ -10,7 +10,8 @@ memory column is the growth of the resident set over the run (``/proc/self/statm
 also runs the periodic callbacks for half the epochs to show that it does not grow with the run.
 
 Torch runs on ``--threads`` threads (default 1: on a shared machine, more threads than free cores
-make every run noisy); figures render on the suite's own background thread.
+make every run noisy); figures are drawn where ``lightning_recipe.writer`` draws them (inline by
+default; ``LIGHTNING_RECIPE_RENDER=thread`` or ``=process`` to compare).
 
     python benchmarks/overhead.py [--epochs 30] [--repeats 3] [--stage full] [--alone] [--memory]
     python benchmarks/overhead.py --long          # a wider CNN on the digits upscaled to 32x32, ~2 min bare

@@ -1,8 +1,8 @@
 """The overhead budget: what each recipe callback costs, and cadences that keep it under a share of training.
 
 Every guarded hook of a :class:`~lightning_recipe.callbacks.base.RecipeCallback` is timed (two
-``perf_counter`` calls); figures a hook submits are timed on the rendering thread (its CPU time)
-and charged to the same callback. :class:`CostMeter` keeps the sums, split into the work done
+``perf_counter`` calls); the figures a hook draws are timed too (CPU time; inline by default, else
+on the rendering thread or process) and charged to the same callback. :class:`CostMeter` keeps the sums, split into the work done
 before the first training step (one-time checks) and during training.
 
 A periodic callback asks a :class:`Cadence` whether a step is due. On steps that are not due this
