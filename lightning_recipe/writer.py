@@ -495,7 +495,12 @@ def log_figure(
     if background:
         _renderer.submit(charge_render(owner, job))  # its CPU time is charged to the hook's callback
     else:
-        charge_render(owner, job, in_hook=True)()  # the hook's wall time holds it: noted as rendering only
+        try:  # a figure that fails is a warning, as on the thread: the check's verdicts stand
+            charge_render(
+                owner, job, in_hook=True
+            )()  # the hook's wall time holds it: noted as rendering only
+        except Exception as err:
+            warnings.warn(f"lightning_recipe: rendering a figure failed: {err!r}", stacklevel=2)
 
 
 def _reset_renderer_after_fork() -> None:

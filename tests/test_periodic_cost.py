@@ -173,6 +173,16 @@ def test_figures_are_drawn_inline_by_default_and_charged_once(tmp_path):
     assert meter.render_s > 0 and meter.during_s == 0  # the hook's own wall time holds it
 
 
+def test_a_figure_that_fails_inline_is_a_warning_not_an_error(tmp_path):
+    trainer = make_trainer(tmp_path, [], max_steps=1)
+
+    def broken():
+        raise RuntimeError("no such colormap")
+
+    with pytest.warns(UserWarning, match="rendering a figure failed.*no such colormap"):
+        recipe_logging.log_figure(trainer, "recipe/demo/figure", broken, 0)
+
+
 def test_render_mode_is_validated():
     with pytest.raises(ValueError, match="set_render_process"):
         recipe_logging.set_render_process("gpu")  # type: ignore[arg-type]
