@@ -5,8 +5,8 @@ process, no CUDA context). It reads length-prefixed pickles of
 figure builders (a ``functools.partial`` of a module-level plot function with numpy arguments)
 from stdin and answers each with ``("ok", image, cpu_seconds)``, ``("unpicklable", reason)`` (the
 writer renders that one itself) or ``("error", message)``. It exits when stdin closes, so it never
-outlives the training process. The package's ``__init__`` (which imports Lightning) is not run: the
-plot modules need numpy and matplotlib only.
+outlives the training process. The packages' ``__init__`` modules (which import Lightning and torch)
+are not run: it is ready once numpy and matplotlib are imported.
 
 Example:
     >>> import io, pickle
@@ -47,14 +47,24 @@ def read_frame(stream: IO[bytes]) -> bytes:
     return payload
 
 
-def command() -> list[str]:
-    """The worker's command line: ``lightning_recipe`` as a bare package (its ``__init__``, which
-    imports Lightning, is not run), then :func:`main`."""
+def command(then: str = "from lightning_recipe._render_worker import main; main()") -> list[str]:
+    """The worker's command line: ``lightning_recipe``, ``lightning_recipe.core``,
+    ``lightning_recipe.core.checks`` and ``lightning_recipe.plots`` as bare packages (their
+    ``__init__`` modules import Lightning and torch; a plot module imports what it needs, when a
+    builder that uses it arrives), then :func:`main`: ready after numpy and matplotlib, in well under
+    a second instead of ~3 s. ``then``: the code to run after that (tests import the plot modules)."""
     here = os.path.dirname(os.path.abspath(__file__))
+    packages = {
+        "lightning_recipe": here,
+        "lightning_recipe.core": os.path.join(here, "core"),
+        "lightning_recipe.core.checks": os.path.join(here, "core", "checks"),
+        "lightning_recipe.plots": os.path.join(here, "plots"),
+    }
     boot = (
-        "import sys, types; package = types.ModuleType('lightning_recipe'); "
-        f"package.__path__ = [{here!r}]; sys.modules['lightning_recipe'] = package; "
-        "from lightning_recipe._render_worker import main; main()"
+        "import sys, types\n"
+        f"for name, path in {packages!r}.items():\n"
+        "    package = types.ModuleType(name); package.__path__ = [path]; sys.modules[name] = package\n"
+        f"{then}"
     )
     return [sys.executable, "-c", boot]
 

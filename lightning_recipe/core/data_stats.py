@@ -47,6 +47,7 @@ from torch.nn import functional as F
 from lightning_recipe.core.format import sig
 from lightning_recipe.core.images import is_image_like
 from lightning_recipe.core.inputs import markdown_table
+from lightning_recipe.core.plain import AXES, EXTREMES
 from lightning_recipe.core.robust import robust_z
 from lightning_recipe.core.tasks import TaskArg
 
@@ -67,10 +68,8 @@ __all__ = [
 #: (fewer are reported as a note).
 CONSTANT_FEATURES_WARN_SHARE = 0.1
 
-#: The per-sample statistics, in the column order of :attr:`SplitStats.stats`.
-AXES: tuple[str, ...] = ("mean", "std", "norm")
-#: The extremes kept with thumbnails: (axis, direction).
-EXTREMES: tuple[tuple[str, str], ...] = tuple((a, d) for a in AXES for d in ("high", "low"))
+# AXES (the per-sample statistics, in the column order of SplitStats.stats) and EXTREMES (the
+# extremes kept with thumbnails) live in core.plain: the plot modules use them without torch
 
 DataTask = TaskArg
 DATA_TASKS: tuple[str, ...] = ("auto", "multiclass", "binary", "multilabel", "regression")

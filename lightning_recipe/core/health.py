@@ -40,6 +40,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from lightning_recipe.core.plain import evenly_spaced as evenly_spaced  # moved there; importable from here
+
 __all__ = [
     "DEFAULT_ACTIVATIONS",
     "ActivationProbe",
@@ -151,21 +153,6 @@ def group_sums(values: torch.Tensor, groups: Sequence[int], n_groups: int) -> to
 def log10_or_nan(x: float) -> float:
     """``log10(x)`` for a positive finite ``x``, else NaN."""
     return math.log10(x) if x > 0 and math.isfinite(x) else math.nan
-
-
-def evenly_spaced(n: int, k: int) -> list[int]:
-    """At most ``k`` indices out of ``range(n)``, evenly spread, always with the first and the last.
-
-    >>> evenly_spaced(10, 4)
-    [0, 3, 6, 9]
-    >>> evenly_spaced(3, 8)
-    [0, 1, 2]
-    """
-    if n <= k:
-        return list(range(n))
-    if k <= 1:
-        return [0][:k]
-    return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)})
 
 
 # ---------------------------------------------------------------------- dead units

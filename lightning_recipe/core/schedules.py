@@ -40,7 +40,6 @@ Example:
 from __future__ import annotations
 
 import copy
-import itertools
 import math
 import warnings
 from collections import defaultdict
@@ -50,6 +49,8 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+
+from lightning_recipe.core.plain import decimate as decimate  # moved there; importable from here
 
 __all__ = [
     "LRCurveReport",
@@ -361,25 +362,3 @@ def analyse_lr(
         min_ratio_reached=minimum / peak,
         total_steps=total,
     )
-
-
-def decimate(values: np.ndarray, max_points: int = 1000) -> tuple[np.ndarray, np.ndarray]:
-    """``(steps, values)`` thinned to at most ``max_points`` rows, keeping each block's min and max.
-
-    A step decay or a cosine restart stays visible in a plot of a million-step run.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    n = values.shape[0]
-    if n <= max_points:
-        return np.arange(n), values
-    half = max(max_points // 2, 1)
-    edges = np.linspace(0, n, half + 1).astype(int)
-    steps: list[int] = []
-    for a, b in itertools.pairwise(edges):
-        if b <= a:
-            continue
-        block = values[a:b] if values.ndim == 1 else values[a:b].min(axis=1)
-        lo, hi = a + int(np.argmin(block)), a + int(np.argmax(block))
-        steps.extend(sorted({lo, hi}))
-    idx = np.asarray(sorted(set(steps) | {n - 1}))
-    return idx, values[idx]

@@ -20,7 +20,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from lightning_recipe.core.checks.batch_independence import LEAK, OWN, OWN_ZERO, ZERO
+from lightning_recipe.core.plain import LEAK, OWN, OWN_ZERO, ZERO
 from lightning_recipe.plots.style import CARD_DPI, CARD_WIDTH_IN, STATUS_COLORS, new_figure
 
 __all__ = ["dependency_figure", "wrap"]

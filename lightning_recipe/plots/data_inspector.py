@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from lightning_recipe.core.data_stats import AXES, EXTREMES, DataReport
 from lightning_recipe.core.format import sig
+from lightning_recipe.core.plain import AXES, EXTREMES
 from lightning_recipe.plots.style import (
     CARD_DPI,
     CARD_WIDTH_IN,
@@ -34,6 +34,9 @@ from lightning_recipe.plots.style import (
     labelled_image_grid_figure,
     new_figure,
 )
+
+if TYPE_CHECKING:  # torch: the rendering process imports this module without it
+    from lightning_recipe.core.data_stats import DataReport
 
 __all__ = [
     "class_balance_figure",

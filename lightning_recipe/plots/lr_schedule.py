@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from lightning_recipe.core.checks.lr_schedule import SEVERITY
-from lightning_recipe.core.schedules import LRCurveReport, decimate
+from lightning_recipe.core.plain import LR_SEVERITY as SEVERITY
+from lightning_recipe.core.plain import decimate
 from lightning_recipe.plots.style import PALETTE, STATUS_COLORS, new_figure
+
+if TYPE_CHECKING:  # torch: the rendering process imports this module without it
+    from lightning_recipe.core.schedules import LRCurveReport
 
 __all__ = ["schedule_figure"]
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from lightning_recipe.core.health import evenly_spaced
+from lightning_recipe.core.plain import evenly_spaced
 from lightning_recipe.plots.style import CARD_DPI, CARD_WIDTH_IN, PALETTE, STATUS_COLORS, new_figure
 
 __all__ = ["health_figure", "layer_labels"]

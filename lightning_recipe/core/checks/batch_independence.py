@@ -45,6 +45,7 @@ from lightning_recipe.core.dependency import (
     zero_weight_layers,
 )
 from lightning_recipe.core.model_call import ModelCall
+from lightning_recipe.core.plain import LEAK, OWN, OWN_ZERO, ZERO
 from lightning_recipe.core.state import preserved_state
 from lightning_recipe.core.tasks import infer_sequence_objective, is_token_targets
 
@@ -65,8 +66,7 @@ __all__ = [
 Verdict = tuple[str, str, dict[str, Any]]
 #: Order of the statuses when ranks disagree: the worst one wins.
 SEVERITY: dict[str, int] = {"pass": 0, "skipped": 1, "warn": 2, "fail": 3}
-#: Cell categories of the dependency figure.
-ZERO, OWN, OWN_ZERO, LEAK = 0, 1, 2, 3
+# the cell categories of the dependency figure (ZERO, OWN, OWN_ZERO, LEAK) live in core.plain
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lightning_recipe.core.plain import LR_SEVERITY
 from lightning_recipe.core.schedules import (
     LRCurveReport,
     Simulation,
@@ -63,8 +64,8 @@ __all__ = [
 #: ``(status, message, numbers)``: one finding, before the callback records it.
 Verdict = tuple[Status, str, dict[str, Any]]
 
-#: How bad a curve's verdict is (the worst curve of an optimizer speaks for it).
-SEVERITY = {"early_decay": 3, "cycles": 2, "zero": 1, "ok": 0, "constant": 0}
+#: How bad a curve's verdict is (the worst curve of an optimizer speaks for it): core.plain's.
+SEVERITY = LR_SEVERITY
 #: The real LR is compared with the simulation at this optimizer step (or the run's last), and at
 #: the first step of the second epoch (an epoch-long schedule shows there).
 CROSS_CHECK_STEP = 200
