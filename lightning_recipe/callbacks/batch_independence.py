@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Literal
 
 from lightning.pytorch import LightningModule, Trainer
@@ -204,7 +205,10 @@ class BatchIndependenceCheck(RecipeCallback):
             data = figure_data(self.chart, self.strict)
             titles = [f"{s}: {m}" for s, m, _ in verdicts]
             writer.log_figure(
-                trainer, "recipe/batch_independence/dependency", lambda: dependency_figure(data, titles), step
+                trainer,
+                "recipe/batch_independence/dependency",
+                partial(dependency_figure, data, titles),
+                step,
             )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -243,5 +244,5 @@ class DumbBaselines(RecipeCallback):
         beaten = None if self.beaten_at is None else (float(self.beaten_at[1]), float(self.beaten_at[2]))
         args = (steps, values, self.monitor, float(self.baseline), label, self.human_baseline, beaten)
         writer.log_figure(
-            trainer, f"{_TAG}/comparison", lambda: comparison_figure(*args), trainer.global_step
+            trainer, f"{_TAG}/comparison", partial(comparison_figure, *args), trainer.global_step
         )

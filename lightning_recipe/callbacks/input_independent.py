@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import fields, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -222,7 +223,7 @@ class InputIndependentBaseline(RecipeCallback):
             if self.log_figure and trainer.is_global_zero and pair.steps_done > 0:
                 series = (pair.real_losses, pair.zero_losses, *rounds.validation_curves())
                 curves = [np.asarray(v, dtype=np.float64) for v in series]
-                build = lambda: curves_figure(*curves, status)  # noqa: E731
+                build = partial(curves_figure, *curves, status)
                 recipe_logging.log_figure(trainer, f"{_TAG}/curves", build, trainer.global_step)
         self._finish(trainer, status, message, {**numbers, **extra} if numbers else numbers)
 

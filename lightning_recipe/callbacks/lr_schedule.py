@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -237,6 +238,6 @@ class LRScheduleAudit(RecipeCallback):
         writer.log_figure(
             trainer,
             "recipe/lr_schedule/schedule",
-            lambda: schedule_figure(data, min_ratio, steps_per_epoch, start),
+            partial(schedule_figure, data, min_ratio, steps_per_epoch, start),
             start,
         )

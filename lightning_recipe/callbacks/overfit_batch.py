@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from lightning.pytorch import LightningModule, Trainer
@@ -194,7 +195,7 @@ class OverfitBatchCheck(RecipeCallback):
                 recipe_logging.log_figure(
                     trainer,
                     "recipe/overfit_batch/summary",
-                    lambda: summary_figure(plot, verdict),
+                    partial(summary_figure, plot, verdict),
                     trainer.global_step,
                 )
         return self.record(trainer, status, message, numbers)  # type: ignore[arg-type]
