@@ -8,15 +8,15 @@ as PNG, text as Markdown, histograms as JSON) and a warning says so once. With n
 (``Trainer(logger=False)``) nothing is written, as Lightning writes no logs then.
 
 Figures are the slow part. :func:`log_figure` accepts a *builder* (a function returning a
-``Figure``) and, by default, renders it at once on the calling thread: measured on 2 cores, a
-rendering thread in the same process made training slower than drawing inline (matplotlib holds the
-GIL, so every GIL-releasing torch op of the training thread waits behind it: a figure cost about
-three times its own CPU time). :func:`set_render_process` picks another place: ``"thread"`` (one
-background thread behind a bounded FIFO queue; nothing is dropped or reordered; :func:`drain` waits
-for it and recipe callbacks call it at the end of fit) or ``"process"`` (a picklable builder, a
-``functools.partial`` of a module-level plot function with numpy arguments, is drawn in a separate
-rendering process, so matplotlib does not hold the training process's GIL; the image written is the
-same).
+``Figure``; a ``functools.partial`` of a module-level plot function with numpy arguments can be
+pickled). By default (:func:`set_render_process` ``("auto")``) a picklable builder is drawn in a
+separate rendering process when torch leaves a CPU core free, so matplotlib neither holds the
+training process's GIL nor its core, and inline (at once, on the calling thread) otherwise; the
+image written is the same. A rendering thread in the training process (``"thread"``) was measured
+slower than inline on 2 cores: matplotlib holds the GIL, so every GIL-releasing torch op of the
+training thread waits behind it, and a figure cost about three times its own CPU time. Figures for
+the process or the thread go through one FIFO queue (nothing dropped or reordered); :func:`drain`
+waits for it, and recipe callbacks call it at the end of fit.
 
 Example:
     >>> from lightning.pytorch import Trainer
@@ -33,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import csv
 import json
@@ -249,9 +250,11 @@ class _RenderProcess:
     """The rendering process: a fresh interpreter (``lightning_recipe._render_worker``) that turns
     picklable figure builders into RGB arrays, off the training process's GIL and core.
 
-    Started lazily by the render thread on rank zero (only rank zero renders), used once it says it
-    is ready (until then, and whenever it cannot start or dies, the thread renders itself), and
-    stopped by :func:`shutdown` at the end of fit. Never inherited: a forked child starts without one.
+    Started lazily by the render thread on rank zero (only rank zero renders); the thread waits up to
+    :data:`_READY_WAIT_S` for it to say it is ready (it imports numpy and matplotlib only: about half
+    a second), and renders itself when it cannot start or dies. It is kept for the next fit of the
+    same interpreter and stopped by :func:`shutdown` or at exit (it also exits when its input closes,
+    so it never outlives the training process). Never inherited: a forked child starts without one.
     """
 
     def __init__(self) -> None:
@@ -277,7 +280,7 @@ class _RenderProcess:
         except OSError:
             self._failed = True
 
-    def _is_ready(self) -> bool:
+    def _is_ready(self, wait: float = 0.0) -> bool:
         if self._ready:
             return True
         import select
@@ -287,8 +290,8 @@ class _RenderProcess:
         if self._proc.poll() is not None:
             self._failed = True
             return False
-        if not select.select([self._proc.stdout], [], [], 0)[0]:
-            return False  # still importing: render this one on the thread
+        if not select.select([self._proc.stdout], [], [], wait)[0]:
+            return False  # still importing after `wait`: render this one on the thread
         try:
             read_frame(self._proc.stdout)
         except (EOFError, OSError):
@@ -310,7 +313,7 @@ class _RenderProcess:
                 self._start()
                 if self._failed:
                     return None
-            if not self._is_ready():
+            if not self._is_ready(_READY_WAIT_S):
                 return None
             try:
                 payload = pickle.dumps(builder, protocol=pickle.HIGHEST_PROTOCOL)
@@ -355,10 +358,14 @@ class _RenderProcess:
         return self._proc is not None and self._proc.poll() is None
 
 
+#: How long the render thread waits for a starting rendering process before it draws a figure itself.
+_READY_WAIT_S = 10.0
+
+
 class _Renderer:
     """One daemon thread rendering figures in submission order, behind a bounded queue."""
 
-    def __init__(self, maxsize: int = 8) -> None:
+    def __init__(self, maxsize: int = 64) -> None:
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=maxsize)
         self._thread: threading.Thread | None = None
         self._errors: list[BaseException] = []
@@ -394,22 +401,22 @@ RenderMode = Literal["auto", "inline", "process", "thread"]
 
 _renderer = _Renderer()
 _process = _RenderProcess()
-_mode: dict[str, RenderMode] = {"mode": "inline"}
+_mode: dict[str, RenderMode] = {"mode": "auto"}
 
 
 def set_async_rendering(enabled: bool) -> None:
     """Render figures on the background thread (``set_render_process("thread")``) or on the calling
-    thread (``set_render_process("inline")``, the default)."""
+    thread (``set_render_process("inline")``); the default is ``"auto"``."""
     set_render_process("thread" if enabled else "inline")
 
 
 def set_render_process(mode: RenderMode) -> None:
-    """Where figures are drawn: ``"inline"`` (default: at once, on the thread that logs them),
-    ``"thread"`` (the render thread of the training process), or ``"process"`` (a rendering process,
-    see :class:`_RenderProcess`: it pays when a CPU core is free for it, as it takes matplotlib off the
-    training process's GIL, and costs a ~2 s start of an interpreter on another core per fit).
-    ``"auto"``: the process when torch leaves a core free (``torch.get_num_threads() <
-    os.cpu_count()``), else inline. The ``LIGHTNING_RECIPE_RENDER`` environment variable sets the same.
+    """Where figures are drawn: ``"auto"`` (default: the process when torch leaves a CPU core free,
+    ``torch.get_num_threads() < os.cpu_count()``, else inline), ``"inline"`` (at once, on the thread
+    that logs them), ``"process"`` (a rendering process, see :class:`_RenderProcess`: it takes
+    matplotlib off the training process's GIL and core; it starts in about half a second on another
+    core and is kept for the next fit) or ``"thread"`` (a render thread of the training process: slower than inline, kept
+    for comparison). The ``LIGHTNING_RECIPE_RENDER`` environment variable sets the same.
 
     Example:
         >>> set_render_process("thread"); set_render_process("inline")
@@ -439,10 +446,22 @@ def drain() -> None:
 
 
 def shutdown() -> None:
-    """:func:`drain`, then stop the rendering process (recipe callbacks call it at the end of fit and
-    after an exception; the next figure starts a new one)."""
+    """:func:`drain`, then stop the rendering process (the next figure for it starts a new one).
+    Recipe callbacks only drain at the end of fit: the process is kept for the next fit of the same
+    interpreter (a start costs ~0.45 s of CPU) and stopped at exit."""
     drain()
     _process.stop()
+
+
+def _stop_at_exit() -> None:
+    if _process._lock.acquire(timeout=10):  # a figure still in flight: wait for it a little
+        try:
+            _process._stop()
+        finally:
+            _process._lock.release()
+
+
+atexit.register(_stop_at_exit)
 
 
 def log_figure(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import pkgutil
 
 import numpy as np
 import pytest
@@ -96,7 +97,7 @@ def render_process():
     recipe_logging.set_render_process("process")
     yield recipe_logging._process
     recipe_logging.shutdown()
-    recipe_logging.set_render_process("inline")
+    recipe_logging.set_render_process("auto")
 
 
 def _wait_ready(process, tries=600):
@@ -119,7 +120,7 @@ def test_the_process_draws_the_same_image_as_the_thread(render_process):
     assert not render_process.running
 
 
-def test_a_fit_with_the_process_writes_the_same_images_and_stops_it(tmp_path, render_process):
+def test_a_fit_with_the_process_writes_the_same_images_and_keeps_it(tmp_path, render_process):
     _wait_ready(render_process)
     before = render_process.rendered
 
@@ -132,7 +133,7 @@ def test_a_fit_with_the_process_writes_the_same_images_and_stops_it(tmp_path, re
 
     trainer = fit(tmp_path / "process")
     assert render_process.rendered > before  # it drew some of them
-    assert not render_process.running  # teardown stopped it
+    assert render_process.running  # kept for the next fit (a start costs ~0.45 s)
     via_process = read_events(trainer.loggers[0]).images("recipe/update_health/layers")
     recipe_logging.set_render_process("thread")
     trainer = fit(tmp_path / "thread")
@@ -158,9 +159,10 @@ def test_a_forked_child_does_not_use_the_parents_process(render_process):
     assert render_process.render(_FIGURE) is not None  # the parent's still works
 
 
-def test_figures_are_drawn_inline_by_default_and_charged_once(tmp_path):
+def test_figures_drawn_inline_are_charged_once(tmp_path):
     from lightning_recipe.core.budget import CostMeter, set_running
 
+    recipe_logging.set_render_process("inline")
     assert recipe_logging._render_mode() == "inline"
     trainer = make_trainer(tmp_path, [], max_steps=1)
     meter = CostMeter()
@@ -169,8 +171,36 @@ def test_figures_are_drawn_inline_by_default_and_charged_once(tmp_path):
         recipe_logging.log_figure(trainer, "recipe/demo/figure", _FIGURE, 0)
     finally:
         set_running(previous)
+    recipe_logging.set_render_process("auto")
     assert not recipe_logging._renderer._queue.unfinished_tasks  # nothing left for a thread
     assert meter.render_s > 0 and meter.during_s == 0  # the hook's own wall time holds it
+
+
+def test_auto_draws_in_the_process_only_when_torch_leaves_a_core_free(monkeypatch):
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(os, "cpu_count", lambda: threads + 1)
+    assert recipe_logging._render_mode() == "process"
+    monkeypatch.setattr(os, "cpu_count", lambda: threads)
+    assert recipe_logging._render_mode() == "inline"
+    monkeypatch.setenv("LIGHTNING_RECIPE_RENDER", "thread")
+    assert recipe_logging._render_mode() == "thread"
+
+
+def test_the_rendering_process_imports_every_plot_module_without_torch():
+    import subprocess
+
+    from lightning_recipe import plots
+    from lightning_recipe._render_worker import command
+
+    names = sorted(m.name for m in pkgutil.iter_modules(plots.__path__))
+    assert "update_health" in names and "data_inspector" in names
+    then = (
+        "import importlib, sys\n"
+        f"for name in {names!r}: importlib.import_module('lightning_recipe.plots.' + name)\n"
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('lightning.')))"
+    )
+    out = subprocess.run(command(then), capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
 def test_a_figure_that_fails_inline_is_a_warning_not_an_error(tmp_path):
@@ -179,8 +209,13 @@ def test_a_figure_that_fails_inline_is_a_warning_not_an_error(tmp_path):
     def broken():
         raise RuntimeError("no such colormap")
 
-    with pytest.warns(UserWarning, match="rendering a figure failed.*no such colormap"):
-        recipe_logging.log_figure(trainer, "recipe/demo/figure", broken, 0)
+    for mode in ("inline", "thread", "process"):  # a local function: the process hands it back
+        recipe_logging.set_render_process(mode)
+        with pytest.warns(UserWarning, match="rendering a figure failed.*no such colormap"):
+            recipe_logging.log_figure(trainer, "recipe/demo/figure", broken, 0)
+            recipe_logging.drain()
+    recipe_logging.shutdown()
+    recipe_logging.set_render_process("auto")
 
 
 def test_render_mode_is_validated():

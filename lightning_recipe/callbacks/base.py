@@ -456,8 +456,8 @@ class RecipeCallback(Callback):
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self.__dict__.pop("_state_key", None)
         # runs before the loggers are finalized, also after an exception: no figure may be left
-        # queued for a closed writer, and the rendering process ends with the fit
-        recipe_logging.shutdown()
+        # queued for a closed writer (the rendering process is kept for the next fit)
+        recipe_logging.drain()
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self.__dict__.pop("_state_key", None)
