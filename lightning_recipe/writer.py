@@ -436,7 +436,8 @@ def _render_mode() -> str:
 
     torch = sys.modules.get("torch")
     free_core = torch is not None and torch.get_num_threads() < (os.cpu_count() or 1)
-    return "process" if free_core else "inline"
+    # a process that could not start is not tried again by "auto" (the thread would draw instead)
+    return "process" if free_core and not _process._failed else "inline"
 
 
 def drain() -> None:

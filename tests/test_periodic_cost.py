@@ -180,6 +180,9 @@ def test_auto_draws_in_the_process_only_when_torch_leaves_a_core_free(monkeypatc
     threads = torch.get_num_threads()
     monkeypatch.setattr(os, "cpu_count", lambda: threads + 1)
     assert recipe_logging._render_mode() == "process"
+    monkeypatch.setattr(recipe_logging._process, "_failed", True)  # it could not start: inline
+    assert recipe_logging._render_mode() == "inline"
+    monkeypatch.setattr(recipe_logging._process, "_failed", False)
     monkeypatch.setattr(os, "cpu_count", lambda: threads)
     assert recipe_logging._render_mode() == "inline"
     monkeypatch.setenv("LIGHTNING_RECIPE_RENDER", "thread")
