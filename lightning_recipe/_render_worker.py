@@ -1,9 +1,10 @@
-"""The rendering process of :mod:`lightning_recipe.writer`: figure builders in, RGB arrays out.
+"""The rendering process of :mod:`lightning_recipe.writer`: figure builders in, PNG images out.
 
 Started by the writer as a fresh interpreter (:func:`command`: no fork, no copy of the training
 process, no CUDA context). It reads length-prefixed pickles of
 figure builders (a ``functools.partial`` of a module-level plot function with numpy arguments)
-from stdin and answers each with ``("ok", image, cpu_seconds)``, ``("unpicklable", reason)`` (the
+from stdin and answers each with ``("ok", png_bytes, (height, width, 3), cpu_seconds)`` (encoded
+here: the training process only appends the bytes to its event file), ``("unpicklable", reason)`` (the
 writer renders that one itself) or ``("error", message)``. It exits when stdin closes, so it never
 outlives the training process. The packages' ``__init__`` modules (which import Lightning and torch)
 are not run: it is ready once numpy and matplotlib are imported.
@@ -69,14 +70,14 @@ def command(then: str = "from lightning_recipe._render_worker import main; main(
     return [sys.executable, "-c", boot]
 
 
-def _render(builder: Any) -> tuple[Any, float]:
-    from lightning_recipe.plots.style import figure_to_array
+def _render(builder: Any) -> tuple[bytes, tuple[int, ...], float]:
+    from lightning_recipe.plots.style import encode_png, figure_to_array
 
     start = time.process_time()
     fig = builder()
     image = figure_to_array(fig)
     fig.clear()
-    return image, time.process_time() - start
+    return encode_png(image), image.shape, time.process_time() - start
 
 
 def main() -> None:

@@ -204,6 +204,25 @@ def _write_png(path: str, image: np.ndarray) -> None:
     imsave(path, image)
 
 
+def _add_png(
+    writer: Any, target: str | None, tag: str, png: bytes, shape: tuple[int, ...], step: int
+) -> None:
+    """Write an encoded PNG: to the ``SummaryWriter``'s event file as it is (no decoding, no
+    re-encoding), or to ``target`` when there is no TensorBoard."""
+    if writer is None:
+        assert target is not None
+        with open(target, "wb") as fh:
+            fh.write(png)
+        return
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    height, width, channels = (int(n) for n in shape)
+    image = Summary.Image(height=height, width=width, colorspace=channels, encoded_image_string=png)
+    # what SummaryWriter.add_image writes, without its float copy, resize and second encoding
+    writer._get_file_writer().add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), int(step))
+    _flush(writer)
+
+
 def log_image(trainer: Trainer, tag: str, image: np.ndarray, step: int) -> None:
     """Write an ``(H, W, 3)`` uint8 RGB image at an explicit step (rank zero)."""
     if not trainer.is_global_zero:
@@ -212,6 +231,11 @@ def log_image(trainer: Trainer, tag: str, image: np.ndarray, step: int) -> None:
     if image.ndim != 3 or image.shape[2] not in (3, 4):
         raise ValueError(f"log_image({tag!r}): expected an (H, W, 3) array, got shape {image.shape}.")
     writer = get_writer(trainer)
+    if writer is not None and image.dtype == np.uint8:
+        from lightning_recipe.plots.style import encode_png
+
+        _add_png(writer, None, tag, encode_png(image), image.shape, step)
+        return
     if writer is not None:
         writer.add_image(tag, image, global_step=int(step), dataformats="HWC")
         _flush(writer)
@@ -300,8 +324,8 @@ class _RenderProcess:
         self._ready = True
         return True
 
-    def render(self, builder: Callable[[], Figure]) -> tuple[np.ndarray, float] | None:
-        """``(image, cpu seconds)`` from the process, or ``None``: render it here instead."""
+    def render(self, builder: Callable[[], Figure]) -> tuple[bytes, tuple[int, ...], float] | None:
+        """``(png, shape, cpu seconds)`` from the process, or ``None``: render it here instead."""
         import pickle
 
         from lightning_recipe._render_worker import read_frame, write_frame
@@ -328,7 +352,7 @@ class _RenderProcess:
                 return None
         if reply[0] == "ok":
             self.rendered += 1
-            return reply[1], float(reply[2])
+            return reply[1], tuple(reply[2]), float(reply[3])
         if reply[0] == "unpicklable":
             return None
         raise RuntimeError(f"the rendering process failed: {reply[1]}")
@@ -363,33 +387,68 @@ _READY_WAIT_S = 10.0
 
 
 class _Renderer:
-    """One daemon thread rendering figures in submission order, behind a bounded queue."""
+    """One daemon thread rendering figures in submission order, behind a bounded queue.
+
+    Each job is ``(key, job)``: figures of one key (a writer and a tag) are written in the order they
+    were submitted (TensorBoard lists a tag's images in the order written). :meth:`drain` draws queued figures on the calling thread too, beside the
+    render thread: at the end of fit the training process has nothing else to do, so the last
+    figures are drawn on two cores (here and in the rendering process) instead of one after another.
+    """
 
     def __init__(self, maxsize: int = 64) -> None:
-        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=maxsize)
+        self._queue: queue.Queue[tuple[Any, int, Callable[[bool], None]] | None] = queue.Queue(
+            maxsize=maxsize
+        )
         self._thread: threading.Thread | None = None
         self._errors: list[BaseException] = []
         self._lock = threading.Lock()
+        self._turn = threading.Condition()
+        self._tickets: dict[Any, int] = {}  # per key: the next ticket to hand out at submission
+        self._serving: dict[Any, int] = {}  # per key: the ticket whose figure may be drawn now
+        self.helped = 0  # figures drain() drew itself (tests read it)
 
-    def submit(self, job: Callable[[], None]) -> None:
+    def submit(self, key: Any, job: Callable[[bool], None]) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="lightning-recipe-render", daemon=True)
                 self._thread.start()
-        self._queue.put(job)  # blocks when full: never drops a step
+        with self._turn:
+            ticket = self._tickets.get(key, 0)
+            self._tickets[key] = ticket + 1
+        self._queue.put((key, ticket, job))  # blocks when full: never drops a step
 
-    def _run(self) -> None:
-        while True:
-            job = self._queue.get()
+    def _do(self, item: tuple[Any, int, Callable[[bool], None]] | None, here: bool) -> None:
+        try:
+            if item is None:
+                return
+            key, ticket, job = item
+            with self._turn:  # the figures of one tag in the order they were submitted
+                while self._serving.get(key, 0) != ticket:
+                    self._turn.wait()
             try:
-                if job is not None:
-                    job()
+                job(here)
             except BaseException as err:  # reported by drain()
                 self._errors.append(err)
             finally:
-                self._queue.task_done()
+                with self._turn:
+                    self._serving[key] = ticket + 1
+                    self._turn.notify_all()
+        finally:
+            self._queue.task_done()
 
-    def drain(self) -> None:
+    def _run(self) -> None:
+        while True:
+            self._do(self._queue.get(), here=False)
+
+    def drain(self, help_out: bool = True) -> None:
+        """Wait until every submitted figure is written; ``help_out``: draw queued ones here meanwhile."""
+        while help_out:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            self._do(item, here=True)
+            self.helped += 1
         self._queue.join()
         if self._errors:
             err = self._errors[0]
@@ -482,7 +541,7 @@ def log_figure(
     """
     if not trainer.is_global_zero:
         return
-    from lightning_recipe.plots.style import figure_to_array
+    from lightning_recipe.plots.style import encode_png, figure_to_array
 
     writer = get_writer(trainer)
     if writer is None and _writes_nothing(trainer):
@@ -495,26 +554,26 @@ def log_figure(
     mode = _render_mode()
     background = callable(figure) and mode in ("thread", "process")
 
-    def job() -> None:
-        remote = _process.render(figure) if background and mode == "process" else None  # type: ignore[arg-type]
-        if remote is not None:
-            image, seconds = remote
+    def job(here: bool = False) -> None:  # here: on the thread that drains, never in the process
+        use_process = background and mode == "process" and not here
+        remote = _process.render(figure) if use_process else None  # type: ignore[arg-type]
+        if remote is not None:  # drawn and encoded there: the bytes go to the event file as they are
+            png, shape, seconds = remote
             if owner is not None:  # the process's CPU time is charged as the thread's would be
                 owner[0].add_render(owner[1], seconds)
         else:
             fig = figure() if callable(figure) else figure
             image = figure_to_array(fig)
             fig.clear()
-        if writer is not None:
-            writer.add_image(tag, image, global_step=int(step), dataformats="HWC")
-            _flush(writer)
-        else:
-            assert target is not None
-            _write_png(target, image)
+            png, shape = encode_png(image), image.shape
+        _add_png(writer, target, tag, png, shape, step)
 
     if background:
-        _renderer.submit(charge_render(owner, job))  # its CPU time is charged to the hook's callback
+        key = (id(writer), tag) if writer is not None else (os.path.dirname(str(target)), tag)
+        _renderer.submit(key, charge_render(owner, job))  # its CPU time is charged to the hook's callback
     else:
+        if _renderer._queue.unfinished_tasks:  # queued before the mode changed (a process that died)
+            _renderer.drain(help_out=False)  # their figures first
         try:  # a figure that fails is a warning, as on the thread: the check's verdicts stand
             charge_render(
                 owner, job, in_hook=True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import io
 import os
 import pkgutil
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from lightning.pytorch import Callback
+from PIL import Image
 
 from lightning_recipe import PredictionDynamics, RecipeReport, UpdateHealth, recipe_callbacks
 from lightning_recipe import writer as recipe_logging
@@ -112,8 +114,9 @@ def _wait_ready(process, tries=600):
 
 def test_the_process_draws_the_same_image_as_the_thread(render_process):
     _wait_ready(render_process)
-    image, seconds = render_process.render(_FIGURE)
-    assert np.array_equal(image, figure_to_array(_FIGURE()))
+    png, shape, seconds = render_process.render(_FIGURE)  # drawn and PNG-encoded there
+    image = np.asarray(Image.open(io.BytesIO(png)))
+    assert shape == image.shape and np.array_equal(image, figure_to_array(_FIGURE()))
     assert seconds > 0 and render_process.running
     assert render_process.render(lambda: _FIGURE()) is None  # a lambda is not picklable: drawn here
     recipe_logging.shutdown()
@@ -144,6 +147,40 @@ def test_a_fit_with_the_process_writes_the_same_images_and_keeps_it(tmp_path, re
     assert [s for s, *_ in via_process] == [s for s, *_ in via_thread] == [s for s, *_ in inline] == [0, 2]
     for (_, _, _, a), (_, _, _, b), (_, _, _, c) in zip(via_process, via_thread, inline):
         assert png_shape(a)[2] == 3 and a == b == c  # the same PNG, byte for byte
+
+
+@pytest.mark.parametrize("mode", ["process", "thread"])
+def test_drain_draws_beside_the_render_thread_and_keeps_each_tags_order(tmp_path, render_process, mode):
+    recipe_logging.set_render_process(mode)
+    if mode == "process":
+        _wait_ready(render_process)
+    trainer = make_trainer(tmp_path, [], max_steps=1)
+    helped, rendered = recipe_logging._renderer.helped, render_process.rendered
+    for step in range(6):
+        for tag in ("recipe/demo/a", "recipe/demo/b"):
+            recipe_logging.log_figure(trainer, tag, _FIGURE, step)
+    recipe_logging.drain()
+    events = read_events(trainer.loggers[0])
+    for tag in ("recipe/demo/a", "recipe/demo/b"):  # all of them, each tag in its order
+        assert [s for s, *_ in events.images(tag)] == list(range(6))
+    assert recipe_logging._renderer.helped > helped  # drain() drew some of them itself
+    assert (render_process.rendered > rendered) == (mode == "process")
+
+
+def test_drain_waits_for_an_earlier_figure_of_the_same_tag_on_the_render_thread():
+    import threading
+
+    renderer, gate, order = recipe_logging._Renderer(), threading.Event(), []
+    renderer.submit("a", lambda here: (gate.wait(10), order.append(("a", 1, here))))
+    for _ in range(200):  # the render thread has taken it and waits at the gate
+        if renderer._queue.empty():
+            break
+        threading.Event().wait(0.01)
+    renderer.submit("a", lambda here: order.append(("a", 2, here)))
+    renderer.submit("b", lambda here: order.append(("b", 1, here)))
+    threading.Timer(0.3, gate.set).start()
+    renderer.drain()  # takes ("a", 2) at once, but draws it only after ("a", 1)
+    assert order.index(("a", 1, False)) < order.index(("a", 2, True)) and len(order) == 3
 
 
 def test_a_forked_child_does_not_use_the_parents_process(render_process):

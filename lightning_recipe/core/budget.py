@@ -136,10 +136,10 @@ def charge_render(owner: tuple[CostMeter, bool] | None, job: Any, in_hook: bool 
     if owner is None:
         return job
 
-    def timed() -> None:
+    def timed(*args: Any) -> None:
         start = time.thread_time()
         try:
-            job()
+            job(*args)
         finally:
             owner[0].add_render(owner[1], time.thread_time() - start, in_hook)
 

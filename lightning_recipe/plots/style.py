@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
@@ -73,6 +74,19 @@ def figure_to_array(fig: Figure) -> np.ndarray:
     canvas.draw()
     rgba = np.asarray(canvas.buffer_rgba())
     return np.ascontiguousarray(rgba[..., :3])
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """The PNG bytes of an ``(H, W, 3)`` or ``(H, W, 4)`` uint8 image.
+
+    zlib level 3: on the recipe's figures (flat colours) as small as TensorBoard's ``add_image``
+    (level 6, after a float copy and a resize to the same size) in well under half its time.
+    """
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(out, format="PNG", compress_level=3)
+    return out.getvalue()
 
 
 def to_display_images(images: np.ndarray, per_image: bool = True) -> np.ndarray:
