@@ -12,23 +12,8 @@ from typing_extensions import override
 from lightning_recipe import writer as recipe_logging
 from lightning_recipe.callbacks.base import RecipeCallback
 from lightning_recipe.core.batches import KeySpec
-from lightning_recipe.core.checks.bias_init import (
-    bias_finding,
-    bias_from_stats,
-    check_arguments,
-    check_manual_optimization,
-    figure_inputs,
-    final_layer,
-    given_bias,
-    loss_scalars,
-    merge_stats,
-    read_first_batch,
-    resolve_task,
-    resume_finding,
-    split_first_batch,
-    target_stats,
-    unsized_batches,
-)
+from lightning_recipe.core.budget import check_one_time, shared_budget
+from lightning_recipe.core.checks import bias_init as checks
 from lightning_recipe.core.model_call import ModelCall
 from lightning_recipe.core.stats import TargetStats
 from lightning_recipe.core.tasks import TaskArg
@@ -63,6 +48,9 @@ class FinalBiasInit(RecipeCallback):
         target_key: where the targets are in a batch (dict key, position, or callable).
         ignore_index: multiclass: a label to leave out of the counts (PyTorch's ``-100``).
         log_figure: log the priors-vs-bias figure.
+        one_time: a one-time budget (README "Cost"; ``None``, the default: none): without ``max_batches``,
+            a training loader that must be iterated to read its targets (dict samples, no ``targets``) is
+            read from a fixed random subset of what that share of the planned run trains on (>= 4096).
 
     Attributes:
         findings: one finding: ``pass``, ``warn`` (a class is absent) or ``skipped`` (with the reason).
@@ -95,9 +83,11 @@ class FinalBiasInit(RecipeCallback):
         target_key: KeySpec = None,
         ignore_index: int | None = -100,
         log_figure: bool = True,
+        one_time: float | None = None,
     ) -> None:
         super().__init__()
-        self.priors, self.target_mean = check_arguments(
+        self.one_time_share = check_one_time(self.name, one_time)
+        self.priors, self.target_mean = checks.check_arguments(
             task, layer, ignore_index, max_batches, input_key, target_key, priors, target_mean
         )
         self.task = task
@@ -135,7 +125,7 @@ class FinalBiasInit(RecipeCallback):
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.should_skip(trainer):
             return
-        resumed = resume_finding(self._done, self.applied, self.layer_name, int(trainer.global_step))
+        resumed = checks.resume_finding(self._done, self.applied, self.layer_name, int(trainer.global_step))
         self._done = True
         if resumed is not None:
             self.record(trainer, "skipped", *resumed)
@@ -175,29 +165,36 @@ class FinalBiasInit(RecipeCallback):
 
     def _local(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
         given = self.priors is not None or self.target_mean is not None
-        check_manual_optimization(pl_module.automatic_optimization, self.task, self.layer, given)
+        checks.check_manual_optimization(pl_module.automatic_optimization, self.task, self.layer, given)
         loader = self.first_dataloader(self.train_dataloader(trainer))
-        loader, batch = read_first_batch(
+        loader, batch = checks.read_first_batch(
             pl_module, loader, self.layer, given, trainer.strategy.batch_to_device
         )
-        parts = split_first_batch(batch, self.input_key, self.target_key)
+        parts = checks.split_first_batch(batch, self.input_key, self.target_key)
         call = ModelCall(input_key=self.input_key, target_key=self.target_key)
         context = trainer.precision_plugin.forward_context()
-        final = final_layer(pl_module, batch if parts is not None else None, self.layer, call, context)
+        final = checks.final_layer(pl_module, batch if parts is not None else None, self.layer, call, context)
         self.layer_name = final.name
         targets = parts.targets if parts is not None else None
-        task = resolve_task(self.task, targets, final.outputs, final.width, self.priors, self.target_mean)
+        task = checks.resolve_task(
+            self.task, targets, final.outputs, final.width, self.priors, self.target_mean
+        )
         self.resolved_task = task
         out: dict[str, Any] = {"final": final, "task": task}
         if given:
             return out
-        out["stats"] = target_stats(
+        budgeted = self.one_time_share is not None and self.max_batches is None
+        out["stats"], out["note"] = checks.budgeted_target_stats(
             pl_module,
             loader,
             task,
+            shared_budget(trainer, self.one_time_share) if budgeted else None,  # type: ignore[arg-type]
+            self.name,
+            rank=int(trainer.global_rank),
+            world_size=int(trainer.world_size),
             target_key=self.target_key if self.target_key is not None else parts.target_key,  # type: ignore[union-attr]
             max_batches=self.max_batches,
-            unsized_max_batches=unsized_batches(getattr(trainer, "limit_train_batches", None)),
+            unsized_max_batches=checks.unsized_batches(getattr(trainer, "limit_train_batches", None)),
             ignore_index=self.ignore_index if task == "multiclass" else None,
             progress=trainer.is_global_zero and trainer.progress_bar_callback is not None,
         )
@@ -207,11 +204,11 @@ class FinalBiasInit(RecipeCallback):
         task, final = local["task"], local["final"]
         name, width = final.name, final.width
         if "stats" not in local:
-            stats, init, source = given_bias(task, width, name, self.priors, self.target_mean)
+            stats, init, source = checks.given_bias(task, width, name, self.priors, self.target_mean)
         else:
             stats = local["stats"]
             if trainer.world_size > 1:
-                stats = merge_stats(
+                stats = checks.merge_stats(
                     stats,
                     task,
                     width,
@@ -220,24 +217,25 @@ class FinalBiasInit(RecipeCallback):
                     lambda v: self.all_reduce_max(trainer, v),
                     self.any_rank(trainer),
                 )
-            stats, init, source = bias_from_stats(stats, task, width, name, final.values_per_sample)
+            stats, init, source = checks.bias_from_stats(stats, task, width, name, final.values_per_sample)
         self.stats = stats
         new = init.bias
         final.set_bias(new)
         self.bias = new.detach().clone()
         self.applied = True
-        status, message, numbers = bias_finding(
+        status, message, numbers = checks.bias_finding(
             task, name, type(final.module).__name__, width, source, stats, init
         )
+        message += f"; {local['note']}" if local.get("note") else ""
         self.record(trainer, status, message, numbers)  # type: ignore[arg-type]
         self._log(trainer, task, stats, new)
 
     def _log(self, trainer: Trainer, task: str, stats: TargetStats | None, bias: torch.Tensor) -> None:
         step = int(trainer.global_step)
-        recipe_logging.log_scalars(trainer, loss_scalars(task, stats, bias), step)
+        recipe_logging.log_scalars(trainer, checks.loss_scalars(task, stats, bias), step)
         if not self.log_figure or not trainer.is_global_zero:
             return
-        fig = bias_figure(task, layer=self.layer_name or "", **figure_inputs(task, stats, bias))
+        fig = bias_figure(task, layer=self.layer_name or "", **checks.figure_inputs(task, stats, bias))
         # rendered here, once, not on the background thread (its queue does not survive a ddp_fork)
         recipe_logging.log_figure(trainer, "recipe/bias_init/priors", fig, step)
 

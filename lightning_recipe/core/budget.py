@@ -340,6 +340,7 @@ ONE_TIME_WEIGHTS: dict[str, float] = {
     "InputIndependentBaseline": 4.0,
     "OverfitBatchCheck": 2.0,
     "DataInspector": 1.0,
+    "FinalBiasInit": 1.0,
 }
 
 __all__ += [

@@ -72,6 +72,8 @@ class TargetStats:
     source: str = field(default="", compare=False)
     batches: int = field(default=0, compare=False)
     estimated: bool = field(default=False, compare=False)
+    #: read from a fixed random subset of this many samples (the rest of the data not read)
+    subset: int | None = field(default=None, compare=False)
 
     # ------------------------------------------------------------------ construction
     @classmethod

@@ -567,3 +567,58 @@ def test_a_two_output_head_on_many_target_values_is_still_skipped(tmp_path):
     assert "float values of shape (32, 32) do not fit outputs of shape (32, 2)" in finding.message, (
         finding.message
     )
+
+
+class _CountingDictDigits(_DictDigits):
+    """The digits repeated ``copies`` times as dict samples, counting the samples read."""
+
+    def __init__(self, copies: int) -> None:
+        super().__init__()
+        self.x = self.x.repeat(copies, *([1] * (self.x.dim() - 1)))
+        self.y = self.y.repeat(copies)
+        self.reads = 0
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        self.reads += 1
+        return super().__getitem__(i)
+
+
+class _ReadsAtTrainStart(Callback):
+    def __init__(self, dataset: _CountingDictDigits) -> None:
+        self.dataset, self.reads = dataset, None
+
+    def on_train_start(self, trainer, pl_module):
+        self.reads = self.dataset.reads
+
+
+@pytest.mark.parametrize("one_time", [0.05, None])
+def test_within_the_one_time_budget_a_large_loader_is_read_from_a_random_subset(tmp_path, one_time):
+    # dict samples without a targets attribute: the loader must be iterated, which on a large
+    # dataset is a whole pass over the data before training; within the budget it reads a fixed
+    # random subset (at least 4096 samples) and the bias is still log(prior) of the whole data
+    data = _CountingDictDigits(copies=6)  # 10782 samples
+    init = FinalBiasInit(one_time=one_time)
+    reads = _ReadsAtTrainStart(data)
+    trainer = make_trainer(tmp_path, [init, reads], max_steps=4)
+    trainer.fit(_DictModel(mlp(64, 10)), DataLoader(data, batch_size=64, shuffle=True))
+    prior = torch.bincount(data.y, minlength=10).double() / len(data.y)
+    (finding,) = init.findings
+    assert finding.status == "pass" and init.applied
+    if one_time is None:
+        assert init.stats.count == len(data) and not init.stats.estimated
+        assert torch.allclose(init.bias, prior.log(), atol=1e-6)
+    else:
+        assert init.stats.count == 4096 and init.stats.estimated and init.stats.subset == 4096
+        assert reads.reads <= 4096 + 2 * 64  # the subset and the first batch, not the 10782 samples
+        assert torch.allclose(init.bias, prior.log(), atol=0.15)
+        assert not torch.allclose(init.bias, prior.log(), atol=1e-6)  # an estimate, honestly labelled
+        assert "a fixed random subset of the data" in finding.message
+        assert "4096 samples at most" in finding.message and finding.numbers["subset_samples"] == 4096
+
+
+def test_within_the_one_time_budget_dataset_targets_are_still_read_whole(tmp_path):
+    x, y = digits_arrays()
+    init = FinalBiasInit(one_time=0.05)
+    trainer = make_trainer(tmp_path, [init], max_steps=2)
+    trainer.fit(LitModel(mlp(64, 10)), loader(np.concatenate([x] * 3), np.tile(y, 3)))
+    assert init.stats.source == "dataset" and init.stats.count == 3 * len(y) and init.stats.subset is None

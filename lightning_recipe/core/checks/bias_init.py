@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,9 +31,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import IterableDataset
+from torch.utils.data import DataLoader, IterableDataset
 
 from lightning_recipe.core.batches import split_batch
+from lightning_recipe.core.budget import OneTimeBudget
+from lightning_recipe.core.checks.data_inspector import budget_samples
+from lightning_recipe.core.data_scan import ScanPlan, is_map_style, plan_split
 from lightning_recipe.core.init_values import (
     InitBias,
     data_losses,
@@ -42,7 +46,13 @@ from lightning_recipe.core.init_values import (
 )
 from lightning_recipe.core.model_call import ModelCall
 from lightning_recipe.core.state import preserved_state
-from lightning_recipe.core.stats import UNSIZED_MAX_BATCHES, TargetStats, collect_target_stats, is_one_shot
+from lightning_recipe.core.stats import (
+    UNSIZED_MAX_BATCHES,
+    TargetStats,
+    collect_target_stats,
+    is_one_shot,
+    targets_from_dataset,
+)
 from lightning_recipe.core.tasks import infer_task
 from lightning_recipe.core.tracing import find_layer, trace_layers
 from lightning_recipe.findings import ArgumentError, Skip
@@ -52,6 +62,7 @@ __all__ = [
     "FinalLayer",
     "bias_finding",
     "bias_from_stats",
+    "budgeted_target_stats",
     "check_arguments",
     "check_layer_and_index",
     "check_manual_optimization",
@@ -70,6 +81,7 @@ __all__ = [
     "resolve_task",
     "resume_finding",
     "split_first_batch",
+    "subset_plan",
     "target_stats",
     "unsized_batches",
 ]
@@ -271,11 +283,56 @@ def split_first_batch(batch: Any, input_key: Any, target_key: Any) -> Any:
         raise Skip(str(err)) from err
 
 
-def target_stats(module: nn.Module, loader: Any, task: str, **kwargs: Any) -> TargetStats:
+def subset_plan(loader: Any, max_samples: int | None, rank: int = 0, world_size: int = 1) -> ScanPlan | None:
+    """A fixed random subset of ``max_samples`` samples (seed 0, sharded over the ranks) to read the
+    targets from, when the loader would have to be iterated whole: a map-style dataset longer than
+    ``max_samples`` without targets to read directly (no ``targets``/``labels``, not a
+    ``TensorDataset``); else ``None`` (the dataset's targets are read, or the loader is iterated as before).
+
+    Example:
+        >>> from torch.utils.data import DataLoader
+        >>> samples = [{"x": torch.zeros(2), "label": i % 3} for i in range(10_000)]
+        >>> plan = subset_plan(DataLoader(samples, batch_size=100), max_samples=4096)
+        >>> len(plan.indices), plan.batches
+        (4096, 41)
+        >>> subset_plan(DataLoader(samples, batch_size=100), max_samples=20_000) is None
+        True
+    """
+    dataset = getattr(loader, "dataset", None)
+    if max_samples is None or not isinstance(loader, DataLoader) or not is_map_style(dataset):
+        return None
+    if loader.batch_size is None and loader.batch_sampler is None:
+        return None  # auto-batching off: the dataset yields whole batches
+    if len(dataset) <= max_samples or targets_from_dataset(dataset) is not None:
+        return None
+    return plan_split(loader, None, max_samples, rank, world_size)
+
+
+def target_stats(
+    module: nn.Module,
+    loader: Any,
+    task: str,
+    max_samples: int | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    **kwargs: Any,
+) -> TargetStats:
     """:func:`~lightning_recipe.core.stats.collect_target_stats` of the loader (its dataset first),
-    random states restored; ``kwargs`` go to it. :class:`Skip` when they cannot be computed."""
+    random states restored; ``kwargs`` go to it. ``max_samples``: where the loader would be iterated
+    whole, read a fixed random subset of that many samples instead (:func:`subset_plan`; the
+    statistics are then ``estimated``). :class:`Skip` when they cannot be computed."""
     try:
         with preserved_state(module, loaders=[loader]):
+            plan = (
+                subset_plan(loader, max_samples, rank, world_size)
+                if kwargs.get("max_batches") is None
+                else None
+            )
+            if plan is not None:
+                stats = collect_target_stats(task, dataloader=plan.loader, **kwargs)  # type: ignore[arg-type]
+                stats.estimated = True
+                stats.subset = max_samples
+                return stats
             return collect_target_stats(
                 task,  # type: ignore[arg-type]
                 dataset=getattr(loader, "dataset", None),
@@ -284,6 +341,26 @@ def target_stats(module: nn.Module, loader: Any, task: str, **kwargs: Any) -> Ta
             )
     except ValueError as err:
         raise Skip(f"could not compute the target statistics: {err}") from err
+
+
+def budgeted_target_stats(
+    module: nn.Module, loader: Any, task: str, budget: OneTimeBudget | None, owner: str, **kwargs: Any
+) -> tuple[TargetStats, str | None]:
+    """:func:`target_stats` within ``owner``'s part of a one-time ``budget`` (``None``: no budget):
+    a loader that would be iterated whole is read from a fixed random subset of what that part of
+    the planned run trains on (:func:`~lightning_recipe.core.checks.data_inspector.budget_samples`).
+    Returns the statistics and the budget sentence of the finding (``None`` when read as without one)."""
+    cap = None
+    if budget is not None:
+        cap = budget_samples(
+            budget.fraction(owner), budget.planned_steps, getattr(loader, "batch_size", None)
+        )
+    start = time.perf_counter()
+    stats = target_stats(module, loader, task, max_samples=cap, **kwargs)
+    if budget is None or cap is None or stats.subset is None:
+        return stats, None
+    budget.charge(owner, time.perf_counter() - start)
+    return stats, budget.note(owner, cap, False, "samples at most")
 
 
 def last_class(stats: TargetStats) -> int:
@@ -402,7 +479,9 @@ def bias_from_stats(
     whose model outputs as many values as each sample has targets runs at every position, and
     gets the mean of all of them. :class:`Skip` when the width does not fit the targets."""
     source = f"{stats.count} training targets"
-    if stats.estimated:
+    if stats.subset is not None:
+        source += f" (a fixed random subset of the data: {stats.batches} batches)"
+    elif stats.estimated:
         source += f" (estimated from {stats.batches} batches)"
     if task == "multiclass":
         counts = stats.class_counts
@@ -520,6 +599,7 @@ def merge_stats(
     merged = TargetStats.from_tensor(task, total)  # type: ignore[arg-type]
     merged.source = stats.source
     merged.estimated = reduce_any(stats.estimated)
+    merged.subset = stats.subset
     merged.batches = int(reduce_sum(torch.tensor([float(stats.batches)]))[0])
     return merged
 
@@ -568,6 +648,8 @@ def bias_finding(
         "expected_loss": data["bias"],
         "uninformative_loss": data["zero"],
     }
+    if stats is not None and stats.subset is not None:
+        numbers["subset_samples"] = stats.subset
     message = f"set the final bias of {layer!r} ({module_type}, {width} outputs) to {_WHAT[task]} of {source}"
     if math.isfinite(data["bias"]):
         message += (
@@ -582,8 +664,14 @@ def bias_finding(
         message += f"; class(es) {shown}{more} never occur"
     else:
         message += f"; label(s) always 0 or always 1: {shown}{more}"
+    where = "in the training data"
+    if stats is not None and stats.subset is not None:
+        where = (
+            f"in the {stats.count} training targets read (a fixed random subset: rarer than about 1 in "
+            f"{stats.count} can be missing from it; `one_time=None` reads all of it)"
+        )
     message += (
-        f" in the training data: their bias is log({init.floor:.3g}) = {math.log(init.floor):.2f} "
+        f" {where}: their bias is log({init.floor:.3g}) = {math.log(init.floor):.2f} "
         "(finite, not -inf); check the labels or pass `priors=`"
     )
     numbers["floored"] = init.floored
