@@ -622,3 +622,30 @@ def test_within_the_one_time_budget_dataset_targets_are_still_read_whole(tmp_pat
     trainer = make_trainer(tmp_path, [init], max_steps=2)
     trainer.fit(LitModel(mlp(64, 10)), loader(np.concatenate([x] * 3), np.tile(y, 3)))
     assert init.stats.source == "dataset" and init.stats.count == 3 * len(y) and init.stats.subset is None
+
+
+class _SubsetRecorder(_DictModel):
+    def on_train_start(self):
+        (init,) = [c for c in self.trainer.callbacks if isinstance(c, FinalBiasInit)]
+        rank = self.trainer.global_rank
+        torch.save(self.net[-1].bias.detach().clone(), f"{self.out_dir}/bias_rank{rank}.pt")
+        with open(f"{self.out_dir}/stats_rank{rank}.txt", "w") as fh:
+            fh.write(f"{init.stats.count}|{init.stats.subset}|{init.findings[0].status}")
+
+
+@pytest.mark.slow
+def test_ddp_ranks_read_their_shards_of_the_budgeted_subset_and_set_one_bias(tmp_path):
+    data = _CountingDictDigits(copies=6)
+    model = _SubsetRecorder(mlp(64, 10))
+    model.out_dir = str(tmp_path)
+    trainer = make_trainer(
+        tmp_path, [FinalBiasInit(one_time=0.05)], strategy="ddp_fork", devices=2, max_steps=1, logger=False
+    )
+    trainer.fit(model, DataLoader(data, batch_size=64, shuffle=True))
+    b0, b1 = torch.load(tmp_path / "bias_rank0.pt"), torch.load(tmp_path / "bias_rank1.pt")
+    assert torch.equal(b0, b1)
+    prior = torch.bincount(data.y, minlength=10).double() / len(data.y)
+    assert torch.allclose(b0.double(), prior.log(), atol=0.15)
+    # the two shards of the one subset, summed: 4096 targets in all, not 2 x 4096 nor the 10782
+    for rank in (0, 1):
+        assert (tmp_path / f"stats_rank{rank}.txt").read_text() == "4096|4096|pass"
