@@ -436,6 +436,12 @@ class _Renderer:
         finally:
             self._queue.task_done()
 
+    def wait_for(self, key: Any) -> None:
+        """Wait until every figure submitted under ``key`` is written (not those of other keys)."""
+        with self._turn:
+            while self._serving.get(key, 0) < self._tickets.get(key, 0):
+                self._turn.wait()
+
     def _run(self) -> None:
         while True:
             self._do(self._queue.get(), here=False)
@@ -568,12 +574,13 @@ def log_figure(
             png, shape = encode_png(image), image.shape
         _add_png(writer, target, tag, png, shape, step)
 
+    key = (id(writer), tag) if writer is not None else (os.path.dirname(str(target)), tag)
     if background:
-        key = (id(writer), tag) if writer is not None else (os.path.dirname(str(target)), tag)
         _renderer.submit(key, charge_render(owner, job))  # its CPU time is charged to the hook's callback
     else:
-        if _renderer._queue.unfinished_tasks:  # queued before the mode changed (a process that died)
-            _renderer.drain(help_out=False)  # their figures first
+        # the tag's figures still queued (submitted before the mode changed, or a builder queued
+        # while this one is a Figure) go first; other tags' figures do not hold it
+        _renderer.wait_for(key)
         try:  # a figure that fails is a warning, as on the thread: the check's verdicts stand
             charge_render(
                 owner, job, in_hook=True

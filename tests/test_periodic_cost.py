@@ -6,6 +6,7 @@ import functools
 import io
 import os
 import pkgutil
+import time
 
 import numpy as np
 import pytest
@@ -261,3 +262,36 @@ def test_a_figure_that_fails_inline_is_a_warning_not_an_error(tmp_path):
 def test_render_mode_is_validated():
     with pytest.raises(ValueError, match="set_render_process"):
         recipe_logging.set_render_process("gpu")  # type: ignore[arg-type]
+
+
+def test_an_inline_figure_waits_for_its_own_tag_only(tmp_path):
+    # a Figure (not a builder) is drawn at once; figures of other tags still queued must not hold
+    # it (DataInspector's three figures queued, then FinalBiasInit's: 0.7 s of waiting on the
+    # digits), while a figure queued earlier under its own tag is still written first
+    import threading
+
+    trainer = make_trainer(tmp_path, [], max_steps=1)
+    gate = threading.Event()
+
+    def slow():
+        gate.wait(20)
+        return _FIGURE()
+
+    try:
+        recipe_logging.set_render_process("thread")
+        recipe_logging.log_figure(trainer, "recipe/demo/queued", slow, 0)
+        start = time.perf_counter()
+        recipe_logging.log_figure(trainer, "recipe/demo/here", _FIGURE(), 0)  # while the other waits
+        assert time.perf_counter() - start < 10.0 and not gate.is_set()  # not held for the gate's 20 s
+        recipe_logging.log_figure(trainer, "recipe/demo/queued", _FIGURE, 1)  # a builder of that tag
+        threading.Timer(0.3, gate.set).start()
+        recipe_logging.set_render_process("inline")
+        recipe_logging.log_figure(trainer, "recipe/demo/queued", _FIGURE(), 2)  # after steps 0 and 1
+        assert gate.is_set()
+    finally:
+        gate.set()
+        recipe_logging.drain()
+        recipe_logging.set_render_process("auto")
+    events = read_events(trainer.loggers[0])
+    assert [s for s, *_ in events.images("recipe/demo/queued")] == [0, 1, 2]
+    assert [s for s, *_ in events.images("recipe/demo/here")] == [0]

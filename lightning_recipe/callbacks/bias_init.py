@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -235,9 +236,9 @@ class FinalBiasInit(RecipeCallback):
         recipe_logging.log_scalars(trainer, checks.loss_scalars(task, stats, bias), step)
         if not self.log_figure or not trainer.is_global_zero:
             return
-        fig = bias_figure(task, layer=self.layer_name or "", **checks.figure_inputs(task, stats, bias))
-        # rendered here, once, not on the background thread (its queue does not survive a ddp_fork)
-        recipe_logging.log_figure(trainer, "recipe/bias_init/priors", fig, step)
+        inputs = checks.figure_inputs(task, stats, bias)  # numpy: the rendering process draws it
+        build = functools.partial(bias_figure, task, layer=self.layer_name or "", **inputs)
+        recipe_logging.log_figure(trainer, "recipe/bias_init/priors", build, step)
 
 
 def applied_bias_init(trainer: Trainer) -> FinalBiasInit | None:
