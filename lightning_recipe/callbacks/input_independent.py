@@ -68,8 +68,8 @@ class InputIndependentBaseline(RecipeCallback):
             ``padding_idx``, else 0 (the finding says which).
         log_figure: log the ``curves`` figure.
         one_time: the share of the planned run the one-time checks may take together (README "Cost"):
-            the copies are scored four times a round and stop at a clear ``pass``; after one round
-            they stop where the budget ends. ``None`` (default alone): no budget.
+            scored four times a round (once more where the gap nears ``margin``), the copies stop at a
+            clear ``pass``, and after a round where the budget ends. ``None`` (default alone): no budget.
         on_fail: ``"warn"`` or ``"raise"`` (raises ``RecipeCheckError`` before the first training step).
 
     Attributes:

@@ -17,6 +17,7 @@ from lightning_recipe.core.checks.input_independent import (
     clear_pass,
     drop,
     infer_integer_fill,
+    run_rounds,
     verdict,
     zero_inputs,
 )
@@ -261,6 +262,50 @@ def test_clear_pass_between_rounds_and_its_twin_with_a_zeroed_copy_still_learnin
     assert clear_pass(config, _fine((3.0, 3.0), (1.2, 2.2)), chunk=25) is None
     assert clear_pass(config, _fine((2.30, 2.30), (2.25, 2.30)), chunk=25) is None  # 2% < margin 5%
     assert clear_pass(config, _fine((2.30, 2.30)), chunk=25) is None  # nothing trained yet
+
+
+def test_round_plan_peeks_where_the_gap_would_reach_the_margin_before_the_next_score():
+    from lightning_recipe.core.budget import OneTimeBudget
+
+    config = BaselineConfig()  # rounds of 100 steps, scored every 25 when budgeted
+    plan = RoundPlan(5, OneTimeBudget(share=0.05, planned_steps=1000, members=["InputIndependentBaseline"]))
+    near = _fine((2.30, 2.30), (2.19, 2.30))  # 4.8% lower after 25 steps, 0% at init: 5% in ~2 more
+    assert plan.next_chunk(config, near, done=25, peeked=False) == (5, True)  # a fifth of a chunk at least
+    assert plan.next_chunk(config, near, done=30, peeked=True) == (20, False)  # never two peeks in a row
+    far = _fine((2.30, 2.30), (2.28, 2.30))  # 0.9%: the margin is ~100 steps away, the grid point nearer
+    assert plan.next_chunk(config, far, done=25, peeked=False) == (25, False)
+    over = _fine((2.30, 2.30), (1.20, 2.25))  # past the margin already: nothing to peek for
+    assert plan.next_chunk(config, over, done=25, peeked=False) == (25, False)
+    falling = _fine((2.30, 2.30), (2.19, 2.30), (2.21, 2.30), every=5)  # the gap shrank: no peek
+    assert plan.next_chunk(config, falling, done=25, peeked=False) == (25, False)
+    assert RoundPlan(5).next_chunk(config, near, done=0, peeked=False) == (100, False)  # no budget: a round
+
+
+class _ScriptedPair:
+    """A :class:`CopyPair` stand-in: the real copy's validation loss falls linearly, the zeroed copy's stays."""
+
+    def __init__(self, fall_per_step: float) -> None:
+        self.fall, self.steps_done, self.train_s, self.local, self.scored = fall_per_step, 0, 0.0, [], []
+
+    def advance(self, k: int, steps: int | None = None, new_round: bool = True) -> None:
+        self.steps_done = 0 if k == 0 else self.steps_done + (steps or 100)
+        real = 2.30 * (1.0 - self.fall * self.steps_done)
+        self.local = [real * 64, 64, 2.30 * 64, 64, real, 2.30, 1.0, 0.5, 0.1, 1.0, 1.0]
+        self.scored.append(self.steps_done)
+
+
+def test_run_rounds_takes_the_pass_at_the_peek_not_the_next_quarter():
+    from lightning_recipe.core.budget import OneTimeBudget
+
+    config, identity = BaselineConfig(), lambda v: v
+    pair = _ScriptedPair(fall_per_step=0.0019)  # 4.75% lower after 25 steps, 5.7% after 30
+    plan = RoundPlan(5, OneTimeBudget(share=0.05, planned_steps=1000, members=["InputIndependentBaseline"]))
+    _, (status, message) = run_rounds(pair, config, plan, identity, lambda ok: ok)
+    assert status == "pass" and pair.scored == [0, 25, 30] and message.endswith("after 30 steps (6% lower)")
+    # the twin without a budget scores whole rounds only, as before
+    whole = _ScriptedPair(fall_per_step=0.0019)
+    _, (status, _) = run_rounds(whole, config, RoundPlan(5), identity, lambda ok: ok)
+    assert status == "pass" and whole.scored == [0, 100]
 
 
 def test_round_plan_fits_the_rounds_in_the_budget_never_below_one_round():
