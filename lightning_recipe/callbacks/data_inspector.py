@@ -17,6 +17,7 @@ from lightning_recipe.core.checks.data_inspector import (
     DataInspection,
     DataInspectorConfig,
     budget_samples,
+    imbalance_answer,
     inspect_data,
     note_scanned,
     report_findings,
@@ -192,8 +193,9 @@ class DataInspector(RecipeCallback):
         # iterable sources are iterated as they are: their own generators are restored too
         with preserved_state(None, loaders=list(sources.values())):
             outcome = scan_sources(
-                sources, config, bool(progress), rank, world, agree=lambda ok: self.decide(trainer, ok)
-            )
+                sources, config, bool(progress), rank, world, agree=lambda ok: self.decide(trainer, ok),
+                balanced_by=imbalance_answer(sources["train"], trainer.lightning_module),
+            )  # fmt: skip
         self._done = True
         if budget is not None and cap is not None and outcome.report is not None:
             budget.charge(self.name, time.perf_counter() - start)

@@ -829,6 +829,7 @@ def analyse_splits(
     near_constant_ratio: float = 0.01,
     outlier_z: float = 12.0,
     max_examples: int = 10,
+    balanced_by: str | None = None,
 ) -> DataReport:
     """Turn merged :class:`SplitStats` into verdicts.
 
@@ -844,6 +845,8 @@ def analyse_splits(
         outlier_z: warn about samples whose mean, std or norm is more than this many robust
             standard deviations (1.4826 MAD) from the median of their class.
         max_examples: example indices per verdict.
+        balanced_by: how training already answers an imbalance (a class-weighted loss, a weighted
+            sampler: see ``imbalance_answer``); the imbalance is then a ``pass`` that says so.
     """
     report = DataReport()
     issues: list[DataIssue] = []
@@ -1051,16 +1054,19 @@ def analyse_splits(
                     int(np.argmax(np.where(cc > 0, cc, -1))),
                     int(np.argmin(np.where(cc > 0, cc, np.inf))),
                 )
-                issues.append(
-                    DataIssue(
-                        "class_imbalance",
-                        "warn",
-                        f"{name}: classes are imbalanced {ratio:.1f}:1 (class {big}: {int(cc[big])}, class {small}: "
-                        f"{int(cc[small])}); weight the loss or resample, and set the final bias from the priors.",
-                        name,
-                        {"ratio": round(ratio, 3), "class_counts": [int(c) for c in cc]},
+                counts = f"{ratio:.1f}:1 (class {big}: {int(cc[big])}, class {small}: {int(cc[small])})"
+                numbers = {"ratio": round(ratio, 3), "class_counts": [int(c) for c in cc]}
+                if balanced_by:
+                    status: Status = "pass"
+                    text = f"{name}: classes are imbalanced {counts}, and {balanced_by}: nothing to add."
+                    numbers["balanced_by"] = balanced_by
+                else:
+                    status = "warn"
+                    text = (
+                        f"{name}: classes are imbalanced {counts}; weight the loss or resample, and set the "
+                        "final bias from the priors."
                     )
-                )
+                issues.append(DataIssue("class_imbalance", status, text, name, numbers))
         elif s.task == "multilabel" and s.label_positives is not None:
             summary["classes"] = int((s.label_positives > 0).sum())
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from lightning.pytorch import LightningDataModule, Trainer
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
 from lightning_recipe import DataInspector, RecipeCheckError, inspect_data
 from lightning_recipe.report import RecipeWarning
@@ -125,6 +125,62 @@ def test_breast_cancer_tabular_with_an_imbalance_and_a_constant_feature(tmp_path
     result = inspect_data(DataLoader(data, batch_size=32), progress=False)
     assert result.issues == ["class_imbalance", "constant_features"]
     assert result.issue("constant_features").numbers["features"] == [1, 2, 3, 4, 7]
+
+
+class _SkewedCancer(LightningDataModule):
+    """Breast cancer at 150:15 (10:1) for training, 62:65 for validation; ``sampler``:
+    ``"balanced"`` (a WeightedRandomSampler of inverse class frequencies), ``"uniform"`` (equal weights)."""
+
+    def __init__(self, sampler: str | None = None) -> None:
+        super().__init__()
+        x, y = breast_cancer_arrays()
+        neg, pos = np.flatnonzero(y == 0), np.flatnonzero(y == 1)
+        train = np.sort(np.concatenate([neg[:150], pos[:15]]))
+        val = np.sort(np.concatenate([neg[150:], pos[15:80]]))
+        self.train_set = TensorDataset(torch.as_tensor(x[train]), torch.as_tensor(y[train]))
+        self.val_set = TensorDataset(torch.as_tensor(x[val]), torch.as_tensor(y[val]))
+        self.sampler = sampler
+
+    def train_dataloader(self) -> DataLoader:
+        if self.sampler is None:
+            return DataLoader(self.train_set, batch_size=32, shuffle=True)
+        y = self.train_set.tensors[1]
+        weights = 1.0 / torch.bincount(y)[y].double() if self.sampler == "balanced" else torch.ones(len(y))
+        return DataLoader(self.train_set, batch_size=32, sampler=WeightedRandomSampler(weights, len(y)))
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, batch_size=64)
+
+
+def test_an_imbalance_the_loss_weights_or_the_sampler_evens_out_is_a_pass_its_plain_twin_warns(tmp_path):
+    weighted = torch.nn.CrossEntropyLoss(weight=torch.tensor([1.0, 10.0]))
+    cases = {
+        "plain": (None, "ce", "warn", "weight the loss or resample"),
+        "weighted loss": (
+            None,
+            weighted,
+            "pass",
+            "the loss is class-weighted (CrossEntropyLoss(weight=) at 'loss_fn')",
+        ),
+        "sampler": ("balanced", "ce", "pass", "the training loader resamples them (a WeightedRandomSampler)"),
+        "uniform sampler": (
+            "uniform",
+            "ce",
+            "warn",
+            "weight the loss or resample",
+        ),  # equal weights even nothing out
+        "uniform weights": (None, torch.nn.CrossEntropyLoss(weight=torch.ones(2)), "warn", "weight the loss"),
+    }
+    for name, (sampler, loss, status, words) in cases.items():
+        inspector = DataInspector(progress=False)
+        model = LitModel(mlp(30, 2), loss=loss)
+        _fit(tmp_path / name.replace(" ", "_"), [inspector], _SkewedCancer(sampler), model=model, max_steps=2)
+        found = inspector.result.issue("class_imbalance")
+        assert found is not None and found.status == status and words in found.message, (name, found)
+        summary = inspector.findings[-1].message
+        assert summary.startswith("1 problem(s)") if status == "warn" else summary.startswith("train 165"), (
+            name
+        )
 
 
 def test_flattened_digits_with_their_blank_border_pixels_are_clean():

@@ -19,11 +19,13 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from torch.utils.data import DataLoader, Dataset
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from lightning_recipe.core.arguments import check_positive_int
 from lightning_recipe.core.batches import KeySpec, validate_key_spec
@@ -38,10 +40,12 @@ from lightning_recipe.findings import Finding
 __all__ = [
     "CHECK",
     "MIN_BUDGET_SAMPLES",
+    "WEIGHT_NAMES",
     "DataInspection",
     "DataInspectorConfig",
     "ScanOutcome",
     "budget_samples",
+    "imbalance_answer",
     "inspect_data",
     "note_scanned",
     "report_findings",
@@ -156,6 +160,68 @@ class DataInspection:
 
 
 # ---------------------------------------------------------------------- verdicts
+#: Tensor attributes and buffers whose name says they weight the loss per class.
+WEIGHT_NAMES = ("class_weight", "class_weights", "pos_weight", "label_weights", "loss_weights")
+
+
+def _uneven(weights: Any) -> bool:
+    """Whether ``weights`` is a tensor of at least two different values (uniform weights balance nothing)."""
+    return (
+        isinstance(weights, torch.Tensor)
+        and weights.numel() >= 1
+        and bool(
+            (weights.numel() == 1 and float(weights) != 1.0) or (weights != weights.reshape(-1)[0]).any()
+        )
+    )
+
+
+def _samplers(loader: Any) -> Iterator[Any]:
+    """The loader's samplers, a distributed wrapper's inner sampler included (Lightning wraps a custom one)."""
+    for holder in (loader, getattr(loader, "batch_sampler", None)):
+        sampler = getattr(holder, "sampler", None)
+        if sampler is not None:
+            yield sampler
+            inner = getattr(getattr(sampler, "dataset", None), "_sampler", None)  # DistributedSamplerWrapper
+            if inner is not None:
+                yield inner
+
+
+def imbalance_answer(loader: Any, module: nn.Module | None = None) -> str | None:
+    """How training already answers a class imbalance, in words, or ``None`` when nothing shows it.
+
+    A ``WeightedRandomSampler`` of uneven weights on the training loader resamples the classes; a
+    class-weighted loss module (``CrossEntropyLoss``/``NLLLoss`` with ``weight=``, ``BCEWithLogitsLoss``
+    with ``pos_weight=``) or a tensor named like :data:`WEIGHT_NAMES` on the module weights them.
+    A loss weighted inside ``training_step`` from a plain list is not seen.
+
+    Example:
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> data = TensorDataset(torch.zeros(4, 1), torch.tensor([0, 0, 0, 1]))
+        >>> imbalance_answer(DataLoader(data), nn.ModuleDict({"loss": nn.CrossEntropyLoss(torch.tensor([1.0, 3.0]))}))
+        "the loss is class-weighted (CrossEntropyLoss(weight=) at 'loss')"
+        >>> imbalance_answer(DataLoader(data), nn.Linear(1, 2)) is None
+        True
+    """
+    for sampler in _samplers(loader):
+        if isinstance(sampler, WeightedRandomSampler) and _uneven(sampler.weights):
+            return "the training loader resamples them (a WeightedRandomSampler)"
+    if module is None:
+        return None
+    for name, sub in module.named_modules():
+        where = f" at '{name}'" if name else ""
+        if isinstance(sub, (nn.CrossEntropyLoss, nn.NLLLoss)) and _uneven(sub.weight):
+            return f"the loss is class-weighted ({type(sub).__name__}(weight=){where})"
+        if isinstance(sub, nn.BCEWithLogitsLoss) and _uneven(getattr(sub, "pos_weight", None)):
+            return f"the loss is class-weighted (BCEWithLogitsLoss(pos_weight=){where})"
+        for attr, value in vars(sub).items():
+            if attr in WEIGHT_NAMES and _uneven(value):
+                return f"the loss is class-weighted (the tensor '{name + '.' if name else ''}{attr}')"
+        for attr, value in sub.named_buffers(recurse=False):
+            if attr in WEIGHT_NAMES and _uneven(value):
+                return f"the loss is class-weighted (the buffer '{name + '.' if name else ''}{attr}')"
+    return None
+
+
 def report_findings(report: DataReport) -> list[Verdict]:
     """``(status, message, numbers)`` per issue of ``report``; the kind in ``numbers["issue"]``, the split in ``"split"``."""
     out = []
@@ -290,8 +356,11 @@ def scan_sources(
     rank: int = 0,
     world_size: int = 1,
     agree: Callable[[bool], bool] = lambda ok: ok,
+    balanced_by: str | None = None,
 ) -> ScanOutcome:
     """Scan every split and judge them; a split that cannot be scanned is left out with the reason.
+
+    ``balanced_by``: how training answers a class imbalance (:func:`imbalance_answer`), if it does.
 
     ``agree(ok)`` returns the same boolean on every rank (all ranks ok): it runs after each
     split's local scan and before the gather, so a rank whose scan failed never leaves the others
@@ -321,6 +390,7 @@ def scan_sources(
         imbalance_ratio=config.imbalance_ratio,
         near_constant_ratio=config.near_constant_ratio,
         outlier_z=config.outlier_z,
+        balanced_by=balanced_by,
     )
     note_estimates(report, estimated)
     return ScanOutcome(report, plans, failed, estimated)
@@ -421,7 +491,7 @@ def inspect_data(
         train, val = _loaders_of(train)
     sources = {"train": train} if val is None else {"train": train, "val": val}
     with preserved_state(None, loaders=list(sources.values())):
-        outcome = scan_sources(sources, config, progress)
+        outcome = scan_sources(sources, config, progress, balanced_by=imbalance_answer(train))
     if outcome.failed:
         raise ValueError(f"inspect_data: {'; '.join(outcome.failed.values())}.")
     assert outcome.report is not None

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils.data import DataLoader, IterableDataset, TensorDataset
+from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
+from torch import nn
+from torch.utils.data import DataLoader, IterableDataset, TensorDataset, WeightedRandomSampler
 
 from lightning_recipe.core.checks.data_inspector import (
     DataInspectorConfig,
+    imbalance_answer,
     note_estimates,
     other_rank_reason,
     report_findings,
@@ -147,3 +150,38 @@ def test_scan_sources_raises_an_argument_that_does_not_fit_and_notes_a_partial_r
     )
     assert outcome.estimated == {"train": 120} and outcome.report.splits["train"]["samples"] == 120
     assert "estimated from the first 120 samples" in outcome.report.issues[-1].message
+
+
+def test_imbalance_answer_sees_a_weighted_sampler_also_inside_lightnings_distributed_wrapper():
+    data = TensorDataset(torch.zeros(8, 1), torch.tensor([0] * 6 + [1] * 2))
+    weights = torch.tensor([1.0] * 6 + [3.0] * 2)
+    sampler = WeightedRandomSampler(weights, 8)
+    wrapped = DistributedSamplerWrapper(sampler, num_replicas=2, rank=1)  # what Lightning builds under DDP
+    for loader in (DataLoader(data, sampler=sampler), DataLoader(data, sampler=wrapped)):
+        assert imbalance_answer(loader) == "the training loader resamples them (a WeightedRandomSampler)"
+    assert imbalance_answer(DataLoader(data, sampler=WeightedRandomSampler(torch.ones(8), 8))) is None
+    assert imbalance_answer(DataLoader(data, shuffle=True)) is None
+
+
+def test_imbalance_answer_names_the_weighted_loss_module_or_tensor():
+    class Model(nn.Module):
+        def __init__(self, **weights: torch.Tensor) -> None:
+            super().__init__()
+            self.net = nn.Linear(1, 2)
+            for name, value in weights.items():
+                setattr(self, name, value)
+
+    loader = DataLoader(TensorDataset(torch.zeros(4, 1)))
+    bce = Model(criterion=nn.BCEWithLogitsLoss(pos_weight=torch.tensor(9.0)))
+    assert (
+        imbalance_answer(loader, bce)
+        == "the loss is class-weighted (BCEWithLogitsLoss(pos_weight=) at 'criterion')"
+    )
+    plain = Model(class_weights=torch.tensor([1.0, 4.0]))
+    assert imbalance_answer(loader, plain) == "the loss is class-weighted (the tensor 'class_weights')"
+    assert (
+        imbalance_answer(loader, Model(criterion=nn.BCEWithLogitsLoss(pos_weight=torch.tensor(1.0)))) is None
+    )
+    assert (
+        imbalance_answer(loader, Model(criterion=nn.CrossEntropyLoss(), class_weights=torch.ones(3))) is None
+    )
