@@ -16,6 +16,7 @@ from lightning_recipe.core.batches import BatchParts, KeySpec, first_tensor
 from lightning_recipe.core.budget import Cadence, check_overhead
 from lightning_recipe.core.checks.batch_inspector import (
     IGNORE_INDEX,
+    MaskAlignment,
     batch_findings,
     check_arguments,
     denormalized,
@@ -29,7 +30,7 @@ from lightning_recipe.core.checks.batch_inspector import (
     split_inspected,
     stats_table,
     tokens_text,
-    with_padding,
+    with_once,
 )
 from lightning_recipe.core.inputs import (
     CONSTANT_STD,
@@ -45,6 +46,7 @@ __all__ = ["BatchInspector", "label_text", "loss_ignore_index"]
 _EVERY = 1000  # the shortest interval between two inspections of the default (budgeted) cadence
 _PREFIX = "recipe/batch_inspector/"
 _HISTOGRAM_VALUES = 100_000  # input values in the ``inputs`` histogram at most (evenly spaced)
+_NO_TENSOR = "found no input tensor in the batch; pass `input_key=`."
 
 
 class BatchInspector(RecipeCallback):
@@ -58,7 +60,8 @@ class BatchInspector(RecipeCallback):
     (Histograms), ``input_mean`` and ``input_std`` (Scalars). Findings, from the first batch and
     whenever a later one shows something new: ``fail`` for NaN/Inf; ``warn`` for inputs that are
     not normalised (a channel's ``|mean|`` or std above ``normalised_scale``), nearly constant (std
-    below ``constant_std``), or padding in the loss (labels where ``attention_mask == 0``); else ``pass``.
+    below ``constant_std``), padding in the loss (labels where ``attention_mask == 0``), or per-pixel
+    targets that fit their images better mirrored (a flip applied to the image alone); else ``pass``.
     See the README section "``BatchInspector``: exactly what goes into ``training_step``".
 
     Args:
@@ -132,7 +135,7 @@ class BatchInspector(RecipeCallback):
         self.last_stats: InputStats | None = None
         self._last_step = -1
         self._seen_codes: set[str] = set()
-        self._inspected = 0
+        self._inspected, self._masks = 0, MaskAlignment()
 
     @property
     @override
@@ -148,8 +151,7 @@ class BatchInspector(RecipeCallback):
             )
             self._last_step = -1
             self._cadence = Cadence(self.every_n_train_steps, base=_EVERY, share=self.overhead)
-            self._seen_codes = set()
-            self._inspected = 0
+            self._seen_codes, self._inspected, self._masks = set(), 0, MaskAlignment()
 
     def _is_due(self, step: int) -> bool:
         if self.every_n_train_steps is not None:
@@ -175,19 +177,19 @@ class BatchInspector(RecipeCallback):
             return None
         x = parts.inputs if isinstance(parts.inputs, torch.Tensor) else first_tensor(parts.inputs)
         if x is None:
-            self._note_once(
-                trainer, "skipped", "no_tensor", "found no input tensor in the batch; pass `input_key=`."
-            )
+            self._note_once(trainer, "skipped", "no_tensor", _NO_TENSOR)
             return None
-        stats = input_stats(x, detect_layout(x))
-        self.last_stats = stats
+        self.last_stats = stats = input_stats(x, detect_layout(x))
         self._inspected += 1
         verdicts = batch_findings(
             stats, self._seen_codes, self._inspected == 1, self.normalised_scale, self.constant_std
         )
-        if self.check_padding:
-            padding = padding_in_loss(batch, parts.targets, self._ignore_index)
-            verdicts = with_padding(verdicts, padding, self._seen_codes)
+        padding = padding_in_loss(batch, parts.targets, self._ignore_index) if self.check_padding else None
+        once = {
+            "padding_in_loss": padding,
+            "masks_misaligned": self._masks.add(x, parts.targets, trainer.global_step),
+        }
+        verdicts = with_once(verdicts, once, self._seen_codes)
         for status, message, numbers in verdicts:
             self.record(trainer, status, message, numbers, raise_on_fail=True)  # type: ignore[arg-type]
         if trainer.is_global_zero:

@@ -300,3 +300,59 @@ def test_ignore_index_is_read_from_the_modules_loss():
     assert loss_ignore_index(model) == -100
     model.loss = nn.CrossEntropyLoss(ignore_index=0)
     assert loss_ignore_index(model) == 0
+
+
+# ---------------------------------------------------------------------- per-pixel targets and their images
+class _DigitMasks(torch.utils.data.Dataset):
+    """Digits upscaled to 32x32 with their foreground mask as per-pixel targets, randomly mirrored
+    left-right (p=0.5) as an augmentation: ``bug="image only"`` mirrors the image and not its mask,
+    ``bug="transposed"`` hands over the mask transposed (a ``view`` where ``permute`` was meant)."""
+
+    def __init__(self, bug: str | None = None, n: int = 256) -> None:
+        x, _ = digits_arrays()
+        x = torch.nn.functional.interpolate(torch.as_tensor(x[:n]), size=(32, 32), mode="bilinear")
+        self.x, self.masks, self.bug = x, (x[:, 0] > 0.25).long(), bug
+        self.generator = torch.Generator().manual_seed(0)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        image, mask = self.x[i], self.masks[i]
+        if torch.rand((), generator=self.generator) < 0.5:
+            image = image.flip(-1)
+            mask = mask if self.bug == "image only" else mask.flip(-1)
+        return image, mask.T if self.bug == "transposed" else mask
+
+
+@pytest.mark.parametrize(
+    ("bug", "how"), [(None, None), ("image only", "mirrored left-right"), ("transposed", "transposed")]
+)
+def test_masks_not_mirrored_with_their_images_warn_and_the_healthy_twin_is_silent(tmp_path, bug, how):
+    inspector = BatchInspector(every_n_train_steps=1)
+    data = torch.utils.data.DataLoader(_DigitMasks(bug), batch_size=16, shuffle=True)
+    seg = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 2, 1))
+    with pytest.warns(RecipeWarning) if bug else _no_recipe_warning():
+        _fit(tmp_path, inspector, data, net=seg, max_steps=3)
+    found = [f for f in inspector.findings if f.numbers.get("how")]
+    if bug is None:
+        assert found == [] and [f.status for f in inspector.findings] == ["pass"]
+        return
+    (finding,) = found  # once per run, though three batches were inspected
+    assert finding.status == "warn" and finding.numbers["how"] == how and how in finding.message
+    assert finding.numbers["misaligned"] >= 3 and "flip, rotation or transpose" in finding.message
+    if bug == "image only":  # about half the samples are mirrored: about half are caught
+        assert 0.15 <= finding.numbers["misaligned"] / finding.numbers["judged"] <= 0.8
+
+
+def _no_recipe_warning():
+    import contextlib
+    import warnings
+
+    @contextlib.contextmanager
+    def guard():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RecipeWarning)
+            yield
+
+    return guard()
