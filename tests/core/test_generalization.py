@@ -94,6 +94,10 @@ def test_a_training_loss_high_against_the_baseline_and_still_falling_is_underfit
     assert verdict.numbers["train_to_baseline"] > 0.7
     assert "of the class-prior predictor's 2.3 (still falling ~" in verdict.message
     assert "get a bigger model first" in verdict.message
+    assert ", or train longer: at this rate it reaches 50% of it in ~" in verdict.message
+    flat = judge_stage(x, e, [t[-1]] * len(t), [t[-1] + 0.02] * len(t), baseline=2.3)
+    assert flat.stage == "underfitting" and "no longer falling much" in flat.message
+    assert "train longer" not in flat.message  # a flat curve: only a bigger model helps
     # the same curve well below its baseline, or with no baseline known, is not underfitting
     assert judge_stage(x, e, t, v, baseline=2.3 * 10).stage == "healthy"
     assert judge_stage(x, e, t, v).stage == "healthy"

@@ -348,6 +348,7 @@ def judge_stage(
         if ratio > underfit_ratio:
             trend = recent_trend(xs, t, min_improvement)
             falling = trend is not None and trend.improving
+            needed = math.inf
             if falling and trend is not None and 0 < trend.relative < 1:
                 # at its current rate, would the training loss reach underfit_ratio x baseline within as
                 # many epochs again as it has run? Then it is learning, not too small: train longer.
@@ -377,7 +378,13 @@ def judge_stage(
                 "underfitting",
                 f"underfitting: {tname}={t_late:.4g} is still {_pct(ratio)} of the {baseline_name}'s "
                 f"{baseline:.4g} ({how}), and {vname} follows it ({late:.4g}): get a bigger model first "
-                "(recipe step 3: first a model large enough to overfit, then regularize)",
+                "(recipe step 3: first a model large enough to overfit, then regularize)"
+                + (
+                    f", or train longer: at this rate it reaches {_pct(underfit_ratio)} of it in "
+                    f"~{needed:.2g} more epochs"
+                    if math.isfinite(needed)
+                    else ""
+                ),
                 numbers,
                 stage="underfitting",
             )
