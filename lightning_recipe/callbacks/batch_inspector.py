@@ -24,6 +24,7 @@ from lightning_recipe.core.checks.batch_inspector import (
     histogram_values,
     label_text,
     loss_ignore_index,
+    mask_of,
     padding_in_loss,
     rows_table,
     sample_labels,
@@ -214,7 +215,8 @@ class BatchInspector(RecipeCallback):
     def _log(self, trainer: Trainer, x: torch.Tensor, targets: Any, stats: InputStats, step: int) -> None:
         n = min(self.num_samples, int(x.shape[0]) if x.dim() else 1)
         sample = x[:n].detach().cpu().clone() if x.dim() else x.detach().cpu().reshape(1)
-        labels = sample_labels(targets, n, self.class_names)
+        masks = mask_of(sample, targets) if stats.layout == "image" else None
+        labels = sample_labels(targets, n, self.class_names, masks)
         scalars = {_PREFIX + "input_mean": stats.overall_mean, _PREFIX + "input_std": stats.overall_std}
         recipe_logging.log_scalars(trainer, scalars, step)
         recipe_logging.log_text(trainer, _PREFIX + "channel_stats", stats_table(stats), step)
@@ -226,9 +228,7 @@ class BatchInspector(RecipeCallback):
         if stats.layout == "image":
             images = denormalized(sample, self.denormalize).numpy().copy()
             title = grid_title(stats, step, self.denormalize is not None)
-            build = functools.partial(
-                batch_grid_figure, images, None if labels is None else list(labels), title
-            )
+            build = functools.partial(batch_grid_figure, images, labels and list(labels), title, masks=masks)
             recipe_logging.log_figure(trainer, _PREFIX + "images", build, step)
         elif stats.layout == "tabular":
             recipe_logging.log_text(trainer, _PREFIX + "rows", rows_table(sample, labels), step)

@@ -1,4 +1,5 @@
-"""The figure of BatchInspector (``recipe/batch_inspector/images``): the batch's images with their labels.
+"""The figure of BatchInspector (``recipe/batch_inspector/images``): the batch's images with their labels
+(per-pixel targets: their outlines over the images).
 
 Numpy in, ``Figure`` out; no Lightning.
 
@@ -19,6 +20,9 @@ from lightning_recipe.plots.style import labelled_image_grid_figure
 __all__ = ["batch_grid_figure"]
 
 
-def batch_grid_figure(images: np.ndarray, labels: list[str] | None, title: str, ncols: int = 8) -> Figure:
-    """``images`` ``(N, C, H, W)`` as a grid of ``ncols`` columns, the label above each tile, ``title`` on top."""
-    return labelled_image_grid_figure(images, labels, ncols=ncols, suptitle=title)
+def batch_grid_figure(
+    images: np.ndarray, labels: list[str] | None, title: str, ncols: int = 8, masks: np.ndarray | None = None
+) -> Figure:
+    """``images`` ``(N, C, H, W)`` as a grid of ``ncols`` columns, the label above each tile, ``title`` on top;
+    ``masks`` ``(N, H, W)``: per-pixel targets, outlined over their images."""
+    return labelled_image_grid_figure(images, labels, ncols=ncols, suptitle=title, masks=masks)

@@ -51,6 +51,7 @@ CARD_DPI = 145
 __all__ = [
     "CARD_DPI",
     "CARD_WIDTH_IN",
+    "OUTLINE",
     "PALETTE",
     "STATUS_COLORS",
     "figure_to_array",
@@ -148,6 +149,10 @@ def image_grid(
     return (grid * 255).round().astype(np.uint8)
 
 
+#: The colour of mask outlines drawn over images (RGB in [0, 1]): a red that stands out of grey and most photographs.
+OUTLINE = (1.0, 0.15, 0.1)
+
+
 def labelled_image_grid_figure(
     images: np.ndarray,
     titles: list[str] | None = None,
@@ -156,12 +161,15 @@ def labelled_image_grid_figure(
     tile_px: int = 64,
     per_image: bool = True,
     title_colors: list[str] | None = None,
+    masks: np.ndarray | None = None,
 ) -> Figure:
     """Images as one grid with a (possibly multi-line) title above each tile.
 
     Drawn as a single image axis plus text, which renders an order of magnitude faster than one
     axis per tile. Tiles are scaled to about ``tile_px`` pixels (nearest neighbour; large images are
-    subsampled), each to its own range unless ``per_image=False``.
+    subsampled), each to its own range unless ``per_image=False``. ``masks``: ``(N, H, W)`` label
+    maps of the images, their boundaries drawn over them in :data:`OUTLINE` (after subsampling, so a
+    thin outline stays visible).
 
     Example:
         >>> fig = labelled_image_grid_figure(np.random.rand(10, 1, 8, 8), [str(i) for i in range(10)], 8, "demo")
@@ -172,6 +180,13 @@ def labelled_image_grid_figure(
     n, h, w, _ = x.shape
     step = max(1, math.ceil(max(h, w) / (1.5 * tile_px)))
     x = x[:, ::step, ::step]
+    if masks is not None:
+        m = np.asarray(masks)[: len(x), ::step, ::step]
+        edge = np.zeros(m.shape, bool)
+        edge[:, :, 1:] |= m[:, :, 1:] != m[:, :, :-1]
+        edge[:, 1:, :] |= m[:, 1:, :] != m[:, :-1, :]
+        x = x.copy()
+        x[: len(m)][edge] = OUTLINE
     h, w = x.shape[1], x.shape[2]
     scale = max(1, round(tile_px / max(h, w)))
     x = x.repeat(scale, axis=1).repeat(scale, axis=2)

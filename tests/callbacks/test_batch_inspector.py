@@ -333,7 +333,9 @@ def test_masks_not_mirrored_with_their_images_warn_and_the_healthy_twin_is_silen
     data = torch.utils.data.DataLoader(_DigitMasks(bug), batch_size=16, shuffle=True)
     seg = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 2, 1))
     with pytest.warns(RecipeWarning) if bug else _no_recipe_warning():
-        _fit(tmp_path, inspector, data, net=seg, max_steps=3)
+        trainer, _ = _fit(tmp_path, inspector, data, net=seg, max_steps=3)
+    # the grid outlines each mask over its image, the classes it holds above the tile
+    assert _outline_pixels(read_events(trainer.logger).images(P + "images")[0][3]) > 100
     found = [f for f in inspector.findings if f.numbers.get("how")]
     if bug is None:
         assert found == [] and [f.status for f in inspector.findings] == ["pass"]
@@ -356,3 +358,26 @@ def _no_recipe_warning():
             yield
 
     return guard()
+
+
+def _outline_pixels(png: bytes) -> int:
+    """Pixels of the outline colour (the red of ``plots.style.OUTLINE``) in a PNG."""
+    import io
+
+    from matplotlib import image
+
+    rgb = image.imread(io.BytesIO(png), format="png")[..., :3]
+    return int(((rgb[..., 0] > 0.9) & (rgb[..., 1] < 0.3) & (rgb[..., 2] < 0.3)).sum())
+
+
+def test_class_labels_draw_no_outlines_and_masks_are_named_by_their_classes(tmp_path):
+    from lightning_recipe.core.checks.batch_inspector import mask_of, sample_labels
+
+    trainer, _ = _fit(tmp_path, BatchInspector(), _digits(), max_steps=1)
+    assert _outline_pixels(read_events(trainer.logger).images(P + "images")[0][3]) == 0
+    x, masks = _DigitMasks()[0]
+    found = mask_of(x[None], masks[None])
+    assert found.shape == (1, 32, 32) and sample_labels(masks[None], 1, ["ground", "digit"], found) == [
+        "mask ground,digit"
+    ]
+    assert mask_of(x[None], torch.tensor([3])) is None

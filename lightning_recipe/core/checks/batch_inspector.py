@@ -21,9 +21,10 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
-from lightning_recipe.core.alignment import mask_alignment
+from lightning_recipe.core.alignment import label_map, mask_alignment
 from lightning_recipe.core.format import sig
 from lightning_recipe.core.inputs import (
     CONSTANT_STD,
@@ -44,6 +45,7 @@ __all__ = [
     "histogram_values",
     "label_text",
     "loss_ignore_index",
+    "mask_of",
     "naming",
     "padding_in_loss",
     "rows_table",
@@ -91,8 +93,33 @@ def label_text(target: Any, class_names: Sequence[str] | None = None) -> str:
     return ",".join(sig(v, 2) for v in flat[:3].tolist()) + ("…" if flat.numel() > 3 else "")
 
 
-def sample_labels(targets: Any, n: int, class_names: Sequence[str] | None = None) -> list[str] | None:
-    """The labels of the first ``n`` samples, or ``None`` when the targets are not one tensor row per sample."""
+def mask_of(sample: torch.Tensor, targets: Any) -> np.ndarray | None:
+    """The per-pixel targets of the first ``len(sample)`` images as an ``(n, H, W)`` label map
+    (:func:`~lightning_recipe.core.alignment.label_map`), or ``None`` when the targets are no masks."""
+    if not isinstance(targets, torch.Tensor) or not sample.dim() or targets.shape[:1] < sample.shape[:1]:
+        return None
+    found = label_map(sample, targets[: len(sample)].detach().cpu())
+    return None if found is None else found.numpy()
+
+
+def sample_labels(
+    targets: Any, n: int, class_names: Sequence[str] | None = None, masks: np.ndarray | None = None
+) -> list[str] | None:
+    """The labels of the first ``n`` samples, or ``None`` when the targets are not one tensor row per
+    sample; for ``masks`` (:func:`mask_of`), the classes each one holds.
+
+    Example:
+        >>> sample_labels(torch.tensor([2, 0]), 2)
+        ['2', '0']
+        >>> sample_labels(None, 2, masks=np.array([[[0, 1], [1, 1]], [[0, 0], [0, 0]]]))
+        ['mask 0,1', 'mask 0']
+    """
+    if masks is not None:
+        out = []
+        for m in masks:
+            names = [label_text(torch.tensor(int(c)), class_names) for c in np.unique(m)]
+            out.append("mask " + ",".join(names[:3]) + (f" +{len(names) - 3}" if len(names) > 3 else ""))
+        return out
     if isinstance(targets, torch.Tensor) and targets.dim() and targets.shape[0] >= n:
         return [label_text(t, class_names) for t in targets[:n].detach().cpu()]
     return None
