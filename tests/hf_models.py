@@ -156,6 +156,26 @@ def tiny_resnet(num_labels: int = 10, seed: int = 0) -> Any:
     return transformers.ResNetForImageClassification(config)
 
 
+def tiny_segformer(num_labels: int = 2, seed: int = 0) -> Any:
+    """SegFormer on 32x32 RGB (``pixel_values``, ``labels`` ``(N, 32, 32)``): its logits are 16x16 and its
+    loss upsamples them to the labels (bilinear), as the real one does at a quarter of the resolution."""
+    torch.manual_seed(seed)
+    config = transformers.SegformerConfig(
+        num_channels=3,
+        num_encoder_blocks=2,
+        depths=[1, 1],
+        sr_ratios=[2, 1],
+        hidden_sizes=[16, 32],
+        num_attention_heads=[1, 2],
+        patch_sizes=[3, 3],
+        strides=[2, 2],
+        mlp_ratios=[2, 2],
+        decoder_hidden_size=32,
+        num_labels=num_labels,
+    )
+    return transformers.SegformerForSemanticSegmentation(config)
+
+
 # ---------------------------------------------------------------------- data
 class _Dicts(Dataset):
     def __init__(self, **columns: torch.Tensor) -> None:

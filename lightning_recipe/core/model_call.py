@@ -54,6 +54,7 @@ from torch import nn
 
 from lightning_recipe.core.batches import KeySpec, first_tensor, split_batch
 from lightning_recipe.core.state import preserved_state
+from lightning_recipe.core.tasks import upsample_to_targets
 
 __all__ = ["Convention", "ModelCall", "ModelOutput", "unpack_output"]
 
@@ -67,7 +68,8 @@ class ModelOutput:
     Attributes:
         raw: the object the module returned.
         logits: the predictions (``.logits``, ``["logits"]``, a tensor, the first tensor of a tuple
-            that does not start with a scalar loss), or ``None``.
+            that does not start with a scalar loss), or ``None``; from :class:`ModelCall`, dense
+            logits coarser than the batch's per-pixel targets are upsampled to them, as the loss does.
         loss: a loss the model computed itself (``.loss``, ``["loss"]``, the scalar first element of
             a Hugging Face tuple output), or ``None``.
     """
@@ -246,7 +248,20 @@ class ModelCall:
             if train is not None:
                 module.train(train)
             with torch.set_grad_enabled(grad), context or contextlib.nullcontext():
-                return unpack_output(self._call(module, batch, transform))
+                out = unpack_output(self._call(module, batch, transform))
+                return self._at_target_size(out, batch)
+
+    def _at_target_size(self, out: ModelOutput, batch: Any) -> ModelOutput:
+        """``out`` with dense logits coarser than the batch's per-pixel targets upsampled to them, as
+        the model's own loss does (:func:`~lightning_recipe.core.tasks.upsample_to_targets`)."""
+        if not isinstance(out.logits, torch.Tensor) or out.logits.dim() != 4:
+            return out
+        try:
+            targets = split_batch(batch, input_key=self.input_key, target_key=self.target_key).targets
+        except ValueError:
+            return out
+        logits = upsample_to_targets(out.logits, targets)
+        return out if logits is out.logits else ModelOutput(out.raw, logits, out.loss)
 
     def _call(self, module: nn.Module, batch: Any, transform: Callable[[Any], Any] | None) -> Any:
         tried: list[str] = []

@@ -56,6 +56,7 @@ __all__ = [
     "infer_task",
     "is_binary_valued",
     "is_token_targets",
+    "upsample_to_targets",
 ]
 
 TaskLiteral = Literal["multiclass", "binary", "multilabel", "regression"]
@@ -107,6 +108,33 @@ def class_dim(targets: torch.Tensor, outputs: torch.Tensor) -> int | None:
     if t == o[:-1]:
         return -1
     return None
+
+
+def upsample_to_targets(outputs: torch.Tensor, targets: Any) -> torch.Tensor:
+    """Dense ``outputs`` coarser than per-pixel ``targets``, upsampled to them (else ``outputs`` itself).
+
+    A segmentation model may predict at a fraction of the labels' resolution and upsample inside its
+    loss (Hugging Face's SegFormer: ``(N, C, H/4, W/4)`` logits for ``(N, H, W)`` labels, bilinear,
+    ``align_corners=False``); the checks compare the outputs the loss sees. Applies to
+    ``(N, C, h, w)`` floating-point outputs with targets ``(N, H, W)`` (class indices) or
+    ``(N, C, H, W)`` (masks), ``h <= H``, ``w <= W``, of the same aspect ratio.
+
+    Example:
+        >>> upsample_to_targets(torch.zeros(2, 3, 8, 8), torch.zeros(2, 32, 32, dtype=torch.long)).shape
+        torch.Size([2, 3, 32, 32])
+        >>> upsample_to_targets(torch.zeros(2, 3, 8, 8), torch.zeros(2, 3)).shape   # not per pixel: as is
+        torch.Size([2, 3, 8, 8])
+    """
+    if outputs.dim() != 4 or not outputs.is_floating_point() or not isinstance(targets, torch.Tensor):
+        return outputs
+    if targets.dim() not in (3, 4) or len(targets) != len(outputs):
+        return outputs
+    if targets.dim() == 4 and targets.shape[1] != outputs.shape[1]:
+        return outputs
+    (h, w), (big_h, big_w) = outputs.shape[-2:], targets.shape[-2:]
+    if (h, w) == (big_h, big_w) or h > big_h or w > big_w or abs(big_h * w - big_w * h) > max(big_h, big_w):
+        return outputs
+    return F.interpolate(outputs, size=(big_h, big_w), mode="bilinear", align_corners=False)
 
 
 def _ambiguous(why: str, choices: tuple[str, ...]) -> ValueError:

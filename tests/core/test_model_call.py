@@ -150,3 +150,17 @@ def test_the_error_hint_is_the_callers():
     with pytest.raises(TypeError) as err:
         ModelCall(hint="pass `layer=`")(Odd(), (torch.randn(2, 4), torch.zeros(2)))
     assert str(err.value).endswith("; pass `layer=`") and "forward=" not in str(err.value)
+
+
+def test_coarse_segmentation_logits_are_upsampled_to_the_labels_as_the_loss_does():
+    coarse = nn.Sequential(nn.Conv2d(3, 4, 3, stride=4, padding=1))  # (N, 4, 8, 8) for 32x32 images
+    x, masks = torch.randn(2, 3, 32, 32), torch.randint(0, 4, (2, 32, 32))
+    out = ModelCall()(coarse, (x, masks))
+    expected = nn.functional.interpolate(coarse(x), size=(32, 32), mode="bilinear", align_corners=False)
+    assert out.logits.shape == (2, 4, 32, 32) and torch.allclose(out.logits, expected)
+    assert out.raw.shape == (2, 4, 8, 8)  # what the module returned is kept
+    # twins left as they are: labels per sample, logits already at the labels' size, another aspect
+    assert ModelCall()(coarse, (x, torch.tensor([0, 3]))).logits.shape == (2, 4, 8, 8)
+    same = nn.Conv2d(3, 4, 3, padding=1)
+    assert ModelCall()(same, (x, masks)).logits.shape == (2, 4, 32, 32)
+    assert ModelCall()(coarse, (x, torch.randint(0, 4, (2, 32, 64)))).logits.shape == (2, 4, 8, 8)

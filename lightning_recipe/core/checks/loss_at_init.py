@@ -37,7 +37,13 @@ from lightning_recipe.core.batches import first_tensor
 from lightning_recipe.core.format import fmt as _fmt
 from lightning_recipe.core.init_values import EVIDENCE_KEYS, diagnose, loss_evidence, resolve_loss
 from lightning_recipe.core.stats import TargetStats, targets_from_dataset
-from lightning_recipe.core.tasks import SequenceObjective, ShiftArg, infer_sequence_objective, infer_task
+from lightning_recipe.core.tasks import (
+    SequenceObjective,
+    ShiftArg,
+    infer_sequence_objective,
+    infer_task,
+    upsample_to_targets,
+)
 from lightning_recipe.core.tracing import find_layer
 
 __all__ = [
@@ -293,6 +299,8 @@ def step_evidence(
         )  # fmt: skip
     if objective is not None and objective.shift and out is not None:
         out, targets = objective.align(out, targets)
+    if out is not None and (up := upsample_to_targets(out, targets)) is not out:
+        out, loss_grad = up, None  # coarse segmentation logits, as the model's loss upsamples them
     bias = getattr(module, "bias", None)
     bias = bias.detach() if isinstance(bias, torch.Tensor) else None
     if bias is not None:
