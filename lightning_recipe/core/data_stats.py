@@ -758,6 +758,7 @@ _ORDER = (
     "blank_samples",
     "missing_classes",
     "class_imbalance",
+    "sorted_unshuffled",
     "constant_features",
     "outliers",
     "summary",
@@ -830,6 +831,7 @@ def analyse_splits(
     outlier_z: float = 12.0,
     max_examples: int = 10,
     balanced_by: str | None = None,
+    extra: tuple[DataIssue, ...] = (),
 ) -> DataReport:
     """Turn merged :class:`SplitStats` into verdicts.
 
@@ -847,6 +849,8 @@ def analyse_splits(
         max_examples: example indices per verdict.
         balanced_by: how training already answers an imbalance (a class-weighted loss, a weighted
             sampler: see ``imbalance_answer``); the imbalance is then a ``pass`` that says so.
+        extra: verdicts found outside the statistics (the training loader's order), judged and
+            counted with the others.
     """
     report = DataReport()
     issues: list[DataIssue] = []
@@ -1252,6 +1256,7 @@ def analyse_splits(
                     )
                 )
 
+    issues.extend(extra)
     order = {k: i for i, k in enumerate(_ORDER)}
     issues.sort(key=lambda i: order.get(i.issue, len(order)))
     total = sum(s.count for s in splits.values())

@@ -183,6 +183,31 @@ def test_an_imbalance_the_loss_weights_or_the_sampler_evens_out_is_a_pass_its_pl
         )
 
 
+class _SortedDigits(DigitsData):
+    """The digits sorted by label (a data set written class by class), loaded ``order``-ly."""
+
+    def __init__(self, order: str) -> None:
+        super().__init__(shuffle=order == "shuffled")
+        if order != "permuted":
+            keep = torch.argsort(self.yt, stable=True)
+        else:  # read in order, but the order itself is random: healthy
+            keep = torch.randperm(len(self.yt), generator=torch.Generator().manual_seed(0))
+        self.xt, self.yt = self.xt[keep], self.yt[keep]
+
+
+@pytest.mark.parametrize("order", ["sorted", "shuffled", "permuted"])
+def test_class_sorted_data_read_in_order_warns_and_its_shuffled_twins_do_not(tmp_path, order):
+    inspector = DataInspector(progress=False)
+    _fit(tmp_path, [inspector], _SortedDigits(order), max_steps=2)
+    found = inspector.result.issue("sorted_unshuffled")
+    if order != "sorted":
+        assert found is None and _issues(inspector.findings) == []
+        return
+    assert found.status == "warn" and found.numbers["runs"] == 10 and found.numbers["samples"] == 1400
+    assert "pass `shuffle=True`" in found.message and "a batch of 64 holds ~1.4 classes" in found.message
+    assert inspector.findings[-1].message.startswith("1 problem(s)")
+
+
 def test_flattened_digits_with_their_blank_border_pixels_are_clean():
     x, y = digits_arrays()
     data = TensorDataset(torch.as_tensor(x.reshape(len(x), -1)), torch.as_tensor(y))

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, SequentialSampler, WeightedRandomSampler
 
 from lightning_recipe.core.arguments import check_positive_int
 from lightning_recipe.core.batches import KeySpec, validate_key_spec
@@ -33,13 +33,14 @@ from lightning_recipe.core.data_scan import ScanPlan, gather_stats, plan_split, 
 from lightning_recipe.core.data_stats import DataIssue, DataReport, SplitStats, analyse_splits
 from lightning_recipe.core.errors import ArgumentError
 from lightning_recipe.core.state import preserved_state
-from lightning_recipe.core.stats import is_one_shot
+from lightning_recipe.core.stats import is_one_shot, targets_from_dataset
 from lightning_recipe.core.tasks import check_task_argument
 from lightning_recipe.findings import Finding
 
 __all__ = [
     "CHECK",
     "MIN_BUDGET_SAMPLES",
+    "SORTED_RUNS",
     "WEIGHT_NAMES",
     "DataInspection",
     "DataInspectorConfig",
@@ -50,6 +51,7 @@ __all__ = [
     "note_scanned",
     "report_findings",
     "scan_sources",
+    "sorted_order_issue",
     "summary_scalars",
 ]
 
@@ -222,6 +224,67 @@ def imbalance_answer(loader: Any, module: nn.Module | None = None) -> str | None
     return None
 
 
+#: Training targets in at most this share of the runs of one class a random order has are "sorted".
+SORTED_RUNS = 0.2
+
+
+def _in_order(loader: Any) -> bool:
+    """Whether ``loader`` reads its dataset front to back: a ``SequentialSampler``, or a
+    ``DistributedSampler`` without shuffling (what Lightning puts in its place under DDP)."""
+    sampler = getattr(loader, "sampler", None)
+    if isinstance(sampler, SequentialSampler):
+        return True
+    return isinstance(sampler, DistributedSampler) and not sampler.shuffle
+
+
+def sorted_order_issue(loader: Any, min_samples: int = 64) -> DataIssue | None:
+    """A ``warn`` when the training loader reads class-sorted data in order (``shuffle=False``).
+
+    Every batch then holds one class (or two at a boundary): the model learns whichever class it saw
+    last, and BatchNorm's statistics follow the class. Read from the dataset's targets where they
+    are cheap (:func:`~lightning_recipe.core.stats.targets_from_dataset`), one label per sample:
+    sorted when the number of runs of one label is at most :data:`SORTED_RUNS` of what a random order
+    gives (``1 + (N - 1)(1 - sum p^2)``). Data read in order but not sorted says nothing.
+
+    Example:
+        >>> from torch.utils.data import TensorDataset
+        >>> sorted_data = TensorDataset(torch.zeros(200, 2), torch.arange(200) // 50)   # 4 classes, in order
+        >>> sorted_order_issue(DataLoader(sorted_data, batch_size=32)).issue
+        'sorted_unshuffled'
+        >>> sorted_order_issue(DataLoader(sorted_data, batch_size=32, shuffle=True)) is None
+        True
+    """
+    if not _in_order(loader):
+        return None
+    try:
+        targets = targets_from_dataset(getattr(loader, "dataset", None))
+    except Exception:  # a dataset's own attribute that does not read: nothing to say
+        return None
+    if not isinstance(targets, torch.Tensor) or targets.dim() != 1 or len(targets) < min_samples:
+        return None
+    if targets.is_floating_point() or targets.is_complex():
+        return None
+    n = len(targets)
+    _, counts = targets.unique(return_counts=True)
+    if len(counts) < 2:
+        return None
+    p = counts.double() / n
+    expected = 1 + (n - 1) * (1 - float((p * p).sum()))
+    runs = 1 + int((targets[1:] != targets[:-1]).sum())
+    if runs > SORTED_RUNS * expected:
+        return None
+    batch = getattr(loader, "batch_size", None) or 1
+    per_batch = 1 + (batch - 1) * (runs - 1) / max(1, n - 1)
+    message = (
+        f"train: the training loader reads the data in order (shuffle=False) and its {n} targets come "
+        f"sorted, in {runs} runs of one class (a shuffled order has ~{expected:.0f}): a batch of {batch} "
+        f"holds ~{per_batch:.1f} classes, so the model learns whichever it saw last; pass "
+        "`shuffle=True` to the training DataLoader."
+    )
+    numbers = {"runs": runs, "expected_runs": round(expected, 1), "samples": n, "batch_size": batch}
+    return DataIssue("sorted_unshuffled", "warn", message, "train", numbers)
+
+
 def report_findings(report: DataReport) -> list[Verdict]:
     """``(status, message, numbers)`` per issue of ``report``; the kind in ``numbers["issue"]``, the split in ``"split"``."""
     out = []
@@ -391,6 +454,7 @@ def scan_sources(
         near_constant_ratio=config.near_constant_ratio,
         outlier_z=config.outlier_z,
         balanced_by=balanced_by,
+        extra=tuple(i for i in [sorted_order_issue(sources["train"])] if i is not None),
     )
     note_estimates(report, estimated)
     return ScanOutcome(report, plans, failed, estimated)

@@ -15,6 +15,7 @@ from lightning_recipe.core.checks.data_inspector import (
     other_rank_reason,
     report_findings,
     scan_sources,
+    sorted_order_issue,
     summary_scalars,
 )
 from lightning_recipe.core.data_stats import DataIssue, DataReport
@@ -185,3 +186,20 @@ def test_imbalance_answer_names_the_weighted_loss_module_or_tensor():
     assert (
         imbalance_answer(loader, Model(criterion=nn.CrossEntropyLoss(), class_weights=torch.ones(3))) is None
     )
+
+
+def test_sorted_order_is_read_through_lightnings_distributed_sampler_and_needs_enough_labels():
+    from torch.utils.data import DistributedSampler
+
+    data = TensorDataset(torch.zeros(256, 1), torch.arange(256) // 64)
+    unshuffled = DistributedSampler(data, num_replicas=2, rank=0, shuffle=False)  # Lightning's under DDP
+    assert sorted_order_issue(DataLoader(data, sampler=unshuffled)).numbers["runs"] == 4
+    shuffled = DistributedSampler(data, num_replicas=2, rank=0, shuffle=True)
+    assert sorted_order_issue(DataLoader(data, sampler=shuffled)) is None
+    assert (
+        sorted_order_issue(DataLoader(TensorDataset(torch.zeros(32, 1), torch.arange(32) // 8))) is None
+    )  # few
+    regression = TensorDataset(torch.zeros(256, 1), torch.linspace(0, 1, 256))  # a sorted regression target
+    assert sorted_order_issue(DataLoader(regression)) is None
+    one_class = TensorDataset(torch.zeros(256, 1), torch.zeros(256, dtype=torch.long))
+    assert sorted_order_issue(DataLoader(one_class)) is None
