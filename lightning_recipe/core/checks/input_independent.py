@@ -662,13 +662,17 @@ def _inconclusive(
 # ---------------------------------------------------------------------- the rounds, within a budget
 def clear_pass(config: BaselineConfig, fine: BaselineRounds, chunk: int) -> tuple[Status, str] | None:
     """An early ``pass`` between two rounds: the real copy is already ``margin`` lower, and the zeroed
-    copy, improving at its last ``chunk`` steps' pace scaled to a round, could not close the gap within
-    :data:`LOOKAHEAD` rounds (the round's own test, on a finer grid); else ``None`` (train on)."""
+    copy, improving at its pace over the last ``chunk`` steps or more (back to the latest score at
+    least that far back, else the first) scaled to a round, could not close the gap within
+    :data:`LOOKAHEAD` rounds (the round's own test, on a finer grid); else ``None`` (train on). A
+    peek a few steps after a score is judged on the zeroed copy's pace since the score before it, so
+    that a few noisy steps cannot pass for a zeroed copy that stopped learning."""
     if len(fine.real_val) < 2 or _cannot_compare(config, fine) is not None:
         return None
-    real, zero = fine.real_val, fine.zero_val
+    real, zero, at = fine.real_val, fine.zero_val, fine.eval_steps
     r_end, z_end, gap = real[-1], zero[-1], fine.gap
-    pace = max(0.0, zero[-2] - z_end) * config.steps / max(1, chunk)
+    back = next((j for j in range(len(at) - 2, -1, -1) if at[-1] - at[j] >= chunk), 0)
+    pace = max(0.0, zero[back] - z_end) * config.steps / max(1, at[-1] - at[back])
     if not (gap >= config.margin and LOOKAHEAD * pace <= z_end - r_end):
         return None
     return "pass", (
@@ -799,7 +803,7 @@ def run_rounds(
             done += size
             if not k or done >= config.steps:
                 break
-            found = clear_pass(config, fine, size)
+            found = clear_pass(config, fine, plan.sizes(config.steps)[0])  # a peek: the pace over a chunk
             if found is not None:
                 return fine, found
         measured.add(total, pair.steps_done)

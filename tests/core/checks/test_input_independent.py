@@ -262,6 +262,14 @@ def test_clear_pass_between_rounds_and_its_twin_with_a_zeroed_copy_still_learnin
     assert clear_pass(config, _fine((3.0, 3.0), (1.2, 2.2)), chunk=25) is None
     assert clear_pass(config, _fine((2.30, 2.30), (2.25, 2.30)), chunk=25) is None  # 2% < margin 5%
     assert clear_pass(config, _fine((2.30, 2.30)), chunk=25) is None  # nothing trained yet
+    # a peek 5 steps after a score: the zeroed copy's pace is read over the 30 steps since init, not
+    # over 5 noisy ones (there it rose a little: pace 0, which alone would let the pass through)
+    peek = _fine((2.50, 2.50), (2.15, 2.31), (2.10, 2.32), every=1)
+    peek.eval_steps[:] = [0, 25, 30]
+    assert clear_pass(config, peek, chunk=25) is None  # fell 0.18 in 30 steps: 0.6 a round
+    flat = _fine((2.30, 2.30), (2.19, 2.30), (2.10, 2.30), every=1)
+    flat.eval_steps[:] = [0, 25, 30]
+    assert clear_pass(config, flat, chunk=25)[0] == "pass"
 
 
 def test_round_plan_peeks_where_the_gap_would_reach_the_margin_before_the_next_score():
