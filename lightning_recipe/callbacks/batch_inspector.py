@@ -186,10 +186,8 @@ class BatchInspector(RecipeCallback):
             stats, self._seen_codes, self._inspected == 1, self.normalised_scale, self.constant_std
         )
         padding = padding_in_loss(batch, parts.targets, self._ignore_index) if self.check_padding else None
-        once = {
-            "padding_in_loss": padding,
-            "masks_misaligned": self._masks.add(x, parts.targets, trainer.global_step),
-        }
+        masks = self._masks.add(x, parts.targets, trainer.global_step) if stats.layout == "image" else None
+        once = {"padding_in_loss": padding, "masks_misaligned": masks}
         verdicts = with_once(verdicts, once, self._seen_codes)
         for status, message, numbers in verdicts:
             self.record(trainer, status, message, numbers, raise_on_fail=True)  # type: ignore[arg-type]

@@ -1,11 +1,12 @@
 """Whether per-pixel targets line up with their images: mask boundaries on image edges, against the mask mirrored.
 
 A segmentation mask changes label where the image changes (an object's outline), so the image's
-edges are stronger on the mask's boundary than elsewhere. A flip, a rotation or a transpose applied
-to the image and not to its mask (or the other way round: the recipe's "labels not flipped with the
-images") moves the boundary off the edges, and the mask mirrored the same way fits better.
+edges are stronger on the mask's boundary than elsewhere. A flip, a 180° rotation or a transpose
+applied to the image and not to its mask (or the other way round: the recipe's "labels not flipped
+with the images") moves the boundary off the edges, and the mask mirrored the same way fits better.
 :func:`mask_alignment` scores each sample: the mean edge strength on the mask's boundary over the
-image's mean, for the mask as given and mirrored left-right, up-down and (square images) transposed.
+image's mean, for the mask as given, mirrored left-right, up-down, both (rotated 180°) and (square
+images) transposed.
 The image is smoothed first (a 3x3 box), so that pixel noise does not drown the outlines, its edges
 are divided by their neighbourhood's mean (:data:`LOCAL`), so that a mirrored boundary falling into
 a textured region does not fit by chance, and a fit is read as its excess over 1 (a boundary on
@@ -38,6 +39,7 @@ __all__ = [
     "MIN_EXCESS",
     "TRANSFORMS",
     "Alignment",
+    "is_binary",
     "label_map",
     "mask_alignment",
 ]
@@ -49,7 +51,7 @@ FIT_RATIO = 1.5
 #: mean edge strength (fit >= 1.2): a mask whose outline follows nothing in the image tells nothing.
 MIN_EXCESS = 0.2
 #: The mirrorings tried, by name.
-TRANSFORMS = ("mirrored left-right", "mirrored up-down", "transposed")
+TRANSFORMS = ("mirrored left-right", "mirrored up-down", "rotated 180°", "transposed")
 #: A float map with more distinct whole values than this is an image, not labels.
 MAX_FLOAT_LABELS = 32
 #: Edges are read against their neighbourhood (this many pixels across): an outline stands out of its
@@ -61,11 +63,13 @@ LOCAL = 9
 class Alignment:
     """The scores of one batch: ``fit[i]`` the given mask's, ``best[i]`` the best mirrored mask's.
 
-    ``evaluable``: samples with a boundary, edges, and a version that fits (:data:`MIN_EXCESS`);
-    ``misaligned``: those whose mirrored mask's excess fit is :data:`FIT_RATIO` times the given one's;
-    ``how``: for each misaligned sample, which mirroring.
+    ``bounded``: samples whose mask has a boundary and whose image has edges; ``evaluable``: of
+    those, the ones where some version fits (:data:`MIN_EXCESS`); ``misaligned``: those whose
+    mirrored mask's excess fit is :data:`FIT_RATIO` times the given one's; ``how``: for each
+    misaligned sample, which mirroring.
     """
 
+    bounded: list[int] = field(default_factory=list)
     fit: list[float] = field(default_factory=list)
     best: list[float] = field(default_factory=list)
     evaluable: list[int] = field(default_factory=list)
@@ -101,10 +105,10 @@ def label_map(x: torch.Tensor, targets: object) -> torch.Tensor | None:
         return None
     if t.dim() == 4 and t.shape[1] > 1:
         if not t.is_floating_point():
-            return None
+            return t.argmax(dim=1) if is_binary(t) else None  # integer or bool one-hot / multi-hot masks
         in_unit = bool(((t >= 0) & (t <= 1)).all())
         one_per_pixel = bool(((t.sum(dim=1) - 1).abs() < 1e-3).all())
-        binary = bool(((t == 0) | (t == 1)).all())
+        binary = is_binary(t)
         if not (in_unit and (one_per_pixel or binary)):
             return None  # a target image (denoising, super-resolution), not class scores
         return t.argmax(dim=1)
@@ -115,6 +119,11 @@ def label_map(x: torch.Tensor, targets: object) -> torch.Tensor | None:
     if continuous:
         return None  # a depth or heat map, a target image: no label boundaries
     return t.long()
+
+
+def is_binary(t: torch.Tensor) -> bool:
+    """Whether every element of ``t`` is 0 or 1."""
+    return bool(((t == 0) | (t == 1)).all())
 
 
 def _edges(x: torch.Tensor) -> torch.Tensor:
@@ -159,7 +168,8 @@ def mask_alignment(x: torch.Tensor, targets: object) -> Alignment:
         return out
     edges = _edges(x)
     mean = edges.mean(dim=(-2, -1))
-    mirrored = [m.flip(-1), m.flip(-2)] + ([m.transpose(-1, -2)] if m.shape[-1] == m.shape[-2] else [])
+    mirrored = [m.flip(-1), m.flip(-2), m.flip((-2, -1))]
+    mirrored += [m.transpose(-1, -2)] if m.shape[-1] == m.shape[-2] else []
     given = _fit(edges, mean, m)
     others = torch.stack([_fit(edges, mean, t) for t in mirrored], dim=1).nan_to_num(nan=0.0)
     best, which = others.max(dim=1)
@@ -169,6 +179,7 @@ def mask_alignment(x: torch.Tensor, targets: object) -> Alignment:
     ):
         if math.isnan(fit) or level <= 0:  # no boundary (one label) or a blank image
             continue
+        out.bounded.append(i)
         if max(fit, alt) - 1.0 < MIN_EXCESS:
             continue
         out.evaluable.append(i)

@@ -342,7 +342,7 @@ def test_masks_not_mirrored_with_their_images_warn_and_the_healthy_twin_is_silen
         return
     (finding,) = found  # once per run, though three batches were inspected
     assert finding.status == "warn" and finding.numbers["how"] == how and how in finding.message
-    assert finding.numbers["misaligned"] >= 3 and "flip, rotation or transpose" in finding.message
+    assert finding.numbers["misaligned"] >= 3 and "flip, 180° rotation or transpose" in finding.message
     if bug == "image only":  # about half the samples are mirrored: about half are caught
         assert 0.15 <= finding.numbers["misaligned"] / finding.numbers["judged"] <= 0.8
 
