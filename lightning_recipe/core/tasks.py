@@ -116,8 +116,10 @@ def upsample_to_targets(outputs: torch.Tensor, targets: Any) -> torch.Tensor:
     A segmentation model may predict at a fraction of the labels' resolution and upsample inside its
     loss (Hugging Face's SegFormer: ``(N, C, H/4, W/4)`` logits for ``(N, H, W)`` labels, bilinear,
     ``align_corners=False``); the checks compare the outputs the loss sees. Applies to
-    ``(N, C, h, w)`` floating-point outputs with targets ``(N, H, W)`` (class indices) or
-    ``(N, C, H, W)`` (masks), ``h <= H``, ``w <= W``, of the same aspect ratio.
+    ``(N, C, h, w)`` floating-point outputs with integer targets ``(N, H, W)`` or ``(N, 1, H, W)``
+    (class indices), or targets ``(N, C, H, W)`` (masks), where ``(h, w)`` is the labels' size over a
+    whole stride from 2 to 32 (``h = ceil(H / s)``); a float ``(N, H, W)`` map (regression) or a
+    crop of another size is left as it is.
 
     Example:
         >>> upsample_to_targets(torch.zeros(2, 3, 8, 8), torch.zeros(2, 32, 32, dtype=torch.long)).shape
@@ -129,10 +131,17 @@ def upsample_to_targets(outputs: torch.Tensor, targets: Any) -> torch.Tensor:
         return outputs
     if targets.dim() not in (3, 4) or len(targets) != len(outputs):
         return outputs
-    if targets.dim() == 4 and targets.shape[1] != outputs.shape[1]:
+    indices = not (targets.is_floating_point() or targets.is_complex())
+    if targets.dim() == 4 and not (
+        targets.shape[1] == outputs.shape[1] or (indices and targets.shape[1] == 1)
+    ):
         return outputs
+    if targets.dim() == 3 and not indices:
+        return outputs  # a float map (N, H, W): a regression target, not class indices
     (h, w), (big_h, big_w) = outputs.shape[-2:], targets.shape[-2:]
-    if (h, w) == (big_h, big_w) or h > big_h or w > big_w or abs(big_h * w - big_w * h) > max(big_h, big_w):
+    # a whole stride of the labels (SegFormer 4, DeepLab 8, FCN 32); a valid-padding U-Net's crop is not one
+    strided = any(-(-big_h // s) == h and -(-big_w // s) == w for s in range(2, 33))
+    if not strided:
         return outputs
     return F.interpolate(outputs, size=(big_h, big_w), mode="bilinear", align_corners=False)
 
