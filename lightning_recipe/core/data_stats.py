@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -830,7 +831,7 @@ def analyse_splits(
     near_constant_ratio: float = 0.01,
     outlier_z: float = 12.0,
     max_examples: int = 10,
-    balanced_by: str | None = None,
+    balanced_by: Callable[[Any], str | None] | str | None = None,
     extra: tuple[DataIssue, ...] = (),
 ) -> DataReport:
     """Turn merged :class:`SplitStats` into verdicts.
@@ -848,7 +849,8 @@ def analyse_splits(
             standard deviations (1.4826 MAD) from the median of their class.
         max_examples: example indices per verdict.
         balanced_by: how training already answers an imbalance (a class-weighted loss, a weighted
-            sampler: see ``imbalance_answer``); the imbalance is then a ``pass`` that says so.
+            sampler: see ``imbalance_answer``), in words or as ``balanced_by(class_counts)``; the
+            imbalance is then a ``pass`` that says so (for a held-out split: "in training ...").
         extra: verdicts found outside the statistics (the training loader's order), judged and
             counted with the others.
     """
@@ -1060,10 +1062,13 @@ def analyse_splits(
                 )
                 counts = f"{ratio:.1f}:1 (class {big}: {int(cc[big])}, class {small}: {int(cc[small])})"
                 numbers = {"ratio": round(ratio, 3), "class_counts": [int(c) for c in cc]}
-                if balanced_by:
+                how = balanced_by(cc) if callable(balanced_by) else balanced_by
+                if how:
                     status: Status = "pass"
-                    text = f"{name}: classes are imbalanced {counts}, and {balanced_by}: nothing to add."
-                    numbers["balanced_by"] = balanced_by
+                    text = f"{name}: classes are imbalanced {counts}, and {how}: nothing to add."
+                    if name != train:  # a held-out split keeps the data's imbalance; training answers it
+                        text = f"{name}: classes are imbalanced {counts}; in training {how}: nothing to add."
+                    numbers["balanced_by"] = how
                 else:
                     status = "warn"
                     text = (

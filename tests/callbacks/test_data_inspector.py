@@ -181,6 +181,13 @@ def test_an_imbalance_the_loss_weights_or_the_sampler_evens_out_is_a_pass_its_pl
         assert summary.startswith("1 problem(s)") if status == "warn" else summary.startswith("train 165"), (
             name
         )
+    # validation data as imbalanced as training: answered in training, so no warning on it either
+    inspector = DataInspector(progress=False)
+    skewed_val = _SkewedCancer("balanced")
+    skewed_val.val_set = skewed_val.train_set
+    _fit(tmp_path / "val", [inspector], skewed_val, model=LitModel(mlp(30, 2)), max_steps=2)
+    found = inspector.result.issue("class_imbalance", "val")
+    assert found.status == "pass" and "; in training the training loader resamples them" in found.message
 
 
 class _SortedDigits(DigitsData):

@@ -40,6 +40,7 @@ from lightning_recipe.findings import Finding
 __all__ = [
     "CHECK",
     "MIN_BUDGET_SAMPLES",
+    "RESAMPLED_RATIO",
     "SORTED_RUNS",
     "WEIGHT_NAMES",
     "DataInspection",
@@ -163,18 +164,24 @@ class DataInspection:
 
 # ---------------------------------------------------------------------- verdicts
 #: Tensor attributes and buffers whose name says they weight the loss per class.
-WEIGHT_NAMES = ("class_weight", "class_weights", "pos_weight", "label_weights", "loss_weights")
+WEIGHT_NAMES = ("class_weight", "class_weights", "pos_weight")
+#: A weighted sampler answers an imbalance when the classes' shares of its weight are within this ratio.
+RESAMPLED_RATIO = 2.0
 
 
-def _uneven(weights: Any) -> bool:
-    """Whether ``weights`` is a tensor of at least two different values (uniform weights balance nothing)."""
-    return (
-        isinstance(weights, torch.Tensor)
-        and weights.numel() >= 1
-        and bool(
-            (weights.numel() == 1 and float(weights) != 1.0) or (weights != weights.reshape(-1)[0]).any()
-        )
-    )
+def _uneven(weights: Any, sizes: tuple[int, ...] = ()) -> bool:
+    """Whether ``weights`` is a tensor of at least two different values (one value other than 1 for a
+    single weight), of one of ``sizes`` elements when given: uniform weights balance nothing, and a
+    vector of another length weights something else (tasks, heads)."""
+    if (
+        not isinstance(weights, torch.Tensor)
+        or weights.numel() < 1
+        or (sizes and weights.numel() not in sizes)
+    ):
+        return False
+    if weights.numel() == 1:
+        return float(weights) != 1.0
+    return bool((weights != weights.reshape(-1)[0]).any())
 
 
 def _samplers(loader: Any) -> Iterator[Any]:
@@ -188,40 +195,71 @@ def _samplers(loader: Any) -> Iterator[Any]:
                 yield inner
 
 
-def imbalance_answer(loader: Any, module: nn.Module | None = None) -> str | None:
-    """How training already answers a class imbalance, in words, or ``None`` when nothing shows it.
+def _resampled(sampler: WeightedRandomSampler, dataset: Any) -> bool:
+    """Whether the sampler's weights even the classes out: each class's share of the total weight
+    within :data:`RESAMPLED_RATIO` of the others' (the dataset's targets must be cheap to read)."""
+    weights = torch.as_tensor(sampler.weights, dtype=torch.float64).reshape(-1)
+    try:
+        targets = targets_from_dataset(dataset)
+    except Exception:  # a dataset's own attribute that does not read
+        return False
+    if not isinstance(targets, torch.Tensor) or targets.dim() != 1 or len(targets) != len(weights):
+        return False
+    if targets.is_floating_point() or targets.is_complex() or not _uneven(weights):
+        return False
+    _, index = targets.unique(return_inverse=True)
+    mass = torch.zeros(int(index.max()) + 1, dtype=torch.float64).index_add_(0, index, weights)
+    return bool(mass.min() > 0 and mass.max() / mass.min() <= RESAMPLED_RATIO)
 
-    A ``WeightedRandomSampler`` of uneven weights on the training loader resamples the classes; a
-    class-weighted loss module (``CrossEntropyLoss``/``NLLLoss`` with ``weight=``, ``BCEWithLogitsLoss``
-    with ``pos_weight=``) or a tensor named like :data:`WEIGHT_NAMES` on the module weights them.
-    A loss weighted inside ``training_step`` from a plain list is not seen.
+
+def imbalance_answer(loader: Any, module: nn.Module | None = None) -> Callable[[Any], str | None]:
+    """How training already answers a class imbalance: ``answer(class_counts)`` says it in words, or
+    ``None`` when nothing shows it.
+
+    A ``WeightedRandomSampler`` on the training loader whose weights give the classes even shares
+    (:data:`RESAMPLED_RATIO`; read from the dataset's targets) resamples them; a class-weighted loss
+    module (``CrossEntropyLoss``/``NLLLoss`` with ``weight=``, ``BCEWithLogitsLoss`` with
+    ``pos_weight=``) or a tensor named like :data:`WEIGHT_NAMES` on the module, of one weight per
+    class (a single ``pos_weight`` for a binary task), weights them. A loss weighted inside
+    ``training_step`` from a plain list is not seen, nor a sampler over data whose targets are not
+    cheap to read.
 
     Example:
         >>> from torch.utils.data import DataLoader, TensorDataset
         >>> data = TensorDataset(torch.zeros(4, 1), torch.tensor([0, 0, 0, 1]))
-        >>> imbalance_answer(DataLoader(data), nn.ModuleDict({"loss": nn.CrossEntropyLoss(torch.tensor([1.0, 3.0]))}))
+        >>> weighted = nn.ModuleDict({"loss": nn.CrossEntropyLoss(torch.tensor([1.0, 3.0]))})
+        >>> imbalance_answer(DataLoader(data), weighted)([3, 1])
         "the loss is class-weighted (CrossEntropyLoss(weight=) at 'loss')"
-        >>> imbalance_answer(DataLoader(data), nn.Linear(1, 2)) is None
+        >>> imbalance_answer(DataLoader(data), weighted)([3, 1, 1]) is None   # 2 weights for 3 classes
         True
     """
-    for sampler in _samplers(loader):
-        if isinstance(sampler, WeightedRandomSampler) and _uneven(sampler.weights):
-            return "the training loader resamples them (a WeightedRandomSampler)"
-    if module is None:
+
+    def answer(class_counts: Any) -> str | None:
+        classes = len(class_counts)
+        for sampler in _samplers(loader):
+            if isinstance(sampler, WeightedRandomSampler) and _resampled(
+                sampler, getattr(loader, "dataset", None)
+            ):
+                return "the training loader resamples them (a WeightedRandomSampler)"
+        if module is None:
+            return None
+        sizes = (1, classes) if classes == 2 else (classes,)
+        for name, sub in module.named_modules():
+            where = f" at '{name}'" if name else ""
+            if isinstance(sub, (nn.CrossEntropyLoss, nn.NLLLoss)) and _uneven(sub.weight, (classes,)):
+                return f"the loss is class-weighted ({type(sub).__name__}(weight=){where})"
+            if isinstance(sub, nn.BCEWithLogitsLoss) and _uneven(getattr(sub, "pos_weight", None), sizes):
+                return f"the loss is class-weighted (BCEWithLogitsLoss(pos_weight=){where})"
+            named = [*vars(sub).items(), *sub.named_buffers(recurse=False)]
+            for attr, value in named:
+                if attr in WEIGHT_NAMES and _uneven(
+                    value, (1, classes) if attr == "pos_weight" else (classes,)
+                ):
+                    kind = "buffer" if attr in sub._buffers else "tensor"
+                    return f"the loss is class-weighted (the {kind} '{name + '.' if name else ''}{attr}')"
         return None
-    for name, sub in module.named_modules():
-        where = f" at '{name}'" if name else ""
-        if isinstance(sub, (nn.CrossEntropyLoss, nn.NLLLoss)) and _uneven(sub.weight):
-            return f"the loss is class-weighted ({type(sub).__name__}(weight=){where})"
-        if isinstance(sub, nn.BCEWithLogitsLoss) and _uneven(getattr(sub, "pos_weight", None)):
-            return f"the loss is class-weighted (BCEWithLogitsLoss(pos_weight=){where})"
-        for attr, value in vars(sub).items():
-            if attr in WEIGHT_NAMES and _uneven(value):
-                return f"the loss is class-weighted (the tensor '{name + '.' if name else ''}{attr}')"
-        for attr, value in sub.named_buffers(recurse=False):
-            if attr in WEIGHT_NAMES and _uneven(value):
-                return f"the loss is class-weighted (the buffer '{name + '.' if name else ''}{attr}')"
-    return None
+
+    return answer
 
 
 #: Training targets in at most this share of the runs of one class a random order has are "sorted".
@@ -419,7 +457,7 @@ def scan_sources(
     rank: int = 0,
     world_size: int = 1,
     agree: Callable[[bool], bool] = lambda ok: ok,
-    balanced_by: str | None = None,
+    balanced_by: Callable[[Any], str | None] | None = None,
 ) -> ScanOutcome:
     """Scan every split and judge them; a split that cannot be scanned is left out with the reason.
 

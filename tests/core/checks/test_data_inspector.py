@@ -155,16 +155,21 @@ def test_scan_sources_raises_an_argument_that_does_not_fit_and_notes_a_partial_r
 
 def test_imbalance_answer_sees_a_weighted_sampler_also_inside_lightnings_distributed_wrapper():
     data = TensorDataset(torch.zeros(8, 1), torch.tensor([0] * 6 + [1] * 2))
-    weights = torch.tensor([1.0] * 6 + [3.0] * 2)
+    weights = torch.tensor([1.0] * 6 + [3.0] * 2)  # 6 : 6 of the weight: the classes evened out
     sampler = WeightedRandomSampler(weights, 8)
     wrapped = DistributedSamplerWrapper(sampler, num_replicas=2, rank=1)  # what Lightning builds under DDP
     for loader in (DataLoader(data, sampler=sampler), DataLoader(data, sampler=wrapped)):
-        assert imbalance_answer(loader) == "the training loader resamples them (a WeightedRandomSampler)"
-    assert imbalance_answer(DataLoader(data, sampler=WeightedRandomSampler(torch.ones(8), 8))) is None
-    assert imbalance_answer(DataLoader(data, shuffle=True)) is None
+        assert (
+            imbalance_answer(loader)([6, 2]) == "the training loader resamples them (a WeightedRandomSampler)"
+        )
+    assert imbalance_answer(DataLoader(data, sampler=WeightedRandomSampler(torch.ones(8), 8)))([6, 2]) is None
+    assert imbalance_answer(DataLoader(data, shuffle=True))([6, 2]) is None
+    # uneven weights that do not even the classes out (by difficulty, by domain): no answer
+    by_domain = torch.tensor([1.0, 2.0] * 3 + [1.0, 1.0])
+    assert imbalance_answer(DataLoader(data, sampler=WeightedRandomSampler(by_domain, 8)))([6, 2]) is None
 
 
-def test_imbalance_answer_names_the_weighted_loss_module_or_tensor():
+def test_imbalance_answer_names_the_weighted_loss_module_or_tensor_of_one_weight_per_class():
     class Model(nn.Module):
         def __init__(self, **weights: torch.Tensor) -> None:
             super().__init__()
@@ -174,18 +179,35 @@ def test_imbalance_answer_names_the_weighted_loss_module_or_tensor():
 
     loader = DataLoader(TensorDataset(torch.zeros(4, 1)))
     bce = Model(criterion=nn.BCEWithLogitsLoss(pos_weight=torch.tensor(9.0)))
-    assert (
-        imbalance_answer(loader, bce)
-        == "the loss is class-weighted (BCEWithLogitsLoss(pos_weight=) at 'criterion')"
+    assert imbalance_answer(loader, bce)([90, 10]) == (
+        "the loss is class-weighted (BCEWithLogitsLoss(pos_weight=) at 'criterion')"
     )
     plain = Model(class_weights=torch.tensor([1.0, 4.0]))
-    assert imbalance_answer(loader, plain) == "the loss is class-weighted (the tensor 'class_weights')"
     assert (
-        imbalance_answer(loader, Model(criterion=nn.BCEWithLogitsLoss(pos_weight=torch.tensor(1.0)))) is None
+        imbalance_answer(loader, plain)([80, 20]) == "the loss is class-weighted (the tensor 'class_weights')"
     )
     assert (
-        imbalance_answer(loader, Model(criterion=nn.CrossEntropyLoss(), class_weights=torch.ones(3))) is None
+        imbalance_answer(loader, plain)([60, 20, 20]) is None
+    )  # two weights for three classes: another thing
+    buffered = Model()
+    buffered.register_buffer("class_weight", torch.tensor([1.0, 2.0, 5.0]))
+    assert (
+        imbalance_answer(loader, buffered)([60, 30, 10])
+        == "the loss is class-weighted (the buffer 'class_weight')"
     )
+    assert (
+        imbalance_answer(loader, Model(criterion=nn.BCEWithLogitsLoss(pos_weight=torch.tensor(1.0))))([9, 1])
+        is None
+    )
+    assert (
+        imbalance_answer(loader, Model(criterion=nn.CrossEntropyLoss(), class_weights=torch.ones(3)))(
+            [8, 1, 1]
+        )
+        is None
+    )
+    assert (
+        imbalance_answer(loader, Model(loss_weights=torch.tensor([1.0, 0.1])))([9, 1]) is None
+    )  # tasks, not classes
 
 
 def test_sorted_order_is_read_through_lightnings_distributed_sampler_and_needs_enough_labels():
