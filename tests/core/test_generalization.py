@@ -95,6 +95,8 @@ def test_a_training_loss_high_against_the_baseline_and_still_falling_is_underfit
     assert "of the class-prior predictor's 2.3 (still falling ~" in verdict.message
     assert "get a bigger model first" in verdict.message
     assert ", or train longer: at this rate it reaches 50% of it in ~" in verdict.message
+    epochs = int(verdict.message.rsplit("~", 1)[1].split()[0])  # a whole number, not 1.2e+02
+    assert 0 < epochs <= 10 * x[-1]
     flat = judge_stage(x, e, [t[-1]] * len(t), [t[-1] + 0.02] * len(t), baseline=2.3)
     assert flat.stage == "underfitting" and "no longer falling much" in flat.message
     assert "train longer" not in flat.message  # a flat curve: only a bigger model helps

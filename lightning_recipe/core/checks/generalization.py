@@ -93,6 +93,10 @@ __all__ = [
     "validate_arguments",
 ]
 
+#: "Train longer" is advice only when the loss's pace reaches the target within this many times the
+#: epochs already run.
+LONGER_AT_MOST = 10
+
 Stage = Literal["overfitting", "diverging", "underfitting", "healthy", "too_short"]
 
 #: The logged training-loss names looked for, in order, when ``train_monitor`` is not given.
@@ -381,8 +385,8 @@ def judge_stage(
                 "(recipe step 3: first a model large enough to overfit, then regularize)"
                 + (
                     f", or train longer: at this rate it reaches {_pct(underfit_ratio)} of it in "
-                    f"~{needed:.2g} more epochs"
-                    if math.isfinite(needed)
+                    f"~{math.ceil(needed)} more epochs"
+                    if math.isfinite(needed) and needed <= LONGER_AT_MOST * xs[-1]
                     else ""
                 ),
                 numbers,
