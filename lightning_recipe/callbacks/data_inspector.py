@@ -195,6 +195,7 @@ class DataInspector(RecipeCallback):
             outcome = scan_sources(
                 sources, config, bool(progress), rank, world, agree=lambda ok: self.decide(trainer, ok),
                 balanced_by=imbalance_answer(sources["train"], trainer.lightning_module),
+                check_order=not trainer.overfit_batches,
             )  # fmt: skip
         self._done = True
         if budget is not None and cap is not None and outcome.report is not None:

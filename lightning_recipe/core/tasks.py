@@ -117,7 +117,7 @@ def upsample_to_targets(outputs: torch.Tensor, targets: Any) -> torch.Tensor:
     loss (Hugging Face's SegFormer: ``(N, C, H/4, W/4)`` logits for ``(N, H, W)`` labels, bilinear,
     ``align_corners=False``); the checks compare the outputs the loss sees. Applies to
     ``(N, C, h, w)`` floating-point outputs with integer targets ``(N, H, W)`` or ``(N, 1, H, W)``
-    (class indices), or targets ``(N, C, H, W)`` (masks), where ``(h, w)`` is the labels' size over a
+    (class indices), 0/1 float masks ``(N, H, W)`` for one logit, or targets ``(N, C, H, W)`` (masks), where ``(h, w)`` is the labels' size over a
     whole stride from 2 to 32 (``h = ceil(H / s)``); a float ``(N, H, W)`` map (regression) or a
     crop of another size is left as it is.
 
@@ -136,8 +136,8 @@ def upsample_to_targets(outputs: torch.Tensor, targets: Any) -> torch.Tensor:
         targets.shape[1] == outputs.shape[1] or (indices and targets.shape[1] == 1)
     ):
         return outputs
-    if targets.dim() == 3 and not indices:
-        return outputs  # a float map (N, H, W): a regression target, not class indices
+    if targets.dim() == 3 and not indices and not (outputs.shape[1] == 1 and is_binary_valued(targets)):
+        return outputs  # a float map (N, H, W): a regression target, not class indices or a 0/1 mask
     (h, w), (big_h, big_w) = outputs.shape[-2:], targets.shape[-2:]
     # a whole stride of the labels (SegFormer 4, DeepLab 8, FCN 32); a valid-padding U-Net's crop is not one
     strided = any(-(-big_h // s) == h and -(-big_w // s) == w for s in range(2, 33))

@@ -312,3 +312,23 @@ def test_token_labels_are_a_vocabulary_not_classes_that_must_occur():
     classes = SplitStats("train")
     classes.update(torch.rand(40, 3), torch.tensor([0, 2] * 20), torch.arange(40))
     assert analyse_splits({"train": classes}).issue("missing_classes") is not None
+
+
+def test_an_answered_imbalance_is_judged_on_the_training_classes_also_for_a_split_missing_one():
+    g = torch.Generator().manual_seed(0)
+    train_y = torch.tensor([0] * 300 + [1] * 50 + [2] * 20)
+    val_y = torch.tensor([0] * 300 + [1] * 50)  # the rarest class is missing from validation
+    splits = {
+        "train": _stats("train", torch.randn(len(train_y), 4, generator=g), train_y),
+        "val": _stats("val", torch.randn(len(val_y), 4, generator=g), val_y, offset=10_000),
+    }
+    seen: list[int] = []
+
+    def answer(counts):
+        seen.append(len(counts))
+        return "the loss is class-weighted" if len(counts) == 3 else None
+
+    report = analyse_splits(splits, balanced_by=answer)
+    assert seen == [3, 3]  # both splits asked with the training split's three classes
+    assert report.issue("class_imbalance", "val").status == "pass"
+    assert "; in training the loss is class-weighted" in report.issue("class_imbalance", "val").message

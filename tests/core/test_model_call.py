@@ -166,5 +166,7 @@ def test_coarse_segmentation_logits_are_upsampled_to_the_labels_as_the_loss_does
     assert ModelCall()(coarse, (x, torch.randint(0, 4, (2, 32, 64)))).logits.shape == (2, 4, 8, 8)
     assert ModelCall()(coarse, (x, masks[:, None])).logits.shape == (2, 4, 32, 32)  # (N, 1, H, W) indices
     assert ModelCall()(coarse, (x, torch.rand(2, 32, 32))).logits.shape == (2, 4, 8, 8)  # a float map
+    one_logit = nn.Conv2d(3, 1, 3, stride=4, padding=1)  # binary segmentation with BCE: 0/1 float masks
+    assert ModelCall()(one_logit, (x, (masks > 1).float())).logits.shape == (2, 1, 32, 32)
     crop = nn.Conv2d(3, 4, 5)  # a valid-padding net: 28x28 for 32x32 labels, a crop, not a stride
     assert ModelCall()(crop, (x, masks)).logits.shape == (2, 4, 28, 28)

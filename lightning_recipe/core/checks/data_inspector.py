@@ -25,7 +25,14 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, SequentialSampler, WeightedRandomSampler
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    SequentialSampler,
+    WeightedRandomSampler,
+)
 
 from lightning_recipe.core.arguments import check_positive_int
 from lightning_recipe.core.batches import KeySpec, validate_key_spec
@@ -197,15 +204,18 @@ def _samplers(loader: Any) -> Iterator[Any]:
 
 def _resampled(sampler: WeightedRandomSampler, dataset: Any) -> bool:
     """Whether the sampler's weights even the classes out: each class's share of the total weight
-    within :data:`RESAMPLED_RATIO` of the others' (the dataset's targets must be cheap to read)."""
+    within :data:`RESAMPLED_RATIO` of the others' where the dataset's targets are cheap to read;
+    where they are not, any uneven weights (a class-balancing sampler is the common one)."""
     weights = torch.as_tensor(sampler.weights, dtype=torch.float64).reshape(-1)
+    if not _uneven(weights):
+        return False
     try:
         targets = targets_from_dataset(dataset)
     except Exception:  # a dataset's own attribute that does not read
-        return False
+        targets = None
     if not isinstance(targets, torch.Tensor) or targets.dim() != 1 or len(targets) != len(weights):
-        return False
-    if targets.is_floating_point() or targets.is_complex() or not _uneven(weights):
+        return True  # the targets cannot be read cheaply: uneven weights are most often class weights
+    if targets.is_floating_point() or targets.is_complex():
         return False
     _, index = targets.unique(return_inverse=True)
     mass = torch.zeros(int(index.max()) + 1, dtype=torch.float64).index_add_(0, index, weights)
@@ -221,8 +231,8 @@ def imbalance_answer(loader: Any, module: nn.Module | None = None) -> Callable[[
     module (``CrossEntropyLoss``/``NLLLoss`` with ``weight=``, ``BCEWithLogitsLoss`` with
     ``pos_weight=``) or a tensor named like :data:`WEIGHT_NAMES` on the module, of one weight per
     class (a single ``pos_weight`` for a binary task), weights them. A loss weighted inside
-    ``training_step`` from a plain list is not seen, nor a sampler over data whose targets are not
-    cheap to read.
+    ``training_step`` from a plain list is not seen; a sampler over data whose targets are not cheap
+    to read counts when its weights are uneven.
 
     Example:
         >>> from torch.utils.data import DataLoader, TensorDataset
@@ -267,15 +277,25 @@ SORTED_RUNS = 0.2
 
 
 def _in_order(loader: Any) -> bool:
-    """Whether ``loader`` reads its dataset front to back: a ``SequentialSampler``, or a
-    ``DistributedSampler`` without shuffling (what Lightning puts in its place under DDP)."""
-    sampler = getattr(loader, "sampler", None)
+    """Whether ``loader`` reads its dataset front to back: batches of a plain ``BatchSampler`` over a
+    ``SequentialSampler``, or over a ``DistributedSampler`` of the dataset itself without shuffling
+    (what Lightning puts in its place under DDP; its wrapper of a custom sampler leaves the order to
+    that sampler). A custom ``batch_sampler=`` (buckets, P-K batches) decides its own order."""
+    batches = getattr(loader, "batch_sampler", None)
+    if batches is not None and type(batches) is not BatchSampler:
+        return False
+    sampler = getattr(batches, "sampler", None) if batches is not None else getattr(loader, "sampler", None)
     if isinstance(sampler, SequentialSampler):
         return True
-    return isinstance(sampler, DistributedSampler) and not sampler.shuffle
+    # Lightning's DistributedSamplerWrapper samples a wrapper of the custom sampler, not the dataset
+    return (
+        isinstance(sampler, DistributedSampler)
+        and sampler.dataset is getattr(loader, "dataset", None)
+        and not sampler.shuffle
+    )
 
 
-def sorted_order_issue(loader: Any, min_samples: int = 64) -> DataIssue | None:
+def sorted_order_issue(loader: Any, min_samples: int = 64, target_key: Any = None) -> DataIssue | None:
     """A ``warn`` when the training loader reads class-sorted data in order (``shuffle=False``).
 
     Every batch then holds one class (or two at a boundary): the model learns whichever class it saw
@@ -292,7 +312,7 @@ def sorted_order_issue(loader: Any, min_samples: int = 64) -> DataIssue | None:
         >>> sorted_order_issue(DataLoader(sorted_data, batch_size=32, shuffle=True)) is None
         True
     """
-    if not _in_order(loader):
+    if not _in_order(loader) or target_key is not None:  # targets named by the user: not the dataset's own
         return None
     try:
         targets = targets_from_dataset(getattr(loader, "dataset", None))
@@ -316,8 +336,9 @@ def sorted_order_issue(loader: Any, min_samples: int = 64) -> DataIssue | None:
     message = (
         f"train: the training loader reads the data in order (shuffle=False) and its {n} targets come "
         f"sorted, in {runs} runs of one class (a shuffled order has ~{expected:.0f}): a batch of {batch} "
-        f"holds ~{per_batch:.1f} classes, so the model learns whichever it saw last; pass "
-        "`shuffle=True` to the training DataLoader."
+        f"holds ~{per_batch:.1f} classes, so the model learns whichever it saw last and BatchNorm's "
+        "statistics follow the class; pass `shuffle=True` to the training DataLoader (unless the order "
+        "is the point: a stateful model over one long recording)."
     )
     numbers = {"runs": runs, "expected_runs": round(expected, 1), "samples": n, "batch_size": batch}
     return DataIssue("sorted_unshuffled", "warn", message, "train", numbers)
@@ -458,10 +479,13 @@ def scan_sources(
     world_size: int = 1,
     agree: Callable[[bool], bool] = lambda ok: ok,
     balanced_by: Callable[[Any], str | None] | None = None,
+    check_order: bool = True,
 ) -> ScanOutcome:
     """Scan every split and judge them; a split that cannot be scanned is left out with the reason.
 
-    ``balanced_by``: how training answers a class imbalance (:func:`imbalance_answer`), if it does.
+    ``balanced_by``: how training answers a class imbalance (:func:`imbalance_answer`), if it does;
+    ``check_order``: judge the training loader's order (:func:`sorted_order_issue`; off when Lightning
+    itself replaced the sampler, as ``overfit_batches`` does).
 
     ``agree(ok)`` returns the same boolean on every rank (all ranks ok): it runs after each
     split's local scan and before the gather, so a rank whose scan failed never leaves the others
@@ -492,7 +516,9 @@ def scan_sources(
         near_constant_ratio=config.near_constant_ratio,
         outlier_z=config.outlier_z,
         balanced_by=balanced_by,
-        extra=tuple(i for i in [sorted_order_issue(sources["train"])] if i is not None),
+        extra=tuple(i for i in [sorted_order_issue(sources["train"], target_key=config.target_key)] if i)
+        if check_order
+        else (),
     )
     note_estimates(report, estimated)
     return ScanOutcome(report, plans, failed, estimated)

@@ -365,7 +365,7 @@ def judge_stage(
                         "still_learning",
                         f"still learning: {tname}={t_late:.4g} is {_pct(ratio)} of the {baseline_name}'s "
                         f"{baseline:.4g} and falling ~{_pct(trend.relative)} per epoch ({vname} {late:.4g}); at "
-                        f"that rate it reaches {_pct(underfit_ratio)} of it in ~{needed:.2g} more epochs: train "
+                        f"that rate it reaches {_pct(underfit_ratio)} of it in ~{math.ceil(needed)} more epochs: train "
                         "longer before judging the model's size or regularizing",
                         numbers,
                         stage="healthy",

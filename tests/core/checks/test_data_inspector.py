@@ -225,3 +225,39 @@ def test_sorted_order_is_read_through_lightnings_distributed_sampler_and_needs_e
     assert sorted_order_issue(DataLoader(regression)) is None
     one_class = TensorDataset(torch.zeros(256, 1), torch.zeros(256, dtype=torch.long))
     assert sorted_order_issue(DataLoader(one_class)) is None
+
+
+def test_the_order_is_left_to_a_custom_sampler_or_batch_sampler_and_to_named_targets():
+    from torch.utils.data import BatchSampler, RandomSampler, SequentialSampler
+
+    data = TensorDataset(torch.zeros(256, 1), torch.arange(256) // 64)  # class-sorted, as ImageFolder is
+    weighted = WeightedRandomSampler(torch.ones(256), 256)
+    wrapped = DistributedSamplerWrapper(weighted, num_replicas=2, rank=0, shuffle=False)  # Lightning, DDP
+    assert sorted_order_issue(DataLoader(data, sampler=wrapped, batch_size=32)) is None
+    shuffled_batches = BatchSampler(RandomSampler(data), 32, drop_last=False)
+    assert sorted_order_issue(DataLoader(data, batch_sampler=shuffled_batches)) is None
+
+    class Buckets(BatchSampler):  # a custom batch sampler decides its own order
+        pass
+
+    assert (
+        sorted_order_issue(DataLoader(data, batch_sampler=Buckets(SequentialSampler(data), 32, False)))
+        is None
+    )
+    ordered = DataLoader(data, batch_sampler=BatchSampler(SequentialSampler(data), 32, False))
+    assert sorted_order_issue(ordered).numbers["runs"] == 4  # plain batches in order: still sorted
+    assert sorted_order_issue(DataLoader(data, batch_size=32), target_key=0) is None  # the user's targets
+
+
+def test_mask_alignment_counts_long_runs_without_overflow_and_stops_after_enough_samples():
+    from lightning_recipe.core.checks.batch_inspector import MaskAlignment, _binomial_tail
+
+    assert (
+        _binomial_tail(4, 1100, 0.08) == pytest.approx(1.0) and 0.0 <= _binomial_tail(200, 1100, 0.08) < 1e-6
+    )
+    x = torch.zeros(16, 1, 16, 16)
+    x[:, :, 4:12, 2:7] = 1.0
+    tally = MaskAlignment()
+    for step in range(100):
+        assert tally.add(x, (x[:, 0] > 0.5).long(), step) is None
+    assert tally.done and tally.bounded == 256  # judged on 256 samples, then it stops scoring
