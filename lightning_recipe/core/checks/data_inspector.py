@@ -331,7 +331,11 @@ def sorted_order_issue(loader: Any, min_samples: int = 64, target_key: Any = Non
     runs = 1 + int((targets[1:] != targets[:-1]).sum())
     if runs > SORTED_RUNS * expected:
         return None
-    batch = getattr(loader, "batch_size", None) or 1
+    batch = (
+        getattr(loader, "batch_size", None)
+        or getattr(getattr(loader, "batch_sampler", None), "batch_size", None)
+        or 1
+    )
     per_batch = 1 + (batch - 1) * (runs - 1) / max(1, n - 1)
     message = (
         f"train: the training loader reads the data in order (shuffle=False) and its {n} targets come "

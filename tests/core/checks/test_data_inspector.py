@@ -245,7 +245,8 @@ def test_the_order_is_left_to_a_custom_sampler_or_batch_sampler_and_to_named_tar
         is None
     )
     ordered = DataLoader(data, batch_sampler=BatchSampler(SequentialSampler(data), 32, False))
-    assert sorted_order_issue(ordered).numbers["runs"] == 4  # plain batches in order: still sorted
+    found = sorted_order_issue(ordered)  # plain batches in order: still sorted
+    assert found.numbers["runs"] == 4 and found.numbers["batch_size"] == 32
     assert sorted_order_issue(DataLoader(data, batch_size=32), target_key=0) is None  # the user's targets
 
 
