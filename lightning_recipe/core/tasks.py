@@ -117,9 +117,10 @@ def upsample_to_targets(outputs: torch.Tensor, targets: Any) -> torch.Tensor:
     loss (Hugging Face's SegFormer: ``(N, C, H/4, W/4)`` logits for ``(N, H, W)`` labels, bilinear,
     ``align_corners=False``); the checks compare the outputs the loss sees. Applies to
     ``(N, C, h, w)`` floating-point outputs with integer targets ``(N, H, W)`` or ``(N, 1, H, W)``
-    (class indices), 0/1 float masks ``(N, H, W)`` for one logit, or targets ``(N, C, H, W)`` (masks), where ``(h, w)`` is the labels' size over a
-    whole stride from 2 to 32 (``h = ceil(H / s)``); a float ``(N, H, W)`` map (regression) or a
-    crop of another size is left as it is.
+    (class indices), 0/1 float masks ``(N, H, W)`` for one logit, or targets ``(N, C, H, W)``
+    (masks), where ``(h, w)`` is the labels' size over a whole stride from 2 to 32
+    (``h = ceil(H / s)``); a float ``(N, H, W)`` map (regression) or a crop of another size is left
+    as it is.
 
     Example:
         >>> upsample_to_targets(torch.zeros(2, 3, 8, 8), torch.zeros(2, 32, 32, dtype=torch.long)).shape
