@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 import torch
 from torch.nn import functional as F
 
+from lightning_recipe.core.tasks import is_binary_valued
+
 __all__ = [
     "FIT_RATIO",
     "LOCAL",
@@ -39,7 +41,6 @@ __all__ = [
     "MIN_EXCESS",
     "TRANSFORMS",
     "Alignment",
-    "is_binary",
     "label_map",
     "mask_alignment",
 ]
@@ -105,10 +106,12 @@ def label_map(x: torch.Tensor, targets: object) -> torch.Tensor | None:
         return None
     if t.dim() == 4 and t.shape[1] > 1:
         if not t.is_floating_point():
-            return t.argmax(dim=1) if is_binary(t) else None  # integer or bool one-hot / multi-hot masks
+            return (
+                t.argmax(dim=1) if is_binary_valued(t) else None
+            )  # integer or bool one-hot / multi-hot masks
         in_unit = bool(((t >= 0) & (t <= 1)).all())
         one_per_pixel = bool(((t.sum(dim=1) - 1).abs() < 1e-3).all())
-        binary = is_binary(t)
+        binary = is_binary_valued(t)
         if not (in_unit and (one_per_pixel or binary)):
             return None  # a target image (denoising, super-resolution), not class scores
         return t.argmax(dim=1)
@@ -119,11 +122,6 @@ def label_map(x: torch.Tensor, targets: object) -> torch.Tensor | None:
     if continuous:
         return None  # a depth or heat map, a target image: no label boundaries
     return t.long()
-
-
-def is_binary(t: torch.Tensor) -> bool:
-    """Whether every element of ``t`` is 0 or 1."""
-    return bool(((t == 0) | (t == 1)).all())
 
 
 def _edges(x: torch.Tensor) -> torch.Tensor:
