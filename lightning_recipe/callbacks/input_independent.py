@@ -207,7 +207,10 @@ class InputIndependentBaseline(RecipeCallback):
         self.budget_steps = plan.steps
         if budget is not None:
             budget.charge(self.name, time.perf_counter() - start)
-        self._conclude(trainer, pair, rounds, status, message + plan.note(pair.steps_done), plan.numbers())
+        what = "steps per copy" if rounds.zeroed_trained else "steps of the real copy"
+        self._conclude(
+            trainer, pair, rounds, status, message + plan.note(pair.steps_done, what), plan.numbers()
+        )
 
     def _conclude(self, trainer: Trainer, pair: CopyPair, rounds: BaselineRounds, status: str, message: str,
                   extra: dict[str, Any]) -> None:  # fmt: skip
@@ -216,14 +219,15 @@ class InputIndependentBaseline(RecipeCallback):
             r_end, z_end = numbers["real_val_loss"], numbers["zeroed_val_loss"]
             self.real_val_loss, self.zeroed_val_loss = r_end, z_end
             if math.isfinite(r_end) and math.isfinite(z_end):
-                scalars = {"real_val_loss": r_end, "zeroed_val_loss": z_end, "relative_gap": rounds.gap}
+                zeroed = "zeroed_val_loss" if rounds.zeroed_trained else "zeroed_floor"
+                scalars = {"real_val_loss": r_end, zeroed: z_end, "relative_gap": rounds.gap}
                 recipe_logging.log_scalars(
                     trainer, {f"{_TAG}/{k}": v for k, v in scalars.items()}, trainer.global_step
                 )
             if self.log_figure and trainer.is_global_zero and pair.steps_done > 0:
                 series = (pair.real_losses, pair.zero_losses, *rounds.validation_curves())
                 curves = [np.asarray(v, dtype=np.float64) for v in series]
-                build = partial(curves_figure, *curves, status)
+                build = partial(curves_figure, *curves, status, floor=rounds.floor)
                 recipe_logging.log_figure(trainer, f"{_TAG}/curves", build, trainer.global_step)
         self._finish(trainer, status, message, {**numbers, **extra} if numbers else numbers)
 

@@ -32,6 +32,7 @@ def curves_figure(
     real_val: np.ndarray,
     zero_val: np.ndarray,
     status: str,
+    floor: float | None = None,
 ) -> Figure:
     """Training loss per step (raw and smoothed) and validation loss per round, real vs zeroed inputs.
 
@@ -42,11 +43,15 @@ def curves_figure(
         real_val: validation losses of the real copy at ``eval_steps``.
         zero_val: validation losses of the zeroed copy at ``eval_steps``.
         status: the verdict (``"pass"``, ``"fail"``, ``"skipped"``), shown in the title.
+        floor: the lowest validation loss the zeroed copy can reach (one constant prediction), drawn
+            as a dashed line where it is known; ``NaN`` in ``zero_val`` marks a score without it.
     """
     fig = new_figure(6.4, 3.6, dpi=100)
     ax = fig.add_subplot()
     window = max(1, len(real_curve) // 20)
     for curve, color, label in ((real_curve, _REAL, "real"), (zero_curve, _ZERO, "zeroed")):
+        if not len(curve):  # the zeroed copy did not train (a pass on its floor)
+            continue
         steps = np.arange(len(curve))
         ax.plot(steps, curve, color=color, alpha=0.2, linewidth=0.8)
         ax.plot(
@@ -62,7 +67,12 @@ def curves_figure(
             linewidth=1,
             label=f"validation, {label} inputs",
         )
-    finite = np.concatenate([real_curve, zero_curve, real_val, zero_val])
+    if floor is not None and np.isfinite(floor):
+        ax.axhline(
+            floor, color=_ZERO, linestyle="--", linewidth=1.2, label="lowest on zeroed inputs (one constant)"
+        )
+    extra = np.array([floor if floor is not None else np.nan])
+    finite = np.concatenate([real_curve, zero_curve, real_val, zero_val, extra])
     finite = finite[np.isfinite(finite)]
     if finite.size and finite.min() > 0 and finite.max() / finite.min() > 30:
         ax.set_yscale("log")

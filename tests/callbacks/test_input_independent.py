@@ -135,14 +135,79 @@ def test_input_independent_passes_on_healthy_digits_and_logs_evidence(tmp_path):
     assert finding.status == "pass", finding.message
     assert finding.message.startswith("the model uses its input: validation loss")
     assert check.real_val_loss < 0.5 < 2.0 < check.zeroed_val_loss  # ln 10 = 2.30 for the zeroed copy
+    # zeroed pixels are the same for every digit: the zeroed copy predicts one constant, at best the
+    # validation labels' frequencies; the real copy is far below that, so the zeroed one never trained
+    _, (_, yv) = _split(*digits_arrays())
+    p = np.bincount(yv, minlength=10) / len(yv)
+    entropy = float(-(p[p > 0] * np.log(p[p > 0])).sum())
+    assert finding.numbers["zeroed_trained"] is False and "the zeroed copy was not trained" in finding.message
+    assert check.zeroed_val_loss == finding.numbers["zeroed_floor"] == pytest.approx(entropy)
     events = read_events(trainer.logger)
     assert events.scalars(f"{TAG}/real_val_loss") == [(0, pytest.approx(check.real_val_loss))]
-    assert events.scalars(f"{TAG}/zeroed_val_loss") == [(0, pytest.approx(check.zeroed_val_loss))]
+    assert events.scalars(f"{TAG}/zeroed_floor") == [(0, pytest.approx(entropy))]
+    assert not events.has_scalar(f"{TAG}/zeroed_val_loss")  # no zeroed copy was scored after training
     [(step, gap)] = events.scalars(f"{TAG}/relative_gap")
     assert step == 0 and gap > 0.5
     [(step, width, height, png)] = events.images(f"{TAG}/curves")
     assert step == 0 and png_shape(png)[:2] == (height, width) == (360, 640)
     (tmp_path / "curves.png").write_bytes(png)
+
+
+class SidePadding(torch.utils.data.Dataset):
+    """Digits as dicts with a per-sample ``padding_mask`` the model never reads: structure the zeroed
+    copy keeps, so its samples differ and it is no constant predictor."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+        self.x, self.y = torch.as_tensor(x), torch.as_tensor(y)
+        self.mask = torch.rand(len(y), 4, generator=torch.Generator().manual_seed(0)) > 0.5
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"image": self.x[i], "padding_mask": self.mask[i], "label": self.y[i]}
+
+
+class PulledToInit(LitModel):
+    """Cross-entropy plus a pull toward the initial weights (L2-SP): the plain loss at initialisation,
+    another one once trained, so the floor must be confirmed where it is used, not only at the start."""
+
+    def __init__(self) -> None:
+        super().__init__(mlp(64, 10))
+        self.start = [p.detach().clone() for p in self.parameters()]
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        pull = sum(((p - p0.to(p.device)) ** 2).sum() for p, p0 in zip(self.parameters(), self.start))
+        return F.cross_entropy(self(batch[0]), batch[1]) + 0.01 * pull
+
+
+@pytest.mark.parametrize("case", ["sum_reduction", "focal", "per_sample_mask", "pulled_to_init"])
+def test_input_independent_trains_the_zeroed_copy_where_its_floor_is_unknown(tmp_path, case):
+    """The floor counts only for the loss it is computed for, on zeroed batches alike for every sample:
+    a summed or focal loss (its constant predictions score below the labels' entropy), or a mask that
+    tells samples apart, and the zeroed copy trains and is scored, as before."""
+    (xt, yt), (xv, yv) = _split(*digits_arrays())
+
+    def focal(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        ce = F.cross_entropy(z, y, reduction="none")
+        return ((1 - torch.exp(-ce)) ** 2 * ce).mean()
+
+    if case == "pulled_to_init":
+        model: LightningModule = PulledToInit()
+        loaders = digits_loaders()
+    elif case == "per_sample_mask":
+        model = DictModel(mlp(64, 10))
+        loaders = tuple(DataLoader(SidePadding(x, y), batch_size=b, shuffle=b == 32)
+                        for (x, y), b in (((xt, yt), 32), ((xv, yv), 64)))  # fmt: skip
+    else:
+        loss = (lambda z, y: F.cross_entropy(z, y, reduction="sum")) if case == "sum_reduction" else focal
+        model, loaders = LitModel(mlp(64, 10), loss=loss), digits_loaders()
+    check = InputIndependentBaseline()
+    fit(tmp_path, model, check, loaders)
+    [finding] = check.findings
+    assert finding.status == "pass", finding.message
+    assert "with zeroed inputs" in finding.message and "zeroed_floor" not in finding.numbers
+    assert check.zeroed_val_loss == finding.numbers["zeroed_val_loss_at"][finding.numbers["steps"]]
 
 
 def test_input_independent_passes_on_breast_cancer_with_bce(tmp_path):

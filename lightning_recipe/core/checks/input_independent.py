@@ -30,7 +30,17 @@ from torch import nn
 from lightning_recipe.core.arguments import check_positive_int
 from lightning_recipe.core.batches import KeySpec, batch_size_of, map_tensors, split_batch
 from lightning_recipe.core.budget import OneTimeBudget, steps_within
+from lightning_recipe.core.checks.constant_floor import (
+    FloorKind,
+    floor_kind,
+    floor_of,
+    floor_stats,
+    input_free,
+    loss_matches,
+    our_loss,
+)
 from lightning_recipe.core.errors import ArgumentError
+from lightning_recipe.core.model_call import ModelCall
 from lightning_recipe.core.shadow import ShadowSteps
 from lightning_recipe.core.state import RNGState
 from lightning_recipe.findings import Skip, Status
@@ -49,10 +59,13 @@ __all__ = [
     "cannot_replay_message",
     "clear_pass",
     "drop",
+    "floor_holds",
+    "floor_pass",
     "infer_integer_fill",
     "is_structure_key",
     "resumed_message",
     "run_rounds",
+    "settle_floor",
     "validate_arguments",
     "verdict",
     "zero_inputs",
@@ -67,6 +80,9 @@ DRIFT = 0.3
 #: The real copy passes only when the zeroed copy, improving at its last round's pace, could not
 #: close the gap within this many rounds (a slow zeroed copy still learning the target scale).
 LOOKAHEAD = 3.0
+
+#: The most bytes of batches the real copy keeps for the zeroed one while it trains alone (lazily).
+PENDING_BYTES = 256 * 2**20
 
 #: The ``skipped`` message without validation data.
 NO_VALIDATION_DATA = (
@@ -375,17 +391,33 @@ class CopyPair:
         self.zero_losses: list[float] = []
         self._real_drift: dict[str, Any] = {}
         self._zero_drift: dict[str, Any] = {}
+        self.call = ModelCall(input_key=config.input_key, target_key=config.target_key, hint="")
+        self.floor_kind: FloorKind | None = None  # set at initialisation where the floor is known
+        self.floor_local: list[float] = []  # this rank's sums for constant_floor.floor_of
+        self._val_targets: list[torch.Tensor] = []
+        self._real_batch_losses: list[float] = []  # the real copy's loss per validation batch, last score
+        self._real_sums: list[float] = [0.0, 0.0]
+        self._pending: list[tuple[Any, RNGState, int, bool]] = []  # lazy steps the zeroed copy has not taken
+        self._pending_bytes = 0
 
-    def advance(self, k: int, steps: int | None = None, new_round: bool = True) -> str | None:
+    def advance(
+        self, k: int, steps: int | None = None, new_round: bool = True, lazy: bool = False
+    ) -> str | None:
         """Round ``k`` (``steps`` of it: ``config.steps`` by default; ``new_round=False`` continues the
         round's gradient sums); returns ``None`` when done (sums in :attr:`local`), else the reason the
-        check cannot run here."""
+        check cannot run here. ``lazy``: train and score the real copy only, keeping the batches for
+        the zeroed one (:meth:`catch_up`); its sums in :attr:`local` are zeros until then."""
         try:
             if k == 0:
                 self._setup()
             else:
-                self._train(self.config.steps if steps is None else steps, new_round)
-            self.local = self._evaluate() + self._train_means() + self._drifts()
+                self._train(self.config.steps if steps is None else steps, new_round, lazy)
+            if lazy:
+                self.local = self._evaluate(zeroed=False) + self._train_means() + self._drifts()
+            else:
+                self.local = self._evaluate() + self._train_means() + self._drifts()
+            if k == 0:
+                self._find_floor()
         except ArgumentError:
             raise
         except Skip as err:  # ShadowUnsupported included
@@ -393,6 +425,63 @@ class CopyPair:
         except Exception as err:  # the user's step failed on a copy: the real run will show it
             return f"a copy of the module failed ({type(err).__name__}: {err})"
         return None
+
+    def catch_up(self) -> str | None:
+        """Train the zeroed copy on the batches the real one trained on lazily, score it, and fill in
+        :attr:`local` (the real copy's sums are those of its last score); ``None`` or why it failed."""
+        try:
+            self._train_zero()
+            zero = self._evaluate(real=False)
+            self.local = self._real_sums[:2] + zero[2:] + self._train_means() + self._drifts()
+        except ArgumentError:
+            raise
+        except Skip as err:
+            return str(err)
+        except Exception as err:
+            return f"a copy of the module failed ({type(err).__name__}: {err})"
+        return None
+
+    def floor_confirmed(self) -> list[float]:
+        """``[batches whose loss is not ours, batches]`` for the real copy now: the floor counts only
+        where the user's loss is the one :mod:`constant_floor` computes, at every point it is used."""
+        assert self.real is not None and self.floor_kind is not None
+        bad = 0.0
+        for i, raw in enumerate(self.val):
+            batch = self.to_device(raw)
+            logits = self.real.forward(batch, self.call).logits
+            ours = our_loss(self.floor_kind, logits, self._val_targets[i]) if logits is not None else math.nan
+            bad += 0.0 if loss_matches(self._real_batch_losses[i], ours) else 1.0
+        return [bad, float(len(self.val))]
+
+    def _find_floor(self) -> None:
+        """At initialisation: whether the zeroed copy can only predict a constant (every zeroed validation
+        batch the same for each sample) under a loss whose floor is known; :attr:`floor_local` its sums."""
+        self.floor_kind, self.floor_local = None, []
+        kinds: set[Any] = set()
+        stats: list[float] | None = None
+        self._val_targets = []
+        try:
+            for i, raw in enumerate(self.val):
+                batch = self.to_device(raw)
+                targets = split_batch(batch, self.config.input_key, self.config.target_key).targets
+                assert self.real is not None
+                if targets is None or not input_free(self.zeroed(batch, False), targets):
+                    return
+                logits = self.real.forward(batch, self.call).logits
+                kind = floor_kind(logits, targets)
+                if kind is None or not loss_matches(
+                    self._real_batch_losses[i], our_loss(kind, logits, targets)
+                ):
+                    return
+                kinds.add(kind)
+                self._val_targets.append(targets)
+                add = floor_stats(kind, targets)
+                stats = add if stats is None else [a + b for a, b in zip(stats, add)]
+        except Exception:  # a layout the floor does not know: the zeroed copy trains, as always
+            return
+        if len(kinds) == 1 and stats is not None:
+            self.floor_kind = kinds.pop()
+            self.floor_local = stats
 
     def close(self) -> None:
         """Keep the loss curves, free the copies."""
@@ -403,6 +492,7 @@ class CopyPair:
         self.real = self.zero = None
         self.val = []
         self.batches = None
+        self._pending, self._val_targets = [], []
 
     def _setup(self) -> None:
         for batch in self.val_loader:
@@ -426,43 +516,88 @@ class CopyPair:
 
     @staticmethod
     def _accumulate(shadow: ShadowSteps, drift: dict[str, Any]) -> None:
-        """Add this step's gradient to the round's sum and its norm to the sum of norms."""
-        grads = [p.grad for p in shadow.module.parameters() if p.grad is not None]
-        if not grads:
+        """Add this step's gradient to the round's sum and its norm to the sum of norms. A trainable
+        parameter without a gradient this step (a layer LayerDrop skipped) adds zeros: the sum keeps
+        one layout whichever layers ran."""
+        params = [p for p in shadow.module.parameters() if p.requires_grad]
+        if not any(p.grad is not None for p in params):
             return
-        flat = torch.cat([g.detach().reshape(-1).double() for g in grads])
+        flat = torch.cat(
+            [
+                (p.grad.detach() if p.grad is not None else torch.zeros_like(p)).reshape(-1).double()
+                for p in params
+            ]
+        )
+        if drift.get("sum") is not None and drift["sum"].shape != flat.shape:
+            return  # parameters frozen or unfrozen within the round: the sum keeps its first layout
         drift["sum"] = flat if drift.get("sum") is None else drift["sum"] + flat
         drift["norms"] = drift.get("norms", 0.0) + float(flat.norm())
 
-    def _train(self, steps: int, new_round: bool = True) -> None:
+    def _train(self, steps: int, new_round: bool = True, lazy: bool = False) -> None:
         assert self.real is not None and self.zero is not None and self.batches is not None
         if new_round:
             self._real_drift = {}
-            self._zero_drift = {}
+            if not lazy:
+                self._zero_drift = {}
         start = time.perf_counter()
-        for _ in range(steps):
+        for i in range(steps):
             batch = next(self.batches)
-            zeroed = self.zeroed(batch, self.steps_done == 0)
+            if self.steps_done == 0:
+                self.zeroed(batch, True)  # the check that the inputs can be zeroed, before any step
             rng = RNGState()
             self.real.step(batch, self.steps_done)
-            rng.restore()  # the same dropout masks for both copies
-            self.zero.step(zeroed, self.steps_done)
+            if lazy:
+                self._pending.append((batch, rng, self.steps_done, new_round and i == 0))
+                self._pending_bytes += _nbytes(batch)
+            else:
+                rng.restore()  # the same dropout masks for both copies
+                self.zero.step(self.zeroed(batch, False), self.steps_done)
+                self._accumulate(self.zero, self._zero_drift)
             self._accumulate(self.real, self._real_drift)
-            self._accumulate(self.zero, self._zero_drift)
             self.steps_done += 1
+            if self._pending_bytes > PENDING_BYTES:  # memory, not time: the zeroed copy steps now
+                self.train_s += time.perf_counter() - start
+                self._train_zero()
+                start = time.perf_counter()
         self.train_s += time.perf_counter() - start
 
-    def _evaluate(self) -> list[float]:
-        """``[real loss sum, samples, zeroed loss sum, samples]`` over the validation batches."""
+    def _train_zero(self) -> None:
+        """The zeroed copy's steps on the batches the real copy trained on lazily, with its random numbers."""
+        assert self.zero is not None
+        if not self._pending:
+            return
+        start = time.perf_counter()
+        after = RNGState()
+        for batch, rng, step, new_round in self._pending:
+            if new_round:
+                self._zero_drift = {}
+            rng.restore()
+            self.zero.step(self.zeroed(batch, False), step)
+            self._accumulate(self.zero, self._zero_drift)
+        after.restore()  # where the real copy's steps left the generators
+        self._pending, self._pending_bytes = [], 0
+        self.train_s += time.perf_counter() - start
+
+    def _evaluate(self, real: bool = True, zeroed: bool = True) -> list[float]:
+        """``[real loss sum, samples, zeroed loss sum, samples]`` over the validation batches (zeros for
+        a copy left out)."""
         assert self.real is not None and self.zero is not None
         sums = [0.0, 0.0, 0.0, 0.0]
+        if real:
+            self._real_batch_losses = []
         for i, raw in enumerate(self.val):
             batch = self.to_device(raw)
             n = float(batch_size_of(batch) or 1)
-            sums[0] += self.real.loss(batch, i) * n
-            sums[1] += n
-            sums[2] += self.zero.loss(self.zeroed(batch, i == 0), i) * n
-            sums[3] += n
+            if real:
+                loss = self.real.loss(batch, i)
+                self._real_batch_losses.append(loss)
+                sums[0] += loss * n
+                sums[1] += n
+            if zeroed:
+                sums[2] += self.zero.loss(self.zeroed(batch, i == 0), i) * n
+                sums[3] += n
+        if real:
+            self._real_sums = sums[:2]
         return sums
 
     def _train_means(self) -> list[float]:
@@ -471,8 +606,8 @@ class CopyPair:
             return [0.0, 0.0, 0.0]
         window = max(1, self.config.steps // 4)
         real = self.real.losses[-window:]
-        zero = self.zero.losses[-window:]
-        return [sum(real) / len(real), sum(zero) / len(zero), 1.0]
+        zero = self.zero.losses[-window:]  # behind the real copy's while it trains lazily
+        return [sum(real) / len(real), sum(zero) / len(zero) if zero else math.nan, 1.0]
 
     def _drifts(self) -> list[float]:
         """``[|sum g| real, |sum g| zeroed, sum |g| real, sum |g| zeroed]`` over the round's steps."""
@@ -481,6 +616,12 @@ class CopyPair:
             out.append(float(drift["sum"].norm()) if drift.get("sum") is not None else 0.0)
         out += [self._real_drift.get("norms", 0.0), self._zero_drift.get("norms", 0.0)]
         return out
+
+
+def _nbytes(batch: Any) -> int:
+    sizes: list[int] = []
+    map_tensors(batch, lambda t: sizes.append(t.numel() * t.element_size()))
+    return sum(sizes)
 
 
 # ---------------------------------------------------------------------- the reduced measurements
@@ -508,6 +649,8 @@ class BaselineRounds:
     zero_train: list[float] = field(default_factory=list)
     real_drift: list[float] = field(default_factory=list)
     zero_drift: list[float] = field(default_factory=list)
+    #: the lowest validation loss the zeroed copy can reach (``constant_floor``), where it is known
+    floor: float | None = None
 
     def add(self, total: list[float], steps_done: int) -> None:
         """Append a round from the all-reduced sums of :attr:`CopyPair.local`."""
@@ -519,14 +662,29 @@ class BaselineRounds:
         self.zero_drift.append(_ratio(total[8], total[10]))
         self.eval_steps.append(steps_done)
 
+    def replace_last(self, total: list[float], steps_done: int) -> None:
+        """The latest round again, from complete sums (the zeroed copy caught up)."""
+        for values in (self.eval_steps, self.real_val, self.zero_val, self.real_train, self.zero_train,
+                       self.real_drift, self.zero_drift):  # fmt: skip
+            values.pop()
+        self.add(total, steps_done)
+
     @property
     def steps_done(self) -> int:
         """Training steps of each copy when the latest round was scored."""
         return self.eval_steps[-1] if self.eval_steps else 0
 
     @property
+    def zeroed_trained(self) -> bool:
+        """Whether the latest round scored the zeroed copy (not so after a pass on the floor)."""
+        return not self.zero_val or not math.isnan(self.zero_val[-1])
+
+    @property
     def gap(self) -> float:
-        """``(zeroed - real) / zeroed`` of the latest validation losses."""
+        """``(zeroed - real) / zeroed`` of the latest validation losses (the floor's, where the zeroed
+        copy was not scored)."""
+        if not self.zeroed_trained and self.floor is not None:
+            return _relative_gap(self.real_val, [self.floor])
         return _relative_gap(self.real_val, self.zero_val)
 
     @property
@@ -542,9 +700,14 @@ class BaselineRounds:
         """The numbers of the finding after ``steps_done`` training steps (empty before the first round)."""
         if not self.real_val:
             return {}
+        zeroed = self.zero_val[-1] if self.zeroed_trained or self.floor is None else self.floor
+        floor = (
+            {} if self.floor is None else {"zeroed_floor": self.floor, "zeroed_trained": self.zeroed_trained}
+        )
         return {
+            **floor,
             "real_val_loss": self.real_val[-1],
-            "zeroed_val_loss": self.zero_val[-1],
+            "zeroed_val_loss": zeroed,
             "relative_gap": self.gap,
             "fit_gap": self.fit_gap,
             "real_drift": self.real_drift,
@@ -681,6 +844,60 @@ def clear_pass(config: BaselineConfig, fine: BaselineRounds, chunk: int) -> tupl
     )
 
 
+_FLOOR_IS = {
+    "multiclass": "the validation labels' entropy",
+    "binary": "the validation labels' mean binary entropy",
+    "regression": "the validation targets' variance",
+}
+
+
+def floor_pass(config: BaselineConfig, fine: BaselineRounds, task: str) -> tuple[Status, str] | None:
+    """A ``pass`` without the zeroed copy: the real copy ``margin`` below :attr:`BaselineRounds.floor`,
+    which the zeroed copy cannot go below at any step; else ``None``."""
+    floor, r_end = fine.floor, fine.real_val[-1] if fine.real_val else math.nan
+    if floor is None or not (floor > 1e-12 and math.isfinite(r_end)):
+        return None
+    gap = (floor - r_end) / floor
+    if gap < config.margin:
+        return None
+    return "pass", (
+        f"the model uses its input: validation loss {r_end:.4g} with real inputs after {fine.steps_done} "
+        f"steps, {gap:.0%} below {floor:.4g}, the lowest a copy trained on zeroed inputs can reach "
+        f"({_FLOOR_IS.get(task, 'the best constant prediction')}: the zeroed inputs are the same for every "
+        "sample, so it can only predict one constant); the zeroed copy was not trained"
+    )
+
+
+def settle_floor(
+    pair: CopyPair, reduce: Callable[[list[float]], list[float]], agree: Callable[[bool], bool]
+) -> float | None:
+    """After round 0: the floor over every rank's validation targets, or ``None`` (then the zeroed copy
+    trains along, as without it) unless every rank found one of the same kind."""
+    kind = pair.floor_kind
+    if not agree(kind is not None):
+        pair.floor_kind = None
+        return None
+    assert kind is not None
+    mine = [1.0, float(list(_FLOOR_IS).index(kind[0])), float(kind[1]), float(len(pair.floor_local))]
+    seen = reduce(mine)
+    if not agree(all(seen[i] == seen[0] * mine[i] for i in range(1, 4))):
+        pair.floor_kind = None
+        return None
+    floor = floor_of(kind, reduce(pair.floor_local))
+    return floor if math.isfinite(floor) else None
+
+
+def floor_holds(
+    pair: CopyPair, reduce: Callable[[list[float]], list[float]], agree: Callable[[bool], bool]
+) -> bool:
+    """Whether, on every rank, the user's loss is still the floor's loss on the real copy as it is now."""
+    try:
+        mine = pair.floor_confirmed()
+    except Exception:
+        mine = [1.0, 0.0]
+    return agree(mine[0] == 0) and reduce(mine)[0] == 0
+
+
 @dataclass
 class RoundPlan:
     """How many rounds may run: ``rounds`` (``max_steps // steps``), or fewer within a one-time budget.
@@ -707,7 +924,12 @@ class RoundPlan:
         return [chunk] * (n - 1) + [steps - chunk * (n - 1)] if steps >= n else [steps]
 
     def next_chunk(
-        self, config: BaselineConfig, fine: BaselineRounds, done: int, peeked: bool
+        self,
+        config: BaselineConfig,
+        fine: BaselineRounds,
+        done: int,
+        peeked: bool,
+        floor: float | None = None,
     ) -> tuple[int, bool]:
         """The next chunk of a round after ``done`` of its ``config.steps`` steps, and whether it is a peek.
 
@@ -715,7 +937,8 @@ class RoundPlan:
         grid, or a shorter peek when the validation gap, growing at its pace between the last two
         scores, would reach ``margin`` before that point (a CNN at 4.8% after 25 steps and 8.8% after
         30 would otherwise train to 50). A peek is at least a fifth of a chunk, and never follows a peek.
-        Every rank reads the same reduced ``fine`` rounds, so every rank takes the same chunk.
+        Every rank reads the same reduced ``fine`` rounds, so every rank takes the same chunk. With a
+        ``floor`` (the zeroed copy trains lazily), the gap is the real copy's below the floor.
         """
         steps = config.steps
         if self.budget is None:
@@ -727,7 +950,8 @@ class RoundPlan:
         chunk = grid[0]
         least = max(1, chunk // 5)
         n = len(fine.real_val)
-        gaps = [_relative_gap(fine.real_val[:i], fine.zero_val[:i]) for i in (n - 1, n)]
+        zero = fine.zero_val if floor is None else [floor] * n
+        gaps = [_relative_gap(fine.real_val[:i], zero[:i]) for i in (n - 1, n)]
         rise, span = gaps[1] - gaps[0], fine.eval_steps[-1] - fine.eval_steps[-2]
         if not (all(map(math.isfinite, gaps)) and rise > 0 and span > 0 and gaps[1] < config.margin):
             return upto - done, False
@@ -763,11 +987,11 @@ class RoundPlan:
         allowed = self.budget.allowance_s(self.name)
         return {"budget_s": allowed, "budget_steps": self.steps, "budget_short": self.short}
 
-    def note(self, steps_done: int) -> str:
+    def note(self, steps_done: int, what: str = "steps per copy") -> str:
         """The budget sentence of the finding (empty without a budget)."""
         if self.budget is None:
             return ""
-        return "; " + self.budget.note(self.name, steps_done, self.short, "steps per copy")
+        return "; " + self.budget.note(self.name, steps_done, self.short, what)
 
 
 def run_rounds(
@@ -786,26 +1010,54 @@ def run_rounds(
     k = 0
     while True:
         done, peeked = 0, False
+        lazy = k > 0 and fine.floor is not None  # the zeroed copy trains only where a verdict needs it
         while True:  # the chunks of round k (round 0: the copies at initialisation)
             size = 0
             if k:
-                size, peeked = plan.next_chunk(config, fine, done, peeked)
+                size, peeked = plan.next_chunk(config, fine, done, peeked, fine.floor if lazy else None)
             start = time.perf_counter()
             train0 = pair.train_s
-            reason = pair.advance(k, size or None, new_round=done == 0)
+            reason = pair.advance(k, size or None, new_round=done == 0, lazy=lazy)
             if not agree(reason is None):
                 return measured, ("skipped", reason or "another process could not run the check")
             total = reduce(pair.local)
             fine.add(total, pair.steps_done)
             if k == 1 and done == 0 and plan.budget is not None:  # the mean over the ranks: one plan on all
-                pair_s, train_s, ranks = reduce([time.perf_counter() - start, pair.train_s - train0, 1.0])
-                plan.measured(config, pair_s / ranks / size, train_s / ranks / (2 * size))
+                trained = pair.train_s - train0  # lazily: the real copy's, the zeroed copy's to come
+                pair_s = time.perf_counter() - start + (trained if lazy else 0.0)
+                pair_s, train_s, ranks = reduce([pair_s, trained, 1.0])
+                plan.measured(config, pair_s / ranks / size, train_s / ranks / ((1 if lazy else 2) * size))
             done += size
-            if not k or done >= config.steps:
+            if not k:
+                fine.floor = measured.floor = settle_floor(pair, reduce, agree)
                 break
-            found = clear_pass(config, fine, plan.sizes(config.steps)[0])  # a peek: the pace over a chunk
+            if lazy:
+                assert pair.floor_kind is not None
+                found = floor_pass(config, fine, pair.floor_kind[0])
+                if found is not None:
+                    if floor_holds(pair, reduce, agree):
+                        return fine, found
+                    # the loss is no longer the floor's: no floor from here on, both copies train along
+                    reason = pair.catch_up()
+                    if not agree(reason is None):
+                        return measured, ("skipped", reason or "another process could not run the check")
+                    total = reduce(pair.local)
+                    fine.replace_last(total, pair.steps_done)
+                    fine.floor = measured.floor = None
+                    lazy = False
+            if done >= config.steps:
+                break
+            found = (
+                None if lazy else clear_pass(config, fine, plan.sizes(config.steps)[0])
+            )  # a peek: the pace over a chunk
             if found is not None:
                 return fine, found
+        if lazy:  # the round's verdict compares both copies: the zeroed one takes its steps now
+            reason = pair.catch_up()
+            if not agree(reason is None):
+                return measured, ("skipped", reason or "another process could not run the check")
+            total = reduce(pair.local)
+            fine.replace_last(total, pair.steps_done)
         measured.add(total, pair.steps_done)
         judged = config if plan.budget is None else replace(config, max_steps=plan.rounds * config.steps)
         found = verdict(judged, measured, last=k == plan.rounds) if k > 0 else None

@@ -177,6 +177,91 @@ def test_copy_pair_trains_both_copies_and_the_real_one_wins():
     assert rounds.real_val[-1] < 0.5 * rounds.zero_val[-1]
 
 
+class DropNet(nn.Module):
+    """A forward (the floor reads the outputs) and dropout (the zeroed copy must replay the masks)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin, self.drop = nn.Linear(4, 3), nn.Dropout(0.3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(self.drop(x))
+
+    def training_step(self, batch, batch_idx):
+        return F.cross_entropy(self(batch[0]), batch[1])
+
+
+def _drop_pair(config: BaselineConfig) -> CopyPair:
+    torch.manual_seed(0)
+    net = DropNet()
+
+    def make_copy() -> ShadowSteps:
+        copy = DropNet()
+        copy.load_state_dict(net.state_dict())
+        return ShadowSteps(copy, torch.optim.Adam(copy.parameters(), lr=0.05))
+
+    zeroed = lambda b, check: zero_inputs(b, config, "T", check)  # noqa: E731
+    return CopyPair(config, make_copy, _loader(256, 0), _loader(128, 1), lambda b: b, zeroed)
+
+
+@pytest.mark.parametrize("cap", [None, 0], ids=["kept", "over_the_memory_cap"])
+def test_copy_pair_lazy_zeroed_copy_catches_up_to_the_same_steps(monkeypatch, cap):
+    """Lazily, the zeroed copy takes later the steps it would have taken along: the same batches, the
+    same dropout masks, the same losses, scores and gradient drift (also when the batches kept for it
+    pass ``PENDING_BYTES`` and it steps at once)."""
+    from lightning_recipe.core.checks import input_independent
+
+    if cap is not None:
+        monkeypatch.setattr(input_independent, "PENDING_BYTES", cap)
+    config = BaselineConfig(steps=40)
+    eager, lazy = _drop_pair(config), _drop_pair(config)
+    torch.manual_seed(1)
+    assert eager.advance(0) is None and eager.advance(1) is None
+    after_eager = torch.get_rng_state()
+    torch.manual_seed(1)
+    assert lazy.advance(0) is None
+    assert lazy.floor_kind == ("multiclass", 3) and sum(lazy.floor_local) == 128  # the labels, counted
+    assert lazy.advance(1, 15, lazy=True) is None and lazy.advance(1, 25, new_round=False, lazy=True) is None
+    assert lazy.zero is not None and len(lazy.zero.losses) == (0 if cap is None else 40)
+    assert lazy.local[:2] == eager.local[:2] and lazy.local[2:4] == [0.0, 0.0]
+    assert lazy.catch_up() is None
+    assert lazy.zero.losses == eager.zero.losses and len(lazy.zero.losses) == 40
+    assert lazy.local == pytest.approx(eager.local, rel=1e-9)
+    assert torch.get_rng_state().equal(after_eager)  # the generators where the eager steps left them
+
+
+class LayerDropNet(DropNet):
+    """A residual layer skipped on random steps while training (LayerDrop, as in wav2vec 2.0): some
+    steps leave its parameters without a gradient."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.extra = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or torch.rand(()) > 0.5:
+            x = x + self.extra(x)
+        return self.lin(x)
+
+
+def test_copy_pair_trains_a_model_whose_layers_drop_out_on_some_steps():
+    torch.manual_seed(0)
+    net = LayerDropNet()
+
+    def make_copy() -> ShadowSteps:
+        copy = LayerDropNet()
+        copy.load_state_dict(net.state_dict())
+        return ShadowSteps(copy, torch.optim.Adam(copy.parameters(), lr=0.05))
+
+    config = BaselineConfig(steps=40)
+    zeroed = lambda b, check: zero_inputs(b, config, "T", check)  # noqa: E731
+    pair = CopyPair(config, make_copy, _loader(256, 0), _loader(128, 1), lambda b: b, zeroed)
+    assert pair.advance(0) is None and pair.advance(1) is None  # was: "size of tensor a must match b"
+    rounds = BaselineRounds()
+    rounds.add(pair.local, pair.steps_done)
+    assert 0.0 < rounds.real_drift[-1] <= 1.0
+
+
 def test_copy_pair_reports_why_it_cannot_run():
     assert (
         _pair(CONFIG, []).advance(0)
@@ -294,8 +379,9 @@ class _ScriptedPair:
 
     def __init__(self, fall_per_step: float) -> None:
         self.fall, self.steps_done, self.train_s, self.local, self.scored = fall_per_step, 0, 0.0, [], []
+        self.floor_kind = None  # the zeroed copy trains along: no floor
 
-    def advance(self, k: int, steps: int | None = None, new_round: bool = True) -> None:
+    def advance(self, k: int, steps: int | None = None, new_round: bool = True, lazy: bool = False) -> None:
         self.steps_done = 0 if k == 0 else self.steps_done + (steps or 100)
         real = 2.30 * (1.0 - self.fall * self.steps_done)
         self.local = [real * 64, 64, 2.30 * 64, 64, real, 2.30, 1.0, 0.5, 0.1, 1.0, 1.0]
