@@ -59,6 +59,7 @@ __all__ = [
     "SplitStats",
     "analyse_splits",
     "average_hash",
+    "cat_thumbnails",
     "sample_hashes",
     "sample_statistics",
     "thumbnails",
@@ -275,6 +276,24 @@ def thumbnails(x: torch.Tensor, size: int = 32, features: int = 64) -> torch.Ten
             img = F.adaptive_avg_pool2d(img, (max(1, round(h * scale)), max(1, round(w * scale))))
         return img.contiguous()
     return _rows(t)[:, :features].contiguous().clone()
+
+
+def cat_thumbnails(parts: list[torch.Tensor]) -> torch.Tensor:
+    """``torch.cat`` of thumbnails from batches of different sizes (sequences padded per batch,
+    images of several sizes): each is zero-padded to the largest size along every dimension but the first.
+
+    Example:
+        >>> cat_thumbnails([torch.ones(2, 24), torch.ones(1, 25)]).shape
+        torch.Size([3, 25])
+    """
+    shape = [max(p.shape[d] for p in parts) for d in range(1, parts[0].dim())]
+    padded = []
+    for p in parts:
+        pad: list[int] = []
+        for d in reversed(range(1, p.dim())):
+            pad += [0, shape[d - 1] - p.shape[d]]
+        padded.append(F.pad(p, pad) if any(pad) else p)
+    return torch.cat(padded)
 
 
 # ---------------------------------------------------------------------- streaming accumulator
@@ -533,7 +552,7 @@ class SplitStats:
             pool = [t for t in (old_t, thumbs) if t is not None and t.numel()]
             if not pool or order.numel() == 0:
                 continue
-            all_t = torch.cat(pool) if len(pool) > 1 else pool[0]
+            all_t = cat_thumbnails(pool) if len(pool) > 1 else pool[0]
             all_i = torch.cat([old_i, idx])
             self.extremes[key] = (cand[order].clone(), all_i[order].clone(), all_t[src].clone())
 
@@ -599,7 +618,7 @@ class SplitStats:
             # ties broken by the dataset index, so every rank merges to the same top-k
             all_i = torch.cat([i0, i])
             order = sorted(range(cand.numel()), key=lambda j: (-float(cand[j]), int(all_i[j])))[: self.top_k]
-            all_t = torch.cat([t0, t]) if t0.numel() and t.numel() else (t0 if t0.numel() else t)
+            all_t = cat_thumbnails([t0, t]) if t0.numel() and t.numel() else (t0 if t0.numel() else t)
             self.extremes[key] = (cand[order], all_i[order], all_t[order])
         return self
 

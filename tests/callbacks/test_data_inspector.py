@@ -262,6 +262,29 @@ def test_language_model_targets_padded_with_minus_100_are_clean():
     assert "class_imbalance" in skewed.issues
 
 
+def test_token_batches_padded_each_to_its_own_length_are_scanned():
+    """The usual Hugging Face collate pads each batch to its longest sequence: the scan compares
+    samples across batches of different widths (it used to stop at "Sizes of tensors must match")."""
+    gen = torch.Generator().manual_seed(0)
+    lengths = torch.randint(8, 30, (400,), generator=gen)
+    seqs = [torch.randint(1, 100, (int(n),), generator=gen) for n in lengths]
+    labels = (lengths > 18).long()
+
+    def pad_per_batch(items):
+        width = max(len(seqs[i]) for i in items)
+        ids = torch.zeros(len(items), width, dtype=torch.long)
+        mask = torch.zeros(len(items), width, dtype=torch.long)
+        for row, i in enumerate(items):
+            ids[row, : len(seqs[i])], mask[row, : len(seqs[i])] = seqs[i], 1
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels[items]}
+
+    loader = DataLoader(list(range(400)), batch_size=16, collate_fn=pad_per_batch)
+    assert len({b["input_ids"].shape[1] for b in loader}) > 3  # the widths really differ
+    result = inspect_data(loader, progress=False)
+    assert [f.message for f in result.findings if f.status == "skipped"] == []
+    assert result.summary["train"]["samples"] == 400 and result.issues == []
+
+
 # ---------------------------------------------------------------------- data it cannot read
 class _TwoInputs(torch.utils.data.Dataset):
     """Breast cancer as a dict of two feature blocks and a target: no single input to infer."""
