@@ -115,6 +115,32 @@ def tiny_gpt2(seed: int = 0, vocab_size: int = VOCAB) -> Any:
     return transformers.GPT2LMHeadModel(config)
 
 
+def tiny_t5(seed: int = 0, vocab_size: int = VOCAB) -> Any:
+    """T5 for conditional generation: ``input_ids``/``attention_mask`` feed the encoder, ``labels``
+    (padded with -100) the decoder, which builds its inputs from them."""
+    torch.manual_seed(seed)
+    config = transformers.T5Config(
+        vocab_size=vocab_size, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=2,
+        pad_token_id=PAD_ID, decoder_start_token_id=PAD_ID, eos_token_id=1,
+    )  # fmt: skip
+    return transformers.T5ForConditionalGeneration(config)
+
+
+def seq2seq_loader(n: int = 128, batch_size: int = 32, pad_in_loss: bool = False) -> DataLoader:
+    """Seq2seq batches padded to one length on both sides (``padding="max_length"``): the target is
+    the source's first token repeated, ``SEQ_LEN // 4`` tokens longer than the source (where it fits):
+    its labels reach past the encoder's padding; their own padding is -100 (``pad_in_loss=True``:
+    the pad id, the bug)."""
+    ids, mask = token_sequences(n, "train")
+    lengths = mask.sum(1)
+    labels = torch.full_like(ids, -100 if not pad_in_loss else PAD_ID)
+    for i, size in enumerate(lengths.tolist()):
+        keep = min(SEQ_LEN - 1, size + SEQ_LEN // 4)
+        labels[i, :keep] = ids[i, 0]
+    data = _Dicts(input_ids=ids, attention_mask=mask, labels=labels)
+    return DataLoader(data, batch_size=batch_size)
+
+
 def tiny_bert_lm(causal: bool = False, seed: int = 0, vocab_size: int = VOCAB) -> Any:
     """BERT with an LM head, trained on next-token prediction (it shifts ``labels`` inside its loss).
 
@@ -222,13 +248,17 @@ def lm_loader(
     split: Literal["train", "val"] = "train",
     pad_in_loss: bool = False,
     shuffle: bool = False,
+    pre_shifted: bool = False,
 ) -> DataLoader:
     """Causal-LM batches ``{"input_ids", "attention_mask", "labels"}``; labels are the inputs with
-    padding set to -100 (``pad_in_loss=True``: padding left in the labels, the bug)."""
+    padding set to -100 (``pad_in_loss=True``: padding left in the labels, the bug;
+    ``pre_shifted=True``: the labels already the next ids, for a model that shifts them again)."""
     ids, mask = token_sequences(n, split)
     labels = ids.clone()
     if not pad_in_loss:
         labels[mask == 0] = -100
+    if pre_shifted:
+        labels = torch.cat([labels[:, 1:], torch.full_like(labels[:, :1], -100)], dim=1)
     data = _Dicts(input_ids=ids, attention_mask=mask, labels=labels)
     return DataLoader(data, batch_size=batch_size, shuffle=shuffle)
 

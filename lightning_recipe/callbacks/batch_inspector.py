@@ -23,6 +23,7 @@ from lightning_recipe.core.checks.batch_inspector import (
     grid_title,
     histogram_values,
     label_text,
+    labels_shifted_twice,
     loss_ignore_index,
     mask_of,
     padding_in_loss,
@@ -40,6 +41,7 @@ from lightning_recipe.core.inputs import (
     detect_layout,
     input_stats,
 )
+from lightning_recipe.core.tasks import LabelConvention, label_convention
 from lightning_recipe.plots.batch_inspector import batch_grid_figure
 
 __all__ = ["BatchInspector", "label_text", "loss_ignore_index"]
@@ -128,6 +130,7 @@ class BatchInspector(RecipeCallback):
         self.validate_keys(owner, input_key, target_key)
         self.ignore_index, self.check_padding = ignore_index, bool(check_padding)
         self._ignore_index = IGNORE_INDEX if ignore_index is None else ignore_index
+        self._convention = LabelConvention()  # how the model reads its labels (set at fit)
         self.every_n_train_steps, self.num_samples = every_n_train_steps, num_samples
         self.denormalize, self.decode = denormalize, decode
         self.input_key, self.target_key = input_key, target_key
@@ -150,6 +153,7 @@ class BatchInspector(RecipeCallback):
             self._ignore_index = (
                 self.ignore_index if self.ignore_index is not None else loss_ignore_index(pl_module)
             )
+            self._convention = label_convention(pl_module)
             self._last_step = -1
             self._cadence = Cadence(self.every_n_train_steps, base=_EVERY, share=self.overhead)
             self._seen_codes, self._inspected, self._masks = set(), 0, MaskAlignment()
@@ -185,9 +189,13 @@ class BatchInspector(RecipeCallback):
         verdicts = batch_findings(
             stats, self._seen_codes, self._inspected == 1, self.normalised_scale, self.constant_std
         )
-        padding = padding_in_loss(batch, parts.targets, self._ignore_index) if self.check_padding else None
-        masks = self._masks.add(x, parts.targets, trainer.global_step) if stats.layout == "image" else None
-        once = {"padding_in_loss": padding, "masks_misaligned": masks}
+        labels, convention = parts.targets, self._convention
+        padding = (
+            padding_in_loss(batch, labels, self._ignore_index, convention) if self.check_padding else None
+        )
+        masks = self._masks.add(x, labels, trainer.global_step) if stats.layout == "image" else None
+        shifted = labels_shifted_twice(batch, labels, self._ignore_index, convention)
+        once = {"padding_in_loss": padding, "labels_shifted_twice": shifted, "masks_misaligned": masks}
         verdicts = with_once(verdicts, once, self._seen_codes)
         for status, message, numbers in verdicts:
             self.record(trainer, status, message, numbers, raise_on_fail=True)  # type: ignore[arg-type]

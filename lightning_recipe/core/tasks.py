@@ -43,11 +43,13 @@ from torch.nn import functional as F
 __all__ = [
     "CAUSAL_MODEL_SUFFIXES",
     "TASKS",
+    "LabelConvention",
     "SequenceObjective",
     "ShiftArg",
     "Task",
     "TaskArg",
     "TaskLiteral",
+    "causal_class",
     "check_shift_argument",
     "check_task_argument",
     "class_dim",
@@ -56,6 +58,9 @@ __all__ = [
     "infer_task",
     "is_binary_valued",
     "is_token_targets",
+    "label_convention",
+    "model_config",
+    "relation_to_inputs",
     "upsample_to_targets",
 ]
 
@@ -371,7 +376,7 @@ def _integer_tensors(obj: Any, path: str = "") -> Iterator[tuple[str, torch.Tens
             yield from _integer_tensors(v, f"{path}[{i}]")
 
 
-def _relation_to_inputs(targets: torch.Tensor, batch: Any, ignore_index: int | None) -> str | None:
+def relation_to_inputs(targets: torch.Tensor, batch: Any, ignore_index: int | None) -> str | None:
     """``"equal"`` when an integer input of the batch equals the targets (where labelled), ``"shifted"``
     when the targets already are that input one position ahead, else ``None``."""
     t = targets.detach()
@@ -392,7 +397,7 @@ def _relation_to_inputs(targets: torch.Tensor, batch: Any, ignore_index: int | N
     return found
 
 
-def _model_config(module: Any) -> Any:
+def model_config(module: Any) -> Any:
     """The config of the first (outermost) submodule that has one (a Hugging Face model's)."""
     modules = module.modules() if hasattr(module, "modules") else []
     for m in modules:
@@ -402,7 +407,7 @@ def _model_config(module: Any) -> Any:
     return None
 
 
-def _causal_class(module: Any) -> str | None:
+def causal_class(module: Any) -> str | None:
     """The class name of the first submodule named as a causal LM (``...ForCausalLM``, ``...LMHeadModel``)."""
     modules = module.modules() if hasattr(module, "modules") else []
     for m in modules:
@@ -442,6 +447,44 @@ def _shift_from_loss(
     if close(loss, ce0) and not close(loss, ce1):
         return 0
     return None
+
+
+@dataclass(frozen=True)
+class LabelConvention:
+    """How a model reads the ``labels`` of a token batch (see :func:`label_convention`).
+
+    Attributes:
+        encoder_decoder: the labels are the decoder's sequence, not aligned with ``input_ids`` or
+            the encoder's ``attention_mask``.
+        pad_id: the model config's ``pad_token_id``.
+        shifts_inside: the class of a Hugging Face causal language model: its loss shifts the labels
+            by one itself, so they must be the input ids, not the ids one ahead.
+    """
+
+    encoder_decoder: bool = False
+    pad_id: int | None = None
+    shifts_inside: str | None = None
+
+
+def label_convention(module: Any) -> LabelConvention:
+    """The :class:`LabelConvention` of ``module`` (a model or a LightningModule holding one).
+
+    Example:
+        >>> from torch import nn
+        >>> label_convention(nn.Linear(2, 2))
+        LabelConvention(encoder_decoder=False, pad_id=None, shifts_inside=None)
+    """
+    config = model_config(module)
+    seq2seq = getattr(config, "is_encoder_decoder", False) is True
+    modules = list(module.modules()) if hasattr(module, "modules") else []
+    seq2seq = seq2seq or any(type(m).__name__.endswith(_SEQ2SEQ_SUFFIXES) for m in modules)
+    pad = getattr(config, "pad_token_id", None)
+    pad = pad if isinstance(pad, int) and not isinstance(pad, bool) else None
+    causal = causal_class(module)
+    hf = causal is not None and any(
+        type(m).__name__ == causal and type(m).__module__.startswith("transformers.") for m in modules
+    )
+    return LabelConvention(seq2seq, pad, causal if hf and not seq2seq else None)
 
 
 def infer_sequence_objective(
@@ -488,7 +531,7 @@ def infer_sequence_objective(
     check_shift_argument(shift, "infer_sequence_objective")
     if not is_token_targets(targets, logits):
         return None
-    config = _model_config(module) if module is not None else None
+    config = model_config(module) if module is not None else None
     vocab = int(logits.shape[-1]) if isinstance(logits, torch.Tensor) else getattr(config, "vocab_size", None)
     vocab = int(vocab) if isinstance(vocab, int) else None
 
@@ -504,14 +547,14 @@ def infer_sequence_objective(
         if found is not None:
             where = "the next token" if found else "the same position"
             return objective(found, f"the loss equals the cross-entropy of each position against {where}")
-    relation = _relation_to_inputs(targets, batch, ignore_index) if batch is not None else None
+    relation = relation_to_inputs(targets, batch, ignore_index) if batch is not None else None
     if relation == "shifted":
         return objective(0, "the targets already are the inputs one position ahead")
     if config is not None and getattr(config, "is_encoder_decoder", False) is True:
         return objective(0, "an encoder-decoder model (config.is_encoder_decoder)")
     if config is not None and getattr(config, "is_decoder", False) is True:
         return objective(1, "the model config says is_decoder=True")
-    name = _causal_class(module) if module is not None else None
+    name = causal_class(module) if module is not None else None
     if name is not None:
         return objective(1, f"{name} is a causal language model")
     if relation == "equal" and computes_loss:

@@ -34,6 +34,7 @@ from lightning_recipe.core.inputs import (
     diagnose_inputs,
     markdown_table,
 )
+from lightning_recipe.core.tasks import LabelConvention, relation_to_inputs
 
 __all__ = [
     "IGNORE_INDEX",
@@ -45,6 +46,7 @@ __all__ = [
     "grid_title",
     "histogram_values",
     "label_text",
+    "labels_shifted_twice",
     "loss_ignore_index",
     "mask_of",
     "naming",
@@ -170,10 +172,15 @@ def batch_findings(
     return out
 
 
-def _loss_mask(batch: Mapping, labels: torch.Tensor) -> tuple[str, torch.Tensor] | None:
-    """The mask saying which label positions are padding: the decoder's in an encoder-decoder batch."""
+def _loss_mask(
+    batch: Mapping, labels: torch.Tensor, convention: LabelConvention
+) -> tuple[str, torch.Tensor] | None:
+    """The mask saying which label positions are padding: the decoder's in an encoder-decoder batch
+    (never the encoder's ``attention_mask``: the labels are another sequence, whatever its length)."""
     lowered = {str(k).lower(): k for k in batch}
-    seq2seq = "decoder_input_ids" in lowered or "decoder_attention_mask" in lowered
+    seq2seq = (
+        convention.encoder_decoder or "decoder_input_ids" in lowered or "decoder_attention_mask" in lowered
+    )
     name = "decoder_attention_mask" if seq2seq else "attention_mask"
     mask = batch.get(lowered[name]) if name in lowered else None
     if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != tuple(labels.shape):
@@ -181,13 +188,24 @@ def _loss_mask(batch: Mapping, labels: torch.Tensor) -> tuple[str, torch.Tensor]
     return str(lowered[name]), mask
 
 
-def padding_in_loss(batch: Any, labels: Any, ignore_index: int = IGNORE_INDEX) -> Verdict | None:
+def _trailing_pads(labels: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """Per position: a ``pad_id`` after the last other label of its row (padding at the end)."""
+    is_pad = labels == pad_id
+    # a position is trailing padding when it and every position after it are pad ids
+    return is_pad.flip(1).long().cumprod(1).flip(1).bool()
+
+
+def padding_in_loss(
+    batch: Any, labels: Any, ignore_index: int = IGNORE_INDEX, convention: LabelConvention | None = None
+) -> Verdict | None:
     """A ``warn`` when padding positions (``attention_mask == 0``) carry a label the loss trains on.
 
     Applies to dict batches whose ``attention_mask`` (``decoder_attention_mask`` in an
     encoder-decoder batch) has the shape of integer ``labels`` ``(N, T)``: a loss position is one
-    whose label is not ``ignore_index``. ``None`` when no padding position is in the loss, or the
-    batch has no such mask.
+    whose label is not ``ignore_index``. In an encoder-decoder batch without a decoder mask
+    (``convention.encoder_decoder``, the usual Hugging Face seq2seq batch), the padding is the run of
+    ``convention.pad_id`` that ends a label row. ``None`` when no padding position is in the loss,
+    or the batch has no such mask.
 
     Example:
         >>> ids = torch.tensor([[5, 6, 7, 0], [5, 6, 0, 0]])
@@ -199,16 +217,27 @@ def padding_in_loss(batch: Any, labels: Any, ignore_index: int = IGNORE_INDEX) -
         >>> padding_in_loss(batch, batch["labels"]) is None
         True
     """
+    convention = convention or LabelConvention()
     if not isinstance(batch, Mapping) or not isinstance(labels, torch.Tensor) or labels.dim() != 2:
         return None
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         return None
-    found = _loss_mask(batch, labels)
-    if found is None:
-        return None
-    key, mask = found
     in_loss = labels.detach() != ignore_index
-    padding = mask.detach().to(labels.device) == 0
+    found = _loss_mask(batch, labels, convention)
+    if found is not None:
+        key, mask = found
+        padding = mask.detach().to(labels.device) == 0
+        where = f"{key} == 0 but labels != {ignore_index}"
+        fix = f"`labels[{key} == 0] = {ignore_index}`"
+    elif convention.encoder_decoder and convention.pad_id is not None and convention.pad_id != ignore_index:
+        key, padding = "pad_token_id", _trailing_pads(labels.detach(), convention.pad_id)
+        where = (
+            f"labels == pad_token_id {convention.pad_id} after the end of each target sequence, in an "
+            "encoder-decoder batch without a decoder_attention_mask"
+        )
+        fix = f"`labels[labels == {convention.pad_id}] = {ignore_index}`"
+    else:
+        return None
     counts = torch.stack([in_loss.sum(), (in_loss & padding).sum(), padding.sum()]).cpu().tolist()
     loss_positions, bad, pads = (int(c) for c in counts)
     if bad == 0:
@@ -216,9 +245,9 @@ def padding_in_loss(batch: Any, labels: Any, ignore_index: int = IGNORE_INDEX) -
     frac = bad / max(loss_positions, 1)
     message = (
         f"the loss trains on padding: {bad} of the {loss_positions} loss positions ({frac:.1%}) are padding "
-        f"({key} == 0 but labels != {ignore_index}); the model learns to predict padding and the loss "
+        f"({where}); the model learns to predict padding and the loss "
         f"is diluted by it. Set the labels of padded positions to {ignore_index} "
-        f"(`labels[{key} == 0] = {ignore_index}`; Hugging Face's DataCollatorForLanguageModeling and "
+        f"({fix}; Hugging Face's DataCollatorForLanguageModeling and "
         "DataCollatorForSeq2Seq do it). If your loss ignores another label, pass `ignore_index=`; if it "
         "masks padding itself, `check_padding=False`."
     )
@@ -231,6 +260,37 @@ def padding_in_loss(batch: Any, labels: Any, ignore_index: int = IGNORE_INDEX) -
         "mask_key": key,
     }
     return "warn", message, numbers
+
+
+def labels_shifted_twice(
+    batch: Any, labels: Any, ignore_index: int = IGNORE_INDEX, convention: LabelConvention | None = None
+) -> Verdict | None:
+    """A ``warn`` when a Hugging Face causal language model, which shifts its labels by one inside its
+    loss (``convention.shifts_inside``), gets labels that already are the input ids one position
+    ahead: shifted twice, it learns to predict the token after the next.
+
+    Example:
+        >>> ids = torch.tensor([[5, 6, 7, 8, 9], [4, 2, 6, 1, 3]])
+        >>> shifted = torch.cat([ids[:, 1:], torch.full((2, 1), -100)], 1)
+        >>> causal = LabelConvention(shifts_inside="GPT2LMHeadModel")
+        >>> labels_shifted_twice({"input_ids": ids, "labels": shifted}, shifted, convention=causal)[0]
+        'warn'
+        >>> labels_shifted_twice({"input_ids": ids, "labels": ids}, ids, convention=causal) is None  # as HF wants
+        True
+    """
+    if convention is None or convention.shifts_inside is None or not isinstance(batch, Mapping):
+        return None
+    if not isinstance(labels, torch.Tensor) or labels.dim() != 2 or labels.shape[1] < 3:
+        return None
+    if relation_to_inputs(labels, batch, ignore_index) != "shifted":
+        return None
+    message = (
+        f"the labels are already the input ids one position ahead (labels[:, t] == input_ids[:, t + 1]), "
+        f"and {convention.shifts_inside} shifts them by one again inside its loss: it learns to predict "
+        "the token after the next. Pass `labels=input_ids` (padding set to "
+        f"{ignore_index}); the model does the shift"
+    )
+    return "warn", message, {"model": convention.shifts_inside, "relation": "shifted"}
 
 
 # ---------------------------------------------------------------------- what is logged
