@@ -249,11 +249,16 @@ def lm_loader(
     pad_in_loss: bool = False,
     shuffle: bool = False,
     pre_shifted: bool = False,
+    bos: int | None = None,
 ) -> DataLoader:
     """Causal-LM batches ``{"input_ids", "attention_mask", "labels"}``; labels are the inputs with
     padding set to -100 (``pad_in_loss=True``: padding left in the labels, the bug;
-    ``pre_shifted=True``: the labels already the next ids, for a model that shifts them again)."""
+    ``pre_shifted=True``: the labels already the next ids, for a model that shifts them again;
+    ``bos``: every sequence starts with this id, as a Llama or BERT tokenizer writes them)."""
     ids, mask = token_sequences(n, split)
+    if bos is not None:
+        ids = torch.cat([torch.full_like(ids[:, :1], bos), ids[:, :-1]], dim=1)
+        mask = torch.cat([torch.ones_like(mask[:, :1]), mask[:, :-1]], dim=1)
     labels = ids.clone()
     if not pad_in_loss:
         labels[mask == 0] = -100

@@ -21,7 +21,7 @@ from lightning_recipe import (
     PredictionDynamics,
 )
 from tests.helpers import make_trainer, png_shape, read_events
-from tests.hf_models import HFModule, lm_loader, tiny_bert_lm, tiny_gpt2
+from tests.hf_models import VOCAB, HFModule, lm_loader, tiny_bert_lm, tiny_gpt2
 
 P = "recipe/prediction_dynamics/"
 
@@ -143,3 +143,19 @@ def test_batch_independence_checks_a_causal_lm_fed_token_ids_only():
     check.check(IdsOnly(tiny_gpt2()), {"input_ids": ids})
     assert [f.status for f in check.findings] == ["pass", "pass"]
     assert "GPT2LMHeadModel is a causal language model" in check.findings[1].message
+
+
+def test_overfit_batch_forgives_the_first_token_after_a_bos_that_no_model_can_memorise(tmp_path):
+    """Every sequence starts with the same BOS: the token after it is predicted from that one
+    context, whatever the example, so the loss of one batch cannot reach 0; the target allows the
+    entropy of those first tokens (and only that)."""
+    from lightning_recipe.callbacks import OverfitBatchCheck
+
+    check = OverfitBatchCheck()
+    trainer = make_trainer(tmp_path, [check], max_steps=1, limit_val_batches=0)
+    trainer.fit(HFModule(tiny_gpt2()), lm_loader(bos=VOCAB - 1))
+    [finding] = check.findings
+    assert finding.status == "pass", finding.message
+    # 8 sequences, 7-8 distinct first tokens: about ln(8) spread over the ~12 loss positions of each
+    assert 0.05 < finding.numbers["irreducible_loss"] < 0.3
+    assert "cannot be memorised" in finding.message

@@ -18,6 +18,8 @@ Example:
 from __future__ import annotations
 
 import math
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +31,13 @@ from lightning_recipe.core.batches import batch_size_of, map_tensors, split_batc
 from lightning_recipe.core.model_call import ModelCall
 from lightning_recipe.core.robust import moving_average
 from lightning_recipe.core.shadow import ShadowSteps, ShadowUnsupported
-from lightning_recipe.core.tasks import float_targets_fit, infer_task, is_binary_valued
+from lightning_recipe.core.tasks import (
+    float_targets_fit,
+    infer_sequence_objective,
+    infer_task,
+    is_binary_valued,
+    is_token_targets,
+)
 from lightning_recipe.findings import Status
 
 __all__ = [
@@ -44,6 +52,7 @@ __all__ = [
     "are_probabilities",
     "batch_examples",
     "class_view",
+    "conflict_floor",
     "declared_smoothing",
     "kind_of",
     "overfit",
@@ -108,6 +117,7 @@ class OverfitRun:
     no_target: bool = False
     r2: float | None = None
     smoothing: tuple[float, float] | None = None
+    irreducible: float | None = None  # the loss no model reaches below on this batch (conflict_floor)
     outputs: torch.Tensor | None = None
     targets: Any = None
     changed: bool = True
@@ -156,6 +166,8 @@ def overfit(
     kind, task = kind_of(targets, outputs0, config.task)
     run = OverfitRun(n=n, kind=kind, task=task, targets=targets, hints=static_hints(module, shadow.optimizer))
     run.smoothing = declared_smoothing(module, outputs0, targets, task, config.target_loss)
+    if config.target_loss is None and task == "multiclass" and parts is not None:
+        run.irreducible = conflict_floor(batch, parts.inputs, targets, outputs0, module)
     try:
         _train(shadow, batch, config, call, run)
     except ShadowUnsupported as err:
@@ -191,6 +203,8 @@ def _train(shadow: ShadowSteps, batch: Any, config: OverfitConfig, call: ModelCa
             if run.target is None:
                 run.no_target = True
                 return
+            if run.irreducible:  # what nothing can memorise, on top of the near-zero target
+                run.target += run.irreducible
         if value <= run.target:
             run.reached = True
             break
@@ -257,6 +271,8 @@ def _numbers(config: OverfitConfig, run: OverfitRun) -> dict[str, Any]:
         numbers["r2"] = run.r2
     if run.smoothing is not None:
         numbers["label_smoothing"], numbers["smoothing_floor"] = run.smoothing
+    if run.irreducible:
+        numbers["irreducible_loss"] = run.irreducible
     return numbers
 
 
@@ -289,7 +305,7 @@ def _reached_message(run: OverfitRun, numbers: dict[str, Any]) -> str:
         why = f": the floor of label smoothing {run.smoothing[0]:.3g} is {run.smoothing[1]:.4g}"
     return (
         f"overfit {run.n} examples in {numbers['steps']} steps: {how} (from {numbers['initial_loss']:.4g}; "
-        f"target {target_text(run.kind, run.target)}{why})"
+        f"target {target_text(run.kind, run.target, run.irreducible)}{why})"
     )
 
 
@@ -339,7 +355,7 @@ def _not_reached(config: OverfitConfig, run: OverfitRun, numbers: dict[str, Any]
         return (
             "fail",
             f"cannot overfit {n} examples: the loss {reached} {best:.4g} after {steps} steps (from {initial:.4g}; "
-            f"lowest achievable {target_text(kind, target)}); {hint}",
+            f"lowest achievable {target_text(kind, target, run.irreducible)}); {hint}",
         )
     return (
         "warn",
@@ -386,12 +402,77 @@ def target_loss_for(
     return RELATIVE_TARGET * initial
 
 
-def target_text(kind: str, target: float | None) -> str:
+def target_text(kind: str, target: float | None, irreducible: float | None = None) -> str:
     """The target as the messages state it."""
     t = "?" if target is None else f"{target:.3g}"
     if kind == "regression":
         return f"loss <= {t} or R² >= {R2_TARGET}"
+    if irreducible:
+        return (
+            f"<= {t}, of which {irreducible:.3g} cannot be memorised: the same context before different "
+            "next tokens, e.g. the first token after a BOS"
+        )
     return f"<= {t}"
+
+
+def conflict_floor(batch: Any, inputs: Any, targets: Any, outputs: Any, module: Any = None) -> float | None:
+    """The cross-entropy no model can go below on ``batch``: next-token positions whose context is
+    the same but whose tokens differ (token targets of a causal objective: the first token after a
+    BOS, or after nothing but padding, in each sequence). ``None`` when every context has one next
+    token, or the targets are not next tokens. (Samples of one class per sample with the same input
+    and other labels are a data bug, ``DataInspector``'s "conflicting labels": not forgiven here.)
+
+    The context of a label is the attended ids up to the logits that predict it
+    (``attention_mask == 1``; padding carries nothing). The floor is the mean over the loss
+    positions of the entropy of the targets that share a context.
+
+    Example:
+        >>> class TinyForCausalLM(nn.Module): ...  # a causal LM: it shifts the labels inside
+        >>> ids = torch.tensor([[1, 5, 6], [1, 7, 6], [1, 5, 6], [1, 8, 6]])  # BOS, then 5, 7, 5 or 8
+        >>> batch = {"input_ids": ids, "labels": ids}
+        >>> round(conflict_floor(batch, ids, ids, torch.zeros(4, 3, 9), TinyForCausalLM()), 4)
+        0.5199
+        >>> conflict_floor(batch, ids, ids, torch.zeros(4, 3, 9)) is None  # per-token tags: no shared context
+        True
+    """
+    if not isinstance(targets, torch.Tensor) or not isinstance(outputs, torch.Tensor):
+        return None
+    t = targets.detach().cpu()
+    keys: list[tuple[Any, int]] = []  # (context, target) per loss position
+    if is_token_targets(t, outputs):
+        objective = infer_sequence_objective(t, outputs, batch=batch, module=module)
+        ids = batch.get("input_ids") if isinstance(batch, Mapping) else inputs
+        if objective is None or not objective.causal or not isinstance(ids, torch.Tensor):
+            return None
+        if ids.shape != t.shape or ids.is_floating_point():
+            return None
+        mask = batch.get("attention_mask") if isinstance(batch, Mapping) else None
+        ids = ids.detach().cpu()
+        keep = (
+            mask.detach().cpu() != 0
+            if isinstance(mask, torch.Tensor) and mask.shape == ids.shape
+            else ids == ids
+        )
+        shift = objective.shift
+        for r_ids, r_keep, r_t in zip(ids.tolist(), keep.tolist(), t.tolist()):
+            context: Any = ()
+            for j, (token, kept) in enumerate(zip(r_ids, r_keep)):
+                if kept:
+                    context = hash((context, token))
+                label = j + shift
+                if label < len(r_t) and r_t[label] != objective.ignore_index:
+                    keys.append((context, r_t[label]))
+    if not keys:
+        return None
+    groups: dict[Any, Counter] = {}
+    for context, label in keys:
+        groups.setdefault(context, Counter())[label] += 1
+    total = 0.0
+    for counts in groups.values():
+        n = sum(counts.values())
+        total += sum(c * math.log(n / c) for c in counts.values())
+    floor = total / len(keys)
+    return floor if floor > 1e-9 else None
 
 
 def plateaued(losses: list[float], patience: int, log_scale: bool = True) -> bool:
