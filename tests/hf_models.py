@@ -141,6 +141,35 @@ def seq2seq_loader(n: int = 128, batch_size: int = 32, pad_in_loss: bool = False
     return DataLoader(data, batch_size=batch_size)
 
 
+def tiny_wav2vec2(num_labels: int = 4, seed: int = 0) -> Any:
+    """wav2vec 2.0 for audio classification (``input_values`` waveforms, ``labels`` (N,)), with the
+    config's own LayerDrop (a layer skipped on random training steps) and SpecAugment."""
+    torch.manual_seed(seed)
+    config = transformers.Wav2Vec2Config(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        conv_dim=(16, 16, 16), conv_kernel=(10, 3, 3), conv_stride=(5, 2, 2), num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2, num_labels=num_labels, classifier_proj_size=16,
+        mask_time_length=4, vocab_size=32, layerdrop=0.5,
+    )  # fmt: skip
+    return transformers.Wav2Vec2ForSequenceClassification(config)
+
+
+def tone_loader(n: int = 128, seed: int = 0, batch_size: int = 32, shuffle: bool = False) -> DataLoader:
+    """Tones at 200/400/800/1600 Hz (16 kHz, 0.1 s, random phase, amplitude and noise), each waveform
+    standardised as ``Wav2Vec2FeatureExtractor(do_normalize=True)`` does; the label is the tone."""
+    g = np.random.default_rng(seed)
+    y = g.integers(0, 4, n)
+    t = np.arange(1600) / 16000
+    freqs = np.array([200, 400, 800, 1600])
+    x = g.uniform(0.2, 1.0, (n, 1)) * np.sin(
+        2 * np.pi * freqs[y][:, None] * t + g.uniform(0, 2 * np.pi, (n, 1))
+    )
+    x = x + 0.3 * g.standard_normal(x.shape)
+    x = (x - x.mean(1, keepdims=True)) / x.std(1, keepdims=True)
+    data = _Dicts(input_values=torch.from_numpy(x.astype(np.float32)), labels=torch.from_numpy(y))
+    return DataLoader(data, batch_size=batch_size, shuffle=shuffle)
+
+
 def tiny_bert_lm(causal: bool = False, seed: int = 0, vocab_size: int = VOCAB) -> Any:
     """BERT with an LM head, trained on next-token prediction (it shifts ``labels`` inside its loss).
 

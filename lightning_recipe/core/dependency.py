@@ -445,18 +445,36 @@ def chart_call(
         (5, ['inputs'])
     """
     state = _Leaves(batch_dim)
+    retried: str | None = None
     with torch.enable_grad(), _embedding_leaves(modules, state):
         try:
             outputs = run(state)
         except DependencyError:
             raise
         except Exception as err:
-            raise DependencyError(f"the forward pass failed ({type(err).__name__}: {err})") from err
+            if modules is None or not any(m.training for m in modules.modules()):
+                raise DependencyError(f"the forward pass failed ({type(err).__name__}: {err})") from err
+            # a model that does not expect inputs requiring grad in training mode (wav2vec 2.0 sets
+            # requires_grad on its input's view): charted in eval mode, as inference runs it
+            modes = [(m, m.training) for m in modules.modules()]
+            modules.eval()
+            try:
+                outputs = run(state)
+            except DependencyError:
+                raise
+            except Exception:
+                raise DependencyError(f"the forward pass failed ({type(err).__name__}: {err})") from err
+            finally:
+                for m, mode in modes:
+                    m.training = mode
+            retried = f"charted in eval mode: in training mode the forward failed ({type(err).__name__}: {err})"
     if state.n is None:
         raise state.error or DependencyError(
             "the model was called without the inputs to chart (`prepare` unused)"
         )
     n, sources, leaves, notes = state.n, state.sources, state.leaves, state.notes
+    if retried is not None:
+        notes.append(retried)
     if state.embedded:
         matched = [e for e in state.embedded if e[2]] or state.embedded
         for label, leaf, _ in matched:
