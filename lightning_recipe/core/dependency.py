@@ -467,7 +467,9 @@ def chart_call(
             finally:
                 for m, mode in modes:
                     m.training = mode
-            retried = f"charted in eval mode: in training mode the forward failed ({type(err).__name__}: {err})"
+            retried = (
+                f"charted in eval mode: in training mode the forward failed ({type(err).__name__}: {err})"
+            )
     if state.n is None:
         raise state.error or DependencyError(
             "the model was called without the inputs to chart (`prepare` unused)"

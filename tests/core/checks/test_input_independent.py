@@ -107,6 +107,11 @@ def test_verdict_waits_then_says_inconclusive():
     assert verdict(CONFIG, catching_up, last=False) is None
     status, message = verdict(CONFIG, catching_up, last=True)
     assert status == "skipped" and "the zeroed copy is still improving (0.8 in the last 100 steps)" in message
+    # the zeroed copy fell 0.8 in its first 25 steps (the prior) and 0.02 in the 75 after: no
+    # longer catching up, so the round passes when its pace is read from its first chunk on
+    assert verdict(CONFIG, catching_up, last=False, since=(25, 1.52))[0] == "pass"
+    # and still waits where it was falling as fast after the first chunk
+    assert verdict(CONFIG, catching_up, last=False, since=(25, 2.1)) is None
 
 
 @pytest.mark.parametrize(
