@@ -262,8 +262,13 @@ def diagnose_inputs(
                     "warn",
                     f"inputs are not normalised{count}: {where}mean {_fmt(float(stats.mean[worst]))}, "
                     f"std {_fmt(float(stats.std[worst]))} (range {_fmt(stats.overall_min)} to "
-                    f"{_fmt(stats.overall_max)}); scale them to mean ~0 and std ~1 (e.g. divide raw pixels by "
-                    "255 and subtract the mean).",
+                    f"{_fmt(stats.overall_max)}); scale them to mean ~0 and std ~1 ("
+                    + (
+                        "e.g. divide raw pixels by 255 and subtract the mean)."
+                        if stats.layout == "image"
+                        else "e.g. standardise each feature with the training set's mean and std; a raw "
+                        "waveform by its own, as audio feature extractors do)."
+                    ),
                     {
                         "mean": float(stats.mean[worst]),
                         "std": float(stats.std[worst]),

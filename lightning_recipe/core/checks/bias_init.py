@@ -431,8 +431,8 @@ def final_layer(
     bias = getattr(found, "bias", None)
     if not isinstance(bias, torch.Tensor):
         raise Skip(
-            f"the final layer {name!r} ({type(found).__name__}) has no bias; build it with bias=True "
-            "or pass `layer=`"
+            f"the final layer {name!r} ({type(found).__name__}) has no bias, so there is none to set (a "
+            "language model's head usually has none; elsewhere build it with bias=True), or pass `layer=`"
         )
     return FinalLayer(name, found, bias, outputs)
 

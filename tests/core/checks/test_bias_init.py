@@ -87,7 +87,7 @@ def test_final_layer_is_traced_through_model_call():
 
 
 def test_final_layer_without_a_bias_or_a_runnable_forward_skips():
-    with pytest.raises(Skip, match="has no bias; build it with bias=True"):
+    with pytest.raises(Skip, match="has no bias, so there is none to set"):
         final_layer(nn.Linear(4, 2, bias=False), (torch.randn(3, 4), torch.zeros(3)), None, ModelCall())
     with pytest.raises(Skip, match="could not run the model's forward"):
         final_layer(nn.Linear(5, 2), (torch.randn(3, 4), torch.zeros(3)), None, ModelCall())
