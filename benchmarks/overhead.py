@@ -14,7 +14,7 @@ make every run noisy); figures are drawn where ``lightning_recipe.writer`` draws
 default; ``LIGHTNING_RECIPE_RENDER=thread`` or ``=process`` to compare).
 
     python benchmarks/overhead.py [--epochs 30] [--repeats 3] [--stage full] [--alone] [--memory]
-    python benchmarks/overhead.py --long          # a wider CNN on the digits upscaled to 32x32, 25 epochs: 2+ min bare
+    python benchmarks/overhead.py --long          # a wider CNN on the digits upscaled to 32x32, 50 epochs: 2+ min bare
 
 The last line projects the bare run length from which the whole suite stays within 1.03x: the
 one-time seconds do not grow with the run (past the budget's floor they stop at their verdicts),
@@ -133,7 +133,7 @@ def run(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=None, help="default: 30 (digits), 25 (--long)")
+    parser.add_argument("--epochs", type=int, default=None, help="default: 30 (digits), 50 (--long)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--stage", default="full")
     parser.add_argument("--threads", type=int, default=1)
@@ -144,7 +144,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    epochs = args.epochs or (25 if args.long else 30)
+    epochs = args.epochs or (50 if args.long else 30)
     names = tuple(STAGES[args.stage])
     variants: dict[str, tuple[str, ...] | None] = {
         "bare Trainer": None,
