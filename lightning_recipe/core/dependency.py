@@ -452,10 +452,12 @@ def chart_call(
         except DependencyError:
             raise
         except Exception as err:
-            if modules is None or not any(m.training for m in modules.modules()):
+            fails_on_grad = isinstance(err, RuntimeError) and "requires_grad" in str(err)
+            if modules is None or not fails_on_grad or not any(m.training for m in modules.modules()):
                 raise DependencyError(f"the forward pass failed ({type(err).__name__}: {err})") from err
-            # a model that does not expect inputs requiring grad in training mode (wav2vec 2.0 sets
-            # requires_grad on its input's view): charted in eval mode, as inference runs it
+            # a model that does not take inputs requiring grad in training mode (wav2vec 2.0 sets
+            # requires_grad on its input's view): charted in eval mode, as inference runs it; any
+            # other failure is the model's own
             modes = [(m, m.training) for m in modules.modules()]
             modules.eval()
             try:

@@ -456,7 +456,7 @@ class LabelConvention:
     Attributes:
         encoder_decoder: the labels are the decoder's sequence, not aligned with ``input_ids`` or
             the encoder's ``attention_mask``.
-        pad_id: the model config's ``pad_token_id``.
+        pad_id: the model config's ``pad_token_id`` (``None`` when it is also the EOS id).
         shifts_inside: the class of a Hugging Face causal language model: its loss shifts the labels
             by one itself, so they must be the input ids, not the ids one ahead.
     """
@@ -475,11 +475,15 @@ def label_convention(module: Any) -> LabelConvention:
         LabelConvention(encoder_decoder=False, pad_id=None, shifts_inside=None)
     """
     config = model_config(module)
-    seq2seq = getattr(config, "is_encoder_decoder", False) is True
     modules = list(module.modules()) if hasattr(module, "modules") else []
-    seq2seq = seq2seq or any(type(m).__name__.endswith(_SEQ2SEQ_SUFFIXES) for m in modules)
-    pad = getattr(config, "pad_token_id", None)
+    if isinstance(getattr(config, "is_encoder_decoder", None), bool):
+        seq2seq = config.is_encoder_decoder  # LLaVA is a ...ForConditionalGeneration, and decoder-only
+    else:
+        seq2seq = any(type(m).__name__.endswith(_SEQ2SEQ_SUFFIXES) for m in modules)
+    pad, eos = (getattr(config, key, None) for key in ("pad_token_id", "eos_token_id"))
     pad = pad if isinstance(pad, int) and not isinstance(pad, bool) else None
+    if pad is not None and (pad == eos or (isinstance(eos, (list, tuple)) and pad in eos)):
+        pad = None  # the pad id is the EOS, which a healthy label row ends with: not padding alone
     causal = causal_class(module)
     hf = causal is not None and any(
         type(m).__name__ == causal and type(m).__module__.startswith("transformers.") for m in modules

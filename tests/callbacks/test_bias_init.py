@@ -194,8 +194,7 @@ def test_final_layer_without_bias_is_skipped(tmp_path):
     assert finding.status == "skipped" and trainer.global_step == 2
     assert (
         "the final layer 'net.1' (Linear) has no bias, so there is none to set (a language model's head "
-        "usually has none; elsewhere build it with bias=True), or pass `layer=`"
-        in finding.message
+        "usually has none; elsewhere build it with bias=True), or pass `layer=`" in finding.message
     )
 
 

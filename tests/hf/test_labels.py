@@ -42,3 +42,25 @@ def test_gpt2_labels_shifted_by_the_data_and_again_by_the_model_warn(tmp_path, p
         return
     [(status, _, message)] = findings
     assert status == "warn" and "GPT2LMHeadModel shifts them by one again" in message
+
+
+def test_label_convention_trusts_the_config_over_the_class_name():
+    from torch import nn
+
+    from lightning_recipe.core.tasks import label_convention
+    from tests.hf_models import transformers
+
+    t5 = label_convention(tiny_t5())
+    assert t5.encoder_decoder and t5.pad_id == 0 and t5.shifts_inside is None
+    assert label_convention(tiny_gpt2()).shifts_inside == "GPT2LMHeadModel"
+
+    class VisionLanguageForConditionalGeneration(nn.Module):  # decoder-only, as LLaVA is
+        def __init__(self) -> None:
+            super().__init__()
+            self.config = transformers.PretrainedConfig(vocab_size=8, is_encoder_decoder=False)
+
+    assert not label_convention(VisionLanguageForConditionalGeneration()).encoder_decoder
+    # a pad id that is also the EOS ends every healthy label row: it does not mark padding
+    torch_t5 = tiny_t5()
+    torch_t5.config.pad_token_id = torch_t5.config.eos_token_id = 1
+    assert label_convention(torch_t5).pad_id is None

@@ -22,12 +22,12 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch.nn import functional as F
 
-from lightning_recipe.core.batches import map_tensors
 from lightning_recipe.core.tasks import is_binary_valued
 
 __all__ = [
@@ -37,8 +37,10 @@ __all__ = [
     "floor_of",
     "floor_stats",
     "input_free",
+    "input_signature",
     "loss_matches",
     "our_loss",
+    "same_signature",
 ]
 
 #: The user's loss and the one computed here agree within this (relative) on every batch: the same loss.
@@ -48,19 +50,55 @@ MATCH_RTOL = 1e-3
 FloorKind = tuple[str, int]
 
 
-def input_free(batch: Any, targets: torch.Tensor) -> bool:
-    """Whether every tensor of ``batch`` but ``targets`` is the same for each sample: nothing the model
-    reads tells one sample from another, so its output is one constant for all of them."""
+def input_signature(batch: Any, targets: torch.Tensor) -> list[Any] | None:
+    """What ``batch`` shows a model besides ``targets``, when it is the same for every sample: per
+    tensor its first row (a tensor without a batch dimension whole), per plain number its value, in
+    order; ``None`` when samples differ or the batch holds values that are neither (strings, objects).
+    Batches a model cannot tell apart have equal signatures (:func:`same_signature`)."""
     n = targets.shape[0] if targets.dim() else 1
-    same = [True]
+    out: list[Any] = []
 
-    def visit(t: torch.Tensor) -> None:
-        if t is targets or t.dim() == 0 or t.shape[0] != n or n < 2 or not same[0]:
-            return
-        same[0] = bool((t == t[:1]).all())
+    def walk(obj: Any) -> bool:
+        if obj is targets:
+            return True
+        if isinstance(obj, torch.Tensor):
+            if obj.dim() and obj.shape[0] == n:
+                if n > 1 and not bool((obj == obj[:1]).all()):
+                    return False
+                out.append(obj[:1].detach().cpu())
+            else:
+                out.append(obj.detach().cpu())
+            return True
+        if obj is None or isinstance(obj, (bool, int, float)):
+            out.append(obj)
+            return True
+        if isinstance(obj, Mapping):
+            return all(walk(obj[k]) for k in sorted(obj, key=str))
+        if isinstance(obj, (list, tuple)):
+            return all(walk(v) for v in obj)
+        return False
 
-    map_tensors(batch, visit)
-    return same[0]
+    return out if walk(batch) else None
+
+
+def same_signature(a: list[Any], b: list[Any]) -> bool:
+    """Whether two :func:`input_signature` lists are equal, tensor by tensor."""
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if isinstance(x, torch.Tensor) or isinstance(y, torch.Tensor):
+            if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)):
+                return False
+            if x.shape != y.shape or x.dtype != y.dtype or not torch.equal(x, y):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+def input_free(batch: Any, targets: torch.Tensor) -> bool:
+    """Whether nothing of ``batch`` but ``targets`` tells one sample from another (see :func:`input_signature`)."""
+    return input_signature(batch, targets) is not None
 
 
 def floor_kind(logits: Any, targets: Any) -> FloorKind | None:

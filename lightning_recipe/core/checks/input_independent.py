@@ -35,9 +35,10 @@ from lightning_recipe.core.checks.constant_floor import (
     floor_kind,
     floor_of,
     floor_stats,
-    input_free,
+    input_signature,
     loss_matches,
     our_loss,
+    same_signature,
 )
 from lightning_recipe.core.errors import ArgumentError
 from lightning_recipe.core.model_call import ModelCall
@@ -454,18 +455,42 @@ class CopyPair:
         return [bad, float(len(self.val))]
 
     def _find_floor(self) -> None:
-        """At initialisation: whether the zeroed copy can only predict a constant (every zeroed validation
-        batch the same for each sample) under a loss whose floor is known; :attr:`floor_local` its sums."""
+        """At initialisation: whether the zeroed copy can only predict one constant, under a loss whose
+        floor is known; :attr:`floor_local` is then ``[floor * samples, samples]`` on this rank.
+
+        One constant: every zeroed validation batch shows the model the same thing for each sample
+        and the same as the other batches (no mask, side input or string tells them apart), and the
+        zeroed copy's outputs at initialisation say so too (a model that reads its labels, say, does
+        not give one output). Each rank's zeroed copy learns its own constant on its shard: the floor
+        is the mean of the ranks' floors, each on its own validation targets."""
         self.floor_kind, self.floor_local = None, []
         kinds: set[Any] = set()
         stats: list[float] | None = None
+        signature: list[Any] | None = None
+        first: torch.Tensor | None = None
         self._val_targets = []
         try:
             for i, raw in enumerate(self.val):
                 batch = self.to_device(raw)
                 targets = split_batch(batch, self.config.input_key, self.config.target_key).targets
-                assert self.real is not None
-                if targets is None or not input_free(self.zeroed(batch, False), targets):
+                assert self.real is not None and self.zero is not None
+                zeroed = self.zeroed(batch, False)
+                seen = input_signature(zeroed, targets) if targets is not None else None
+                if (
+                    targets is None
+                    or seen is None
+                    or not (signature is None or same_signature(signature, seen))
+                ):
+                    return
+                signature = seen
+                out = self.zero.forward(zeroed, self.call).logits
+                if out is None or out.dim() == 0 or out.shape[0] != targets.shape[0]:
+                    return
+                out = out.detach().double().cpu()
+                first = out[:1] if first is None else first
+                if first.shape[1:] != out.shape[1:] or not torch.allclose(
+                    out, first.expand_as(out), 1e-4, 1e-6
+                ):
                     return
                 logits = self.real.forward(batch, self.call).logits
                 kind = floor_kind(logits, targets)
@@ -481,7 +506,8 @@ class CopyPair:
             return
         if len(kinds) == 1 and stats is not None:
             self.floor_kind = kinds.pop()
-            self.floor_local = stats
+            n = sum(stats) if self.floor_kind[0] == "multiclass" else stats[-1]
+            self.floor_local = [floor_of(self.floor_kind, stats) * n, float(n)]
 
     def close(self) -> None:
         """Keep the loss curves, free the copies."""
@@ -892,7 +918,8 @@ def settle_floor(
     if not agree(all(seen[i] == seen[0] * mine[i] for i in range(1, 4))):
         pair.floor_kind = None
         return None
-    floor = floor_of(kind, reduce(pair.floor_local))
+    total = reduce(pair.floor_local)
+    floor = total[0] / total[1] if total[1] > 0 else math.nan
     return floor if math.isfinite(floor) else None
 
 

@@ -415,6 +415,17 @@ def target_text(kind: str, target: float | None, irreducible: float | None = Non
     return f"<= {t}"
 
 
+def _other_per_sample(batch: Mapping, known: tuple[Any, ...]) -> bool:
+    """Whether ``batch`` holds a tensor besides ``known`` whose rows differ from sample to sample."""
+    n = known[0].shape[0]
+    for value in batch.values():
+        if not isinstance(value, torch.Tensor) or any(value is k for k in known):
+            continue
+        if value.dim() and value.shape[0] == n and n > 1 and not bool((value == value[:1]).all()):
+            return True
+    return False
+
+
 def conflict_floor(batch: Any, inputs: Any, targets: Any, outputs: Any, module: Any = None) -> float | None:
     """The cross-entropy no model can go below on ``batch``: next-token positions whose context is
     the same but whose tokens differ (token targets of a causal objective: the first token after a
@@ -434,6 +445,9 @@ def conflict_floor(batch: Any, inputs: Any, targets: Any, outputs: Any, module: 
         0.5199
         >>> conflict_floor(batch, ids, ids, torch.zeros(4, 3, 9)) is None  # per-token tags: no shared context
         True
+        >>> captioned = {**batch, "pixel_values": torch.randn(4, 3, 2, 2)}  # the image tells them apart
+        >>> conflict_floor(captioned, ids, ids, torch.zeros(4, 3, 9), TinyForCausalLM()) is None
+        True
     """
     if not isinstance(targets, torch.Tensor) or not isinstance(outputs, torch.Tensor):
         return None
@@ -447,6 +461,8 @@ def conflict_floor(batch: Any, inputs: Any, targets: Any, outputs: Any, module: 
         if ids.shape != t.shape or ids.is_floating_point():
             return None
         mask = batch.get("attention_mask") if isinstance(batch, Mapping) else None
+        if isinstance(batch, Mapping) and _other_per_sample(batch, (ids, mask, targets)):
+            return None  # pixel values, a prefix, segments: the context is more than the ids
         ids = ids.detach().cpu()
         keep = (
             mask.detach().cpu() != 0
@@ -457,7 +473,7 @@ def conflict_floor(batch: Any, inputs: Any, targets: Any, outputs: Any, module: 
         for r_ids, r_keep, r_t in zip(ids.tolist(), keep.tolist(), t.tolist()):
             context: Any = ()
             for j, (token, kept) in enumerate(zip(r_ids, r_keep)):
-                if kept:
+                if kept:  # padding carries nothing: the context is the attended ids so far
                     context = hash((context, token))
                 label = j + shift
                 if label < len(r_t) and r_t[label] != objective.ignore_index:

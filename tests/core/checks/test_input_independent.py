@@ -225,7 +225,13 @@ def test_copy_pair_lazy_zeroed_copy_catches_up_to_the_same_steps(monkeypatch, ca
     after_eager = torch.get_rng_state()
     torch.manual_seed(1)
     assert lazy.advance(0) is None
-    assert lazy.floor_kind == ("multiclass", 3) and sum(lazy.floor_local) == 128  # the labels, counted
+    y = torch.cat([b[1] for b in _loader(128, 1)])
+    p = torch.bincount(y, minlength=3).double() / len(y)
+    entropy = float(-(p[p > 0] * p[p > 0].log()).sum())
+    assert lazy.floor_kind == ("multiclass", 3)
+    assert lazy.floor_local == pytest.approx(
+        [entropy * 128, 128]
+    )  # this rank's floor, weighted by its samples
     assert lazy.advance(1, 15, lazy=True) is None and lazy.advance(1, 25, new_round=False, lazy=True) is None
     assert lazy.zero is not None and len(lazy.zero.losses) == (0 if cap is None else 40)
     assert lazy.local[:2] == eager.local[:2] and lazy.local[2:4] == [0.0, 0.0]
@@ -426,3 +432,65 @@ def test_round_plan_fits_the_rounds_in_the_budget_never_below_one_round():
     assert (
         plan.numbers()["budget_steps"] == 100 and RoundPlan(5).numbers() == {} and RoundPlan(5).note(25) == ""
     )
+
+
+class _GroupNet(nn.Module):
+    """Ignores ``x``; reads a ``group`` tensor alike within a batch, other across batches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(2, 2)
+
+    def forward(self, x, group, labels=None):
+        return self.emb(group)
+
+    def training_step(self, batch, batch_idx):
+        return F.cross_entropy(self(**batch), batch["labels"])
+
+
+class _LeakNet(nn.Module):
+    """Reads its labels inside ``forward``: a label leak."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin, self.leak = nn.Linear(4, 3), nn.Embedding(3, 3)
+
+    def forward(self, x, labels=None):
+        return self.lin(x) + (0 if labels is None else self.leak(labels))
+
+    def training_step(self, batch, batch_idx):
+        return F.cross_entropy(self(**batch), batch["labels"])
+
+
+def _dict_batches(kind: str, n: int, seed: int) -> list[dict[str, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for j in range(n):
+        x = torch.randn(16, 4, generator=g)
+        if kind == "group":
+            out.append({"x": x, "group": torch.full((16,), j % 2), "labels": torch.full((16,), j % 2)})
+        else:
+            out.append({"x": x, "labels": torch.randint(0, 3, (16,), generator=g)})
+    return out
+
+
+@pytest.mark.parametrize("kind", ["group", "leak"])
+def test_no_floor_where_the_zeroed_copy_is_no_constant_predictor(kind):
+    """A side input alike within each batch but not across them, or labels read by ``forward``: the
+    zeroed copy could beat the labels' entropy, so it trains (a second reader's counterexamples)."""
+    cls = _GroupNet if kind == "group" else _LeakNet
+    torch.manual_seed(0)
+    net = cls()
+    config = BaselineConfig(steps=40, input_key="x", target_key="labels")
+
+    def make_copy() -> ShadowSteps:
+        copy = cls()
+        copy.load_state_dict(net.state_dict())
+        return ShadowSteps(copy, torch.optim.Adam(copy.parameters(), lr=0.05))
+
+    zeroed = lambda b, check: zero_inputs(b, config, "T", check)  # noqa: E731
+    pair = CopyPair(
+        config, make_copy, _dict_batches(kind, 16, 0), _dict_batches(kind, 4, 1), lambda b: b, zeroed
+    )
+    assert pair.advance(0) is None
+    assert pair.floor_kind is None and pair.floor_local == []
