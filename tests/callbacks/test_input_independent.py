@@ -438,6 +438,9 @@ def test_input_independent_same_verdict_on_every_rank_under_ddp(tmp_path, shuffl
         == ["fail" if shuffle_labels else "pass"]
     )
     assert ranks[0][0]["numbers"]["real_val_loss"] == ranks[1][0]["numbers"]["real_val_loss"]
+    if not shuffle_labels:  # passed on the floor, the mean of the ranks' own, on both ranks alike
+        assert [r[0]["numbers"]["zeroed_trained"] for r in ranks] == [False, False]
+        assert ranks[0][0]["numbers"]["zeroed_floor"] == ranks[1][0]["numbers"]["zeroed_floor"]
     events = read_events(log_dir)
     assert len(events.scalars(f"{TAG}/real_val_loss")) == 1  # rank zero writes
 
