@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -132,6 +133,19 @@ def test_drop():
 
 
 # ---------------------------------------------------------------------- two copies, one rank, no Trainer
+def _copies(cls: type[nn.Module]) -> Callable[[], ShadowSteps]:
+    """``make_copy`` for ``CopyPair``: fresh ``cls()`` copies of one seeded instance, each with its Adam."""
+    torch.manual_seed(0)
+    net = cls()
+
+    def make_copy() -> ShadowSteps:
+        copy = cls()
+        copy.load_state_dict(net.state_dict())
+        return ShadowSteps(copy, torch.optim.Adam(copy.parameters(), lr=0.05))
+
+    return make_copy
+
+
 class Net(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -149,14 +163,7 @@ def _loader(n: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 
 def _pair(config: BaselineConfig, val: list) -> CopyPair:
-    torch.manual_seed(0)
-    net = Net()
-
-    def make_copy() -> ShadowSteps:
-        copy = Net()
-        copy.load_state_dict(net.state_dict())
-        return ShadowSteps(copy, torch.optim.Adam(copy.parameters(), lr=0.05))
-
+    make_copy = _copies(Net)
     return CopyPair(
         config,
         make_copy,
@@ -197,14 +204,7 @@ class DropNet(nn.Module):
 
 
 def _drop_pair(config: BaselineConfig) -> CopyPair:
-    torch.manual_seed(0)
-    net = DropNet()
-
-    def make_copy() -> ShadowSteps:
-        copy = DropNet()
-        copy.load_state_dict(net.state_dict())
-        return ShadowSteps(copy, torch.optim.Adam(copy.parameters(), lr=0.05))
-
+    make_copy = _copies(DropNet)
     zeroed = lambda b, check: zero_inputs(b, config, "T", check)  # noqa: E731
     return CopyPair(config, make_copy, _loader(256, 0), _loader(128, 1), lambda b: b, zeroed)
 
@@ -256,14 +256,7 @@ class LayerDropNet(DropNet):
 
 
 def test_copy_pair_trains_a_model_whose_layers_drop_out_on_some_steps():
-    torch.manual_seed(0)
-    net = LayerDropNet()
-
-    def make_copy() -> ShadowSteps:
-        copy = LayerDropNet()
-        copy.load_state_dict(net.state_dict())
-        return ShadowSteps(copy, torch.optim.Adam(copy.parameters(), lr=0.05))
-
+    make_copy = _copies(LayerDropNet)
     config = BaselineConfig(steps=40)
     zeroed = lambda b, check: zero_inputs(b, config, "T", check)  # noqa: E731
     pair = CopyPair(config, make_copy, _loader(256, 0), _loader(128, 1), lambda b: b, zeroed)
@@ -479,15 +472,8 @@ def test_no_floor_where_the_zeroed_copy_is_no_constant_predictor(kind):
     """A side input alike within each batch but not across them, or labels read by ``forward``: the
     zeroed copy could beat the labels' entropy, so it trains (a second reader's counterexamples)."""
     cls = _GroupNet if kind == "group" else _LeakNet
-    torch.manual_seed(0)
-    net = cls()
+    make_copy = _copies(cls)
     config = BaselineConfig(steps=40, input_key="x", target_key="labels")
-
-    def make_copy() -> ShadowSteps:
-        copy = cls()
-        copy.load_state_dict(net.state_dict())
-        return ShadowSteps(copy, torch.optim.Adam(copy.parameters(), lr=0.05))
-
     zeroed = lambda b, check: zero_inputs(b, config, "T", check)  # noqa: E731
     pair = CopyPair(
         config, make_copy, _dict_batches(kind, 16, 0), _dict_batches(kind, 4, 1), lambda b: b, zeroed
