@@ -215,6 +215,32 @@ def test_class_sorted_data_read_in_order_warns_and_its_shuffled_twins_do_not(tmp
     assert inspector.findings[-1].message.startswith("1 problem(s)")
 
 
+class _DictDigits(torch.utils.data.Dataset):
+    """Digits as one dict per sample: no ``targets`` attribute, no ``TensorDataset`` to read them from."""
+
+    def __init__(self, sort: bool) -> None:
+        x, y = digits_arrays()
+        order = np.argsort(y, kind="stable") if sort else np.random.default_rng(0).permutation(len(y))
+        self.x, self.y = torch.as_tensor(x[order]), torch.as_tensor(y[order])
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"pixel_values": self.x[i], "labels": self.y[i]}
+
+
+@pytest.mark.parametrize("sort", [True, False], ids=["sorted", "in_a_random_order"])
+def test_class_sorted_dict_samples_read_in_order_are_judged_from_the_scanned_labels(sort):
+    """A dataset of dicts does not hand its targets over cheaply: the order is judged from the labels
+    the scan read, by dataset index (it used to stay silent)."""
+    result = inspect_data(DataLoader(_DictDigits(sort), batch_size=32), progress=False)
+    found = result.issue("sorted_unshuffled")
+    assert (found is not None) == sort
+    if sort:
+        assert found.numbers["runs"] == 10
+
+
 def test_flattened_digits_with_their_blank_border_pixels_are_clean():
     x, y = digits_arrays()
     data = TensorDataset(torch.as_tensor(x.reshape(len(x), -1)), torch.as_tensor(y))

@@ -37,7 +37,7 @@ from torch.utils.data import (
 from lightning_recipe.core.arguments import check_positive_int
 from lightning_recipe.core.batches import KeySpec, validate_key_spec
 from lightning_recipe.core.data_scan import ScanPlan, gather_stats, plan_split, scan_split
-from lightning_recipe.core.data_stats import DataIssue, DataReport, SplitStats, analyse_splits
+from lightning_recipe.core.data_stats import NO_LABEL, DataIssue, DataReport, SplitStats, analyse_splits
 from lightning_recipe.core.errors import ArgumentError
 from lightning_recipe.core.state import preserved_state
 from lightning_recipe.core.stats import is_one_shot, targets_from_dataset
@@ -295,14 +295,18 @@ def _in_order(loader: Any) -> bool:
     )
 
 
-def sorted_order_issue(loader: Any, min_samples: int = 64, target_key: Any = None) -> DataIssue | None:
+def sorted_order_issue(
+    loader: Any, min_samples: int = 64, target_key: Any = None, scanned: SplitStats | None = None
+) -> DataIssue | None:
     """A ``warn`` when the training loader reads class-sorted data in order (``shuffle=False``).
 
     Every batch then holds one class (or two at a boundary): the model learns whichever class it saw
     last, and BatchNorm's statistics follow the class. Read from the dataset's targets where they
     are cheap (:func:`~lightning_recipe.core.stats.targets_from_dataset`), one label per sample:
     sorted when the number of runs of one label is at most :data:`SORTED_RUNS` of what a random order
-    gives (``1 + (N - 1)(1 - sum p^2)``). Data read in order but not sorted says nothing.
+    gives (``1 + (N - 1)(1 - sum p^2)``). Data read in order but not sorted says nothing. Where the
+    dataset does not hold its targets apart (a dict per sample) or ``target_key=`` names them, the
+    labels of the ``scanned`` samples, in dataset order, are read instead.
 
     Example:
         >>> from torch.utils.data import TensorDataset
@@ -312,12 +316,17 @@ def sorted_order_issue(loader: Any, min_samples: int = 64, target_key: Any = Non
         >>> sorted_order_issue(DataLoader(sorted_data, batch_size=32, shuffle=True)) is None
         True
     """
-    if not _in_order(loader) or target_key is not None:  # targets named by the user: not the dataset's own
+    if not _in_order(loader):
         return None
-    try:
-        targets = targets_from_dataset(getattr(loader, "dataset", None))
-    except Exception:  # a dataset's own attribute that does not read: nothing to say
-        return None
+    targets = None
+    if target_key is None:  # targets named by the user: not the dataset's own
+        try:
+            targets = targets_from_dataset(getattr(loader, "dataset", None))
+        except Exception:  # a dataset's own attribute that does not read: the scan's labels, if any
+            targets = None
+    if targets is None and scanned is not None:
+        labels = scanned.arrays()["label"]
+        targets = labels if labels.numel() and bool((labels != NO_LABEL).all()) else None
     if not isinstance(targets, torch.Tensor) or targets.dim() != 1 or len(targets) < min_samples:
         return None
     if targets.is_floating_point() or targets.is_complex():
@@ -520,7 +529,13 @@ def scan_sources(
         near_constant_ratio=config.near_constant_ratio,
         outlier_z=config.outlier_z,
         balanced_by=balanced_by,
-        extra=tuple(i for i in [sorted_order_issue(sources["train"], target_key=config.target_key)] if i)
+        extra=tuple(
+            i
+            for i in [
+                sorted_order_issue(sources["train"], target_key=config.target_key, scanned=merged["train"])
+            ]
+            if i
+        )
         if check_order
         else (),
     )
