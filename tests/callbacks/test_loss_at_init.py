@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -473,3 +474,25 @@ def test_manual_optimization_is_skipped_unless_the_task_is_given(tmp_path):
     told = LossAtInitCheck(task="multiclass")
     run(tmp_path / "b", ManualGAN(64, classes=10), digits(), check=told)
     assert told.findings[0].status == "pass" and "(ln 10): as expected" in told.findings[0].message
+
+
+@pytest.mark.parametrize("squeeze", [False, True], ids=["broadcast", "squeezed"])
+def test_outputs_of_shape_n_1_against_targets_of_shape_n_fail_as_a_broadcast_loss(tmp_path, squeeze):
+    """``F.mse_loss(out, y)`` with ``out`` (N, 1) and ``y`` (N,) compares every prediction with every
+    target (an (N, N) matrix): training only learns the targets' mean, and the loss at init looks
+    plausible. The twin squeezes the outputs."""
+    x, y = diabetes_arrays()
+    y = (y - y.mean()) / y.std()
+
+    def loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(out.squeeze(-1) if squeeze else out, target)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PyTorch's own "target size different to the input size"
+        check, _ = run(tmp_path, LitModel(mlp(10, 1), loss=loss), loader(x, y.astype(np.float32)))
+    [finding] = check.findings
+    if squeeze:
+        assert finding.status == "pass", finding.message
+        return
+    assert finding.status == "fail" and finding.message.startswith("the mse loss compares every prediction")
+    assert finding.numbers["broadcast_shape"] == [32, 32]

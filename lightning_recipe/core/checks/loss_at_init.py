@@ -49,6 +49,7 @@ from lightning_recipe.core.tracing import find_layer
 __all__ = [
     "MANUAL_OPTIMIZATION",
     "FinalOutputWatch",
+    "broadcast_loss",
     "check_rtol",
     "class_weights",
     "dataset_stats",
@@ -260,6 +261,44 @@ def dataset_stats(dataset: Any, task: str, width: int, ignore_index: int | None)
         return None
 
 
+def broadcast_loss(outputs: Any, targets: Any, measured: float) -> tuple[str, tuple[int, ...]] | None:
+    """``(loss, broadcast shape)`` when ``measured`` is the MSE or L1 of ``outputs`` against ``targets``
+    broadcast to a matrix (``(N, 1)`` against ``(N,)``: every prediction compared with every target,
+    so the model can only learn their mean), and not the loss of the pairs; else ``None``.
+
+    Example:
+        >>> out, y = torch.tensor([[1.0], [2.0], [4.0]]), torch.tensor([1.0, 2.0, 3.0])
+        >>> broadcast_loss(out, y, float(((out - y) ** 2).mean()))   # what F.mse_loss(out, y) returns
+        ('mse', (3, 3))
+        >>> broadcast_loss(out, y, float(((out.squeeze(-1) - y) ** 2).mean())) is None   # the fix
+        True
+    """
+    if not (isinstance(outputs, torch.Tensor) and isinstance(targets, torch.Tensor)):
+        return None
+    if (
+        not targets.is_floating_point()
+        or outputs.shape == targets.shape
+        or outputs.numel() != targets.numel()
+    ):
+        return None
+    if outputs.dim() > 2 or targets.dim() > 2 or outputs.numel() < 2 or not math.isfinite(measured):
+        return None
+    o, y = outputs.detach().double().cpu(), targets.detach().double().cpu()
+    try:
+        diff = o - y
+    except RuntimeError:
+        return None
+    if diff.numel() == o.numel():
+        return None  # no matrix: the shapes line up after all
+    paired = o.reshape(-1) - y.reshape(-1)
+    for name, fn in (("mse", lambda d: (d * d).mean()), ("l1", lambda d: d.abs().mean())):
+        wide, right = float(fn(diff)), float(fn(paired))
+        tol = 1e-4 * max(abs(wide), 1e-8)
+        if abs(measured - wide) <= tol and abs(measured - right) > tol:
+            return name, tuple(diff.shape)
+    return None
+
+
 def step_evidence(
     measured: float,
     targets: torch.Tensor,
@@ -325,6 +364,7 @@ def step_evidence(
     return {
         "ev": ev, "task": task, "kind": kind, "layer": name, "source": source, "objective": objective,
         "weighted": weighted, "measured": measured,
+        "broadcast": broadcast_loss(out, targets, measured) if objective is None else None,
     }  # fmt: skip
 
 
@@ -376,4 +416,18 @@ def loss_finding(
         numbers["objective"] = objective.reason
         if objective.shift:
             message = f"{message} ({objective.describe()})"
+    broadcast = local.get("broadcast")
+    if broadcast is not None:
+        kind, shape = broadcast
+        numbers["broadcast_shape"] = list(shape)
+        return (
+            "fail",
+            (
+                f"the {kind} loss compares every prediction with every target: the outputs and the targets "
+                f"({shape[0]} samples) have different shapes and broadcast to {shape} inside the loss (PyTorch "
+                "warns 'Using a target size that is different to the input size'), so the model can only learn "
+                "the targets' mean; give them one shape (`output.squeeze(-1)`, or `targets.view(-1, 1)`)"
+            ),
+            numbers,
+        )
     return verdict.status, message, numbers
