@@ -16,6 +16,7 @@ from lightning_recipe.callbacks.base import OnFail, RecipeCallback
 from lightning_recipe.core.baselines import BaselineScores
 from lightning_recipe.core.batches import KeySpec
 from lightning_recipe.core.checks import dumb_baselines as checks
+from lightning_recipe.core.checks.data_inspector import loss_weighting
 from lightning_recipe.core.checks.dumb_baselines import CompareTo, Comparison, Mode, Point
 from lightning_recipe.core.losses import resolve_loss
 from lightning_recipe.core.model_call import ModelCall
@@ -207,6 +208,11 @@ class DumbBaselines(RecipeCallback):
         with preserved_state(None, loaders=[train_loader, val_loader]):
             try:  # an ambiguous task, targets not found, labels out of range
                 task, num_classes, objective = self._resolve_task(trainer, pl_module, val_loader)
+                weighted = loss_weighting(pl_module) if self.compare_to == "loss" else None
+                if weighted is not None:  # its loss is not the one the constants are scored with
+                    raise Skip(f"{weighted}: {self.monitor} is not comparable with the unweighted loss of "
+                               "the constant baselines; compare an unweighted metric (`monitor=`, "
+                               "`compare_to=\"accuracy\"` or `\"mae\"`)")  # fmt: skip
                 loss = resolve_loss(task, self.loss, self.name)
                 checks.check_compare_to(self.compare_to, task)
                 return checks.score_baselines(

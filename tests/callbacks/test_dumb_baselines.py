@@ -14,6 +14,7 @@ import torch
 from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies import DDPStrategy
+from torch import nn
 from torch.nn import functional as F
 
 from lightning_recipe import DumbBaselines
@@ -23,6 +24,7 @@ from tests.helpers import (
     DumpFindings,
     LitModel,
     assert_same_params,
+    breast_cancer_arrays,
     diabetes_arrays,
     digits_arrays,
     final_params,
@@ -484,3 +486,29 @@ def test_dumb_baselines_call_a_forward_kwargs_module_to_infer_the_task(tmp_path)
     assert finding.status == "pass", finding.message
     assert baselines.scores is not None and baselines.scores.task == "multiclass"
     assert finding.numbers["best_value"] < 0.5 * finding.numbers["baseline"]
+
+
+@pytest.mark.parametrize("weighted", [True, False], ids=["pos_weight", "plain_bce"])
+def test_dumb_baselines_skips_the_loss_comparison_for_a_class_weighted_loss(tmp_path, weighted):
+    """A healthy classifier trained with ``BCEWithLogitsLoss(pos_weight=)`` reports a weighted val_loss,
+    above the unweighted constant baseline it was compared with ("never beat the class-prior
+    predictor", a false alarm): the loss comparison is skipped, saying why; the plain twin is judged."""
+    x, y = breast_cancer_arrays()
+    y = y.astype(np.float32)
+    loss = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([4.0])) if weighted else nn.BCEWithLogitsLoss()
+
+    def bce(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return loss(out.squeeze(-1), target)
+
+    model = LitModel(mlp(30, 1), loss=bce)
+    model.weighting = loss  # the module holds its loss, as users write it
+    baselines = DumbBaselines()
+    fit(tmp_path, model, baselines, loaders(_split(x, y)), max_epochs=2)
+    [finding] = baselines.findings
+    if weighted:
+        assert finding.status == "skipped", finding.message
+        assert finding.message.startswith(
+            "the loss is class-weighted (BCEWithLogitsLoss(pos_weight=) at 'weighting')"
+        )
+    else:
+        assert finding.status == "pass", finding.message

@@ -56,6 +56,7 @@ __all__ = [
     "budget_samples",
     "imbalance_answer",
     "inspect_data",
+    "loss_weighting",
     "note_scanned",
     "report_findings",
     "scan_sources",
@@ -251,25 +252,36 @@ def imbalance_answer(loader: Any, module: nn.Module | None = None) -> Callable[[
                 sampler, getattr(loader, "dataset", None)
             ):
                 return "the training loader resamples them (a WeightedRandomSampler)"
-        if module is None:
-            return None
-        sizes = (1, classes) if classes == 2 else (classes,)
-        for name, sub in module.named_modules():
-            where = f" at '{name}'" if name else ""
-            if isinstance(sub, (nn.CrossEntropyLoss, nn.NLLLoss)) and _uneven(sub.weight, (classes,)):
-                return f"the loss is class-weighted ({type(sub).__name__}(weight=){where})"
-            if isinstance(sub, nn.BCEWithLogitsLoss) and _uneven(getattr(sub, "pos_weight", None), sizes):
-                return f"the loss is class-weighted (BCEWithLogitsLoss(pos_weight=){where})"
-            named = [*vars(sub).items(), *sub.named_buffers(recurse=False)]
-            for attr, value in named:
-                if attr in WEIGHT_NAMES and _uneven(
-                    value, (1, classes) if attr == "pos_weight" else (classes,)
-                ):
-                    kind = "buffer" if attr in sub._buffers else "tensor"
-                    return f"the loss is class-weighted (the {kind} '{name + '.' if name else ''}{attr}')"
-        return None
+        return None if module is None else loss_weighting(module, classes)
 
     return answer
+
+
+def loss_weighting(module: nn.Module, classes: int | None = None) -> str | None:
+    """Where ``module`` weights its loss by class, in words, or ``None``: a ``CrossEntropyLoss`` /
+    ``NLLLoss`` with ``weight=``, a ``BCEWithLogitsLoss`` with ``pos_weight=``, or a tensor named like
+    :data:`WEIGHT_NAMES`, uneven and of one weight per class when ``classes`` is given (a single
+    ``pos_weight`` for two).
+
+    Example:
+        >>> loss_weighting(nn.ModuleDict({"loss": nn.BCEWithLogitsLoss(pos_weight=torch.tensor([3.0]))}))
+        "the loss is class-weighted (BCEWithLogitsLoss(pos_weight=) at 'loss')"
+    """
+    any_size: tuple[int, ...] = ()
+    sizes = any_size if classes is None else ((1, classes) if classes == 2 else (classes,))
+    weights = any_size if classes is None else (classes,)
+    for name, sub in module.named_modules():
+        where = f" at '{name}'" if name else ""
+        if isinstance(sub, (nn.CrossEntropyLoss, nn.NLLLoss)) and _uneven(sub.weight, weights):
+            return f"the loss is class-weighted ({type(sub).__name__}(weight=){where})"
+        if isinstance(sub, nn.BCEWithLogitsLoss) and _uneven(getattr(sub, "pos_weight", None), sizes):
+            return f"the loss is class-weighted (BCEWithLogitsLoss(pos_weight=){where})"
+        named = [*vars(sub).items(), *sub.named_buffers(recurse=False)]
+        for attr, value in named:
+            if attr in WEIGHT_NAMES and _uneven(value, sizes if attr == "pos_weight" else weights):
+                kind = "buffer" if attr in sub._buffers else "tensor"
+                return f"the loss is class-weighted (the {kind} '{name + '.' if name else ''}{attr}')"
+    return None
 
 
 #: Training targets in at most this share of the runs of one class a random order has are "sorted".
