@@ -17,6 +17,7 @@ from lightning_recipe.callbacks.base import OnFail, RecipeCallback
 from lightning_recipe.callbacks.dumb_baselines import DumbBaselines
 from lightning_recipe.core.batches import split_batch
 from lightning_recipe.core.checks import generalization as core
+from lightning_recipe.core.health import train_mode_modules
 from lightning_recipe.plots.generalization import generalization_figure
 
 __all__ = ["GeneralizationCheck"]
@@ -106,7 +107,7 @@ class GeneralizationCheck(RecipeCallback):
         self._initial: float | torch.Tensor | None = None
         self._input_shape: tuple[int, ...] | None = None
         self._names = [self.train_monitor, self.monitor]
-        self._done = False
+        self._done = self._train_mode_seen = False
 
     @property
     @override
@@ -131,6 +132,13 @@ class GeneralizationCheck(RecipeCallback):
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.should_skip(trainer) or self._done:
             return
+        if (training := train_mode_modules(pl_module)) and not self._train_mode_seen:
+            self._train_mode_seen = True  # Lightning evaluates in eval mode: the step switched it back
+            more = f" and {len(training) - 1} more" if len(training) > 1 else ""
+            self.record(trainer, "warn", f"'{training[0]}'{more} ran in training mode during validation: "
+                        f"{self.monitor} is measured with dropout active and BatchNorm on batch statistics; "
+                        "does validation_step (or a hook) call self.train()? Lightning evaluates in eval mode: "
+                        "leave it", {"train_mode_modules": training})  # fmt: skip
         self._add_validation(trainer)
 
     @override

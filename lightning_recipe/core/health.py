@@ -56,6 +56,7 @@ __all__ = [
     "module_kind",
     "modules_left_in_eval",
     "tensor_norms",
+    "train_mode_modules",
     "unit_dim",
     "update_norms",
 ]
@@ -289,6 +290,22 @@ def mode_dependent(module: nn.Module) -> bool:
     if isinstance(module, nn.MultiheadAttention):
         return float(module.dropout) > 0
     return False
+
+
+def train_mode_modules(module: nn.Module) -> list[str]:
+    """The names of ``module``'s mode-dependent submodules (:func:`mode_dependent`) in training mode:
+    during validation, where Lightning has put the model in eval mode, a sign that ``validation_step``
+    (or a hook) called ``train()`` and the validation loss is measured with dropout active and
+    BatchNorm updating its running statistics.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5)).eval()
+        >>> train_mode_modules(net), train_mode_modules(net.train())
+        ([], ['1'])
+    """
+    return [
+        name or type(m).__name__ for name, m in module.named_modules() if m.training and mode_dependent(m)
+    ]
 
 
 @dataclass

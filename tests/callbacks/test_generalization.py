@@ -311,3 +311,32 @@ def test_a_healthy_model_of_noisy_regression_targets_is_not_called_underfitting(
         0.3 < ratio < 0.7
     )  # far from the 0.8 a mean-predictor baseline allows, above the 0.5 of a class prior
     assert check.findings[0].message.startswith("healthy: ")
+
+
+class TrainsInValidation(LitModel):
+    """``validation_step`` calls ``self.train()`` (the bug: "forgot to toggle train/eval mode"); the
+    twin leaves the mode to Lightning."""
+
+    def __init__(self, bug: bool) -> None:
+        super().__init__(mlp(64, 10, dropout=0.3))
+        self.bug = bug
+
+    def validation_step(self, batch, batch_idx):
+        if self.bug:
+            self.train()
+        super().validation_step(batch, batch_idx)
+
+
+@pytest.mark.parametrize("bug", [True, False], ids=["train_in_validation", "left_to_lightning"])
+def test_warns_once_when_validation_runs_in_training_mode(tmp_path, bug):
+    check = GeneralizationCheck()
+    _fit(tmp_path, TrainsInValidation(bug), [check], epochs=3, num_sanity_val_steps=0)
+    found = [f for f in check.findings if "training mode during validation" in f.message]
+    if not bug:
+        assert found == []
+        return
+    [finding] = found
+    assert (
+        finding.status == "warn" and "does validation_step (or a hook) call self.train()?" in finding.message
+    )
+    assert finding.numbers["train_mode_modules"] == ["net.3"]  # the Dropout
