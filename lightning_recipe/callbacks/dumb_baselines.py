@@ -18,7 +18,7 @@ from lightning_recipe.core.batches import KeySpec
 from lightning_recipe.core.checks import dumb_baselines as checks
 from lightning_recipe.core.checks.data_inspector import loss_weighting
 from lightning_recipe.core.checks.dumb_baselines import CompareTo, Comparison, Mode, Point
-from lightning_recipe.core.losses import resolve_loss
+from lightning_recipe.core.losses import declared_regression_loss, resolve_loss
 from lightning_recipe.core.model_call import ModelCall
 from lightning_recipe.core.state import preserved_state
 from lightning_recipe.core.tasks import ShiftArg, TaskArg
@@ -213,7 +213,10 @@ class DumbBaselines(RecipeCallback):
                     raise Skip(f"{weighted}: {self.monitor} is not comparable with the unweighted loss of "
                                "the constant baselines; compare an unweighted metric (`monitor=`, "
                                "`compare_to=\"accuracy\"` or `\"mae\"`)")  # fmt: skip
-                loss = resolve_loss(task, self.loss, self.name)
+                declared = declared_regression_loss(pl_module) if task == "regression" else None
+                loss = resolve_loss(
+                    task, declared if self.loss == "auto" and declared else self.loss, self.name
+                )
                 checks.check_compare_to(self.compare_to, task)
                 return checks.score_baselines(
                     train_loader, val_loader, task, loss, num_classes, input_key=self.input_key,

@@ -14,7 +14,9 @@ Example:
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
+
+from torch import nn
 
 from lightning_recipe.core.tasks import TASKS
 
@@ -26,6 +28,7 @@ __all__ = [
     "REGRESSION_LOSSES",
     "LossName",
     "canonical_loss",
+    "declared_regression_loss",
     "default_loss",
     "resolve_loss",
 ]
@@ -60,6 +63,31 @@ def canonical_loss(loss: str) -> str:
 def default_loss(task: str) -> LossName:
     """The loss a task implies: cross-entropy, BCE with logits, or MSE for regression."""
     return DEFAULT_LOSS.get(task, "mse")  # type: ignore[return-value]
+
+
+def declared_regression_loss(module: Any) -> LossName | None:
+    """The regression loss a module holds as a submodule, when it is one of :data:`REGRESSION_LOSSES`
+    as the baselines compute it: ``nn.L1Loss`` -> ``"l1"``, ``nn.HuberLoss(delta=1)`` /
+    ``nn.SmoothL1Loss(beta=1)`` -> ``"huber"``, ``nn.MSELoss`` -> ``"mse"``; ``None`` for none or several.
+
+    Example:
+        >>> from torch import nn
+        >>> declared_regression_loss(nn.ModuleDict({"loss": nn.HuberLoss()}))
+        'huber'
+    """
+    found: set[str] = set()
+    for m in module.modules() if hasattr(module, "modules") else []:
+        if isinstance(m, nn.L1Loss):
+            found.add("l1")
+        elif (isinstance(m, nn.HuberLoss) and float(m.delta) == 1.0) or (
+            isinstance(m, nn.SmoothL1Loss) and float(m.beta) == 1.0
+        ):
+            found.add("huber")
+        elif isinstance(m, nn.MSELoss):
+            found.add("mse")
+        elif isinstance(m, (nn.HuberLoss, nn.SmoothL1Loss)):
+            return None  # another delta: none of the baselines' losses
+    return found.pop() if len(found) == 1 else None  # type: ignore[return-value]
 
 
 def resolve_loss(task: str, loss: str = "auto", owner: str = "resolve_loss") -> LossName:

@@ -512,3 +512,26 @@ def test_dumb_baselines_skips_the_loss_comparison_for_a_class_weighted_loss(tmp_
         )
     else:
         assert finding.status == "pass", finding.message
+
+
+def test_dumb_baselines_scores_the_mean_predictor_with_the_modules_huber_loss(tmp_path):
+    """A regressor trained with ``nn.HuberLoss()`` logs a Huber val_loss: the mean predictor is scored
+    with the same loss, not MSE (a bar about twice as far up on standardised targets)."""
+    x, y = diabetes_arrays()
+    y = ((y - y.mean()) / y.std()).astype(np.float32)
+
+    def huber(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return model.huber(out.squeeze(-1), target)
+
+    model = LitModel(mlp(10, 1), loss=huber)
+    model.huber = nn.HuberLoss()
+    baselines = DumbBaselines()
+    fit(tmp_path, model, baselines, loaders(_split(x, y)), max_epochs=4)
+    (_, yt), (_, yv) = _split(x, y)
+    mean_predictor = float(
+        F.huber_loss(torch.full_like(torch.as_tensor(yv), float(yt.mean())), torch.as_tensor(yv))
+    )
+    assert baselines.scores is not None and baselines.scores.loss_name == "huber"
+    assert baselines.scores.loss == pytest.approx(mean_predictor, rel=1e-4)
+    [finding] = baselines.findings
+    assert finding.status == "pass" and "the mean predictor's huber loss" in finding.message, finding.message
