@@ -388,6 +388,19 @@ class RecipeCallback(Callback):
         return RecipeCallback.first_dataloader(loaders)
 
     @staticmethod
+    def loop_batch(trainer: Trainer, batch: Any) -> Any:
+        """A batch read from a loader, made what ``training_step`` gets, as Lightning's loop makes it:
+        the precision plugin's ``convert_input`` (``bf16-true`` casts the inputs), the module's
+        ``on_before_batch_transfer``, then the strategy's ``batch_to_device`` (with
+        ``transfer_batch_to_device`` and ``on_after_batch_transfer``)."""
+        batch = trainer.precision_plugin.convert_input(batch)
+        module = trainer.lightning_module
+        before = getattr(module, "_on_before_batch_transfer", None)
+        if callable(before):
+            batch = before(batch, dataloader_idx=0)
+        return trainer.strategy.batch_to_device(batch, trainer.strategy.root_device)
+
+    @staticmethod
     def validate_keys(owner: str, input_key: KeySpec, target_key: KeySpec) -> None:
         validate_key_spec(input_key, owner, "input_key")
         validate_key_spec(target_key, owner, "target_key")

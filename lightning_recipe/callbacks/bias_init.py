@@ -169,7 +169,7 @@ class FinalBiasInit(RecipeCallback):
         checks.check_manual_optimization(pl_module.automatic_optimization, self.task, self.layer, given)
         loader = self.first_dataloader(self.train_dataloader(trainer))
         loader, batch = checks.read_first_batch(
-            pl_module, loader, self.layer, given, trainer.strategy.batch_to_device
+            pl_module, loader, self.layer, given, lambda batch: self.loop_batch(trainer, batch)
         )
         parts = checks.split_first_batch(batch, self.input_key, self.target_key)
         call = ModelCall(input_key=self.input_key, target_key=self.target_key)

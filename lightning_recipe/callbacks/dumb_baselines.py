@@ -232,7 +232,7 @@ class DumbBaselines(RecipeCallback):
         call = ModelCall(input_key=self.input_key, target_key=self.target_key)
 
         def forward(batch: Any) -> tuple[Any, Any]:
-            moved = trainer.strategy.batch_to_device(batch, trainer.strategy.root_device)
+            moved = self.loop_batch(trainer, batch)
             result = call(pl_module, moved, context=trainer.precision_plugin.forward_context())
             return result.logits, result.loss
 

@@ -183,13 +183,13 @@ class InputIndependentBaseline(RecipeCallback):
         if problem is not None:
             self._finish(trainer, "skipped", cannot_replay_message(problem))
             return
-        config, strategy = self._config, trainer.strategy
+        config = self._config
         pair = CopyPair(
             config,
             lambda: ShadowTrainer(pl_module, trainer),
             train_loader,
             val_loader,
-            lambda batch: strategy.batch_to_device(batch, strategy.root_device),
+            lambda batch: self.loop_batch(trainer, batch),
             lambda batch, check: self._zeroed(batch, check, pl_module),
         )
         budget = None if self.one_time_share is None else shared_budget(trainer, self.one_time_share)

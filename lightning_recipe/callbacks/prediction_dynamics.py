@@ -195,7 +195,9 @@ class PredictionDynamics(RecipeCallback):
     def _log(self, trainer: Trainer, pl_module: LightningModule, step: int, figures: bool = False) -> None:
         if self._disabled or self._inputs is None or self._targets is None:
             return
-        batch = map_tensors(self._batch, lambda t: t.to(pl_module.device))
+        batch = trainer.precision_plugin.convert_input(
+            map_tensors(self._batch, lambda t: t.to(pl_module.device))
+        )
         try:
             result = self._call(pl_module, batch, context=trainer.precision_plugin.forward_context())
         except Exception as err:
